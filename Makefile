@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make repro` and `make test`.
+# PYTHON picks the interpreter that creates .venv (3.10 or newer).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: setup setup-dev repro test test-fast bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The install is re-run only when pyproject.toml changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(STAMP)
+
+setup-dev: $(DEV_STAMP)
+
+repro: setup
+	$(BIN)/dvc repro
+
+test: setup-dev
+	$(BIN)/python -m pytest
+
+test-fast: setup-dev
+	$(BIN)/python -m pytest -m "not e2e and not gpu"
+
+bench: setup-dev
+	$(BIN)/python benchmarks/ingest_throughput.py
+	$(BIN)/python benchmarks/train_throughput.py --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache

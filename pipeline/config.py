@@ -1,0 +1,409 @@
+"""Typed, frozen configuration for each DVC stage.
+
+Each stage's ``main()`` loads ``params.yaml`` once, builds its dataclass with
+``<Config>.from_params(params)`` and passes *fields* down to the library. Nothing below
+``pipeline/stages`` reads ``params.yaml`` or ``sys.argv``.
+
+Every check raises :class:`ConfigError` with the key, the rule, the value received and
+a hint, so a user editing ``params.yaml`` sees what to change.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+PSEUDONYM_KEY_ENV = "PIPELINE_PSEUDONYM_KEY"
+
+
+class ConfigError(ValueError):
+    """A value in ``params.yaml`` breaks a rule; the message names key, rule, value, fix."""
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Read ``params.yaml`` into a dict; a missing or non-mapping file is a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"params file {str(path)!r} must exist; it was not found. "
+            "Run the stage from the repository root, where params.yaml lives."
+        )
+    with path.open() as handle:
+        params = yaml.safe_load(handle) or {}
+    if not isinstance(params, dict):
+        raise ConfigError(
+            f"params file {str(path)!r} must hold a mapping of sections; got {type(params).__name__}."
+        )
+    return params
+
+
+def section(params: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """Return ``params[name]``, failing with a hint when the section is missing."""
+    value = params.get(name)
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"params section {name!r} must be a mapping; got {value!r}. "
+            f"Add a '{name}:' block to params.yaml (see the README for its keys)."
+        )
+    return value
+
+
+def require(values: Mapping[str, Any], prefix: str, key: str) -> Any:
+    """Return ``values[key]``; a missing key names its full dotted path."""
+    if key not in values:
+        raise ConfigError(
+            f"params key '{prefix}.{key}' must be set; it is missing. "
+            f"Add it under '{prefix}:' in params.yaml."
+        )
+    return values[key]
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name!r} must be one of {list(choices)}; got {value!r}.")
+
+
+def check_range(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+) -> None:
+    """Check a number against an interval; ``*_open`` excludes that end."""
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        wanted = "an integer" if integer else "a number"
+        raise ConfigError(f"{name!r} must be {wanted}; got {value!r}.")
+    lo_bad = low is not None and (value <= low if low_open else value < low)
+    hi_bad = high is not None and (value >= high if high_open else value > high)
+    if lo_bad or hi_bad:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        raise ConfigError(f"{name!r} must be in {interval}; got {value!r}.")
+
+
+def check_int_tuple(name: str, value: Any, *, length: int | None = None, low: int = 1) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"{name!r} must be a non-empty list of integers; got {value!r}.")
+    if length is not None and len(value) != length:
+        raise ConfigError(f"{name!r} must have {length} entries; got {len(value)}: {value!r}.")
+    for item in value:
+        check_range(name, item, low=low, integer=True)
+    return tuple(int(v) for v in value)
+
+
+def check_float_tuple(name: str, value: Any, *, length: int) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)) or len(value) != length:
+        raise ConfigError(f"{name!r} must be a list of {length} numbers; got {value!r}.")
+    for item in value:
+        check_range(name, item)
+    return tuple(float(v) for v in value)
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    seed: int
+
+    def __post_init__(self) -> None:
+        check_range("base.seed", self.seed, low=0, integer=True)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "BaseConfig":
+        return cls(seed=require(section(params, "base"), "base", "seed"))
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The synthetic cohort written by the ``demo`` stage.
+
+    Attributes:
+        seed: base seed; every patient draws from ``seed`` and its index, so the cohort
+            is identical on every machine.
+        n_patients: number of patients; about half carry a lesion.
+        nifti_fraction: share of patients written as NIfTI instead of DICOM.
+        matrix: in-plane size of each slice, pixels.
+        n_slices: axial slices per series.
+        pixel_spacing_mm: in-plane pixel size, mm.
+        slice_thickness_mm: slice spacing and thickness, mm.
+    """
+
+    seed: int
+    n_patients: int = 120
+    nifti_fraction: float = 0.2
+    matrix: int = 128
+    n_slices: int = 40
+    pixel_spacing_mm: float = 2.5
+    slice_thickness_mm: float = 5.0
+
+    def __post_init__(self) -> None:
+        check_range("base.seed", self.seed, low=0, integer=True)
+        check_range("demo.n_patients", self.n_patients, low=8, integer=True)
+        check_range("demo.nifti_fraction", self.nifti_fraction, low=0.0, high=1.0)
+        check_range("demo.matrix", self.matrix, low=32, integer=True)
+        check_range("demo.n_slices", self.n_slices, low=8, integer=True)
+        check_range("demo.pixel_spacing_mm", self.pixel_spacing_mm, low=0.0, low_open=True)
+        check_range("demo.slice_thickness_mm", self.slice_thickness_mm, low=0.0, low_open=True)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "DemoConfig":
+        demo = section(params, "demo")
+        return cls(seed=BaseConfig.from_params(params).seed, **_known(demo, cls, "demo", skip={"seed"}))
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How raw DICOM/NIfTI files become canonical volumes and an index.
+
+    Attributes:
+        pseudonym_key: secret for the keyed hash of patient identifiers. The environment
+            variable ``PIPELINE_PSEUDONYM_KEY`` overrides ``ingest.pseudonym_key`` so a
+            hospital keeps its key out of git.
+        series_choice: rule when one manifest row matches several series:
+            ``most_slices`` (largest volume; localizers and secondary captures lose) or
+            ``error`` (stop and list them).
+        spacing_policy: non-uniform slice spacing inside a series: ``reject`` the series
+            (recorded in the ledger) or ``resample`` it onto the median spacing
+            (recorded too).
+        workers: processes reading headers and pixels in parallel.
+    """
+
+    pseudonym_key: str
+    series_choice: str = "most_slices"
+    spacing_policy: str = "reject"
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pseudonym_key, str) or len(self.pseudonym_key) < 8:
+            raise ConfigError(
+                f"'ingest.pseudonym_key' must be a string of at least 8 characters; got "
+                f"{len(self.pseudonym_key) if isinstance(self.pseudonym_key, str) else self.pseudonym_key!r} "
+                f"characters. Set {PSEUDONYM_KEY_ENV} in the environment (preferred) or the params key."
+            )
+        check_choice("ingest.series_choice", self.series_choice, ("most_slices", "error"))
+        check_choice("ingest.spacing_policy", self.spacing_policy, ("reject", "resample"))
+        check_range("ingest.workers", self.workers, low=1, integer=True)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> "IngestConfig":
+        values = dict(_known(section(params, "ingest"), cls, "ingest"))
+        if environ.get(PSEUDONYM_KEY_ENV):
+            values["pseudonym_key"] = environ[PSEUDONYM_KEY_ENV]
+        if "pseudonym_key" not in values:
+            raise ConfigError(
+                f"'ingest.pseudonym_key' must be set; it is missing. Set {PSEUDONYM_KEY_ENV} in the "
+                "environment or add the key under 'ingest:' in params.yaml."
+            )
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Patient-level split, stratified by label.
+
+    Attributes:
+        seed: shuffling seed.
+        val_fraction: share of patients for validation (threshold selection, early stop).
+        test_fraction: share of patients held out for the final report.
+    """
+
+    seed: int
+    val_fraction: float = 0.2
+    test_fraction: float = 0.3
+
+    def __post_init__(self) -> None:
+        check_range("base.seed", self.seed, low=0, integer=True)
+        check_range("split.val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
+        check_range("split.test_fraction", self.test_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError(
+                "'split.val_fraction' + 'split.test_fraction' must be below 1 so that some patients "
+                f"train; got {self.val_fraction} + {self.test_fraction}. Lower one of them."
+            )
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "SplitConfig":
+        return cls(seed=BaseConfig.from_params(params).seed, **_known(section(params, "split"), cls, "split", skip={"seed"}))
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Deterministic MONAI transforms applied once, results cached.
+
+    Attributes:
+        spatial_dims: 3 for volumes, 2 for images (a 3D volume is reduced to its axial
+            slice of largest body area when 2D is asked for).
+        roi: output size, (H, W) or (H, W, D) voxels.
+        pixdim: target voxel size in mm, same length as ``roi``.
+        hu_window: (low, high) HU mapped to [0, 1]; CT only, other modalities are
+            scaled by their 0.5 and 99.5 percentiles.
+    """
+
+    spatial_dims: int
+    roi: tuple[int, ...]
+    pixdim: tuple[float, ...]
+    hu_window: tuple[float, float] = (-1000.0, 400.0)
+
+    def __post_init__(self) -> None:
+        check_choice("preprocess.spatial_dims", self.spatial_dims, (2, 3))
+        object.__setattr__(self, "roi", check_int_tuple("preprocess.roi", self.roi, length=self.spatial_dims, low=8))
+        object.__setattr__(
+            self, "pixdim", check_float_tuple("preprocess.pixdim", self.pixdim, length=self.spatial_dims)
+        )
+        low, high = check_float_tuple("preprocess.hu_window", self.hu_window, length=2)
+        if low >= high:
+            raise ConfigError(f"'preprocess.hu_window' must be [low, high] with low < high; got {[low, high]}.")
+        object.__setattr__(self, "hu_window", (low, high))
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "PreprocessConfig":
+        return cls(**_known(section(params, "preprocess"), cls, "preprocess"))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The backbone; see :func:`pipeline.models.build_backbone`.
+
+    Attributes:
+        arch: ``resnet18``, ``resnet34`` or ``resnet50``.
+        weights: ``none``, ``imagenet``, ``medicalnet``, ``auto`` or a checkpoint path.
+        weights_sha256: expected SHA-256 of a checkpoint given by path (optional).
+        freeze_until_epoch: epochs during which the stem and ``layer1`` stay frozen
+            (0 trains everything from the start).
+        backbone_lr_scale: learning rate of the pretrained layers relative to the head.
+    """
+
+    arch: str
+    weights: str
+    weights_sha256: str | None = None
+    freeze_until_epoch: int = 0
+    backbone_lr_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_choice("model.arch", self.arch, ("resnet18", "resnet34", "resnet50"))
+        if not isinstance(self.weights, str) or not self.weights:
+            raise ConfigError(
+                f"'model.weights' must be 'none', 'imagenet', 'medicalnet', 'auto' or a file path; got {self.weights!r}."
+            )
+        check_range("model.freeze_until_epoch", self.freeze_until_epoch, low=0, integer=True)
+        check_range("model.backbone_lr_scale", self.backbone_lr_scale, low=0.0, low_open=True)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "ModelConfig":
+        return cls(**_known(section(params, "model"), cls, "model"))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and the Lightning Trainer.
+
+    Attributes:
+        seed: seeds Python, NumPy, torch and the on-device augmentation.
+        max_epochs: epochs to train; the best epoch by validation AUC is kept.
+        batch_size: samples per step.
+        lr: AdamW learning rate of the head.
+        weight_decay: AdamW weight decay.
+        precision: Lightning precision, ``32``, ``bf16-mixed`` or ``16-mixed``.
+        accelerator: ``cpu``, ``gpu`` or ``auto``.
+        devices: devices per node (``auto`` or an integer).
+        strategy: Lightning strategy, ``auto`` or ``ddp``.
+        num_nodes: nodes for multi-node DDP.
+        augment: random flips, intensity shift and noise on each training batch.
+        resume: continue from ``last.ckpt`` when a previous run was interrupted.
+    """
+
+    seed: int
+    max_epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 1e-4
+    precision: str = "32"
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    augment: bool = True
+    resume: bool = True
+
+    def __post_init__(self) -> None:
+        check_range("base.seed", self.seed, low=0, integer=True)
+        check_range("train.max_epochs", self.max_epochs, low=1, integer=True)
+        check_range("train.batch_size", self.batch_size, low=1, integer=True)
+        check_range("train.lr", self.lr, low=0.0, low_open=True)
+        check_range("train.weight_decay", self.weight_decay, low=0.0)
+        object.__setattr__(self, "precision", str(self.precision))
+        check_choice("train.precision", self.precision, ("32", "bf16-mixed", "16-mixed"))
+        check_choice("train.accelerator", self.accelerator, ("cpu", "gpu", "auto"))
+        if self.devices != "auto":
+            check_range("train.devices", self.devices, low=1, integer=True)
+        check_choice("train.strategy", self.strategy, ("auto", "ddp", "ddp_spawn"))
+        check_range("train.num_nodes", self.num_nodes, low=1, integer=True)
+        check_choice("train.augment", self.augment, (True, False))
+        check_choice("train.resume", self.resume, (True, False))
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "TrainConfig":
+        return cls(seed=BaseConfig.from_params(params).seed, **_known(section(params, "train"), cls, "train", skip={"seed"}))
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """How predictions become the report.
+
+    Attributes:
+        aggregate: per-patient score from several series, ``max`` or ``mean``.
+        threshold: ``youden`` or ``sensitivity`` (pick the highest threshold reaching
+            ``target_sensitivity`` on validation).
+        target_sensitivity: used when ``threshold`` is ``sensitivity``.
+        ci_method: ``delong`` or ``bootstrap`` for the AUC interval.
+        n_boot: bootstrap resamples.
+        calibration_bins: bins of the reliability curve and the ECE.
+        seed: bootstrap seed.
+    """
+
+    seed: int
+    aggregate: str = "max"
+    threshold: str = "youden"
+    target_sensitivity: float = 0.9
+    ci_method: str = "delong"
+    n_boot: int = 2000
+    calibration_bins: int = 10
+    subgroups: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        check_choice("evaluate.aggregate", self.aggregate, ("max", "mean"))
+        check_choice("evaluate.threshold", self.threshold, ("youden", "sensitivity"))
+        check_range("evaluate.target_sensitivity", self.target_sensitivity, low=0.0, high=1.0, low_open=True)
+        check_choice("evaluate.ci_method", self.ci_method, ("delong", "bootstrap"))
+        check_range("evaluate.n_boot", self.n_boot, low=100, integer=True)
+        check_range("evaluate.calibration_bins", self.calibration_bins, low=2, integer=True)
+        if not isinstance(self.subgroups, (list, tuple)) or not all(isinstance(s, str) for s in self.subgroups):
+            raise ConfigError(f"'evaluate.subgroups' must be a list of column names; got {self.subgroups!r}.")
+        object.__setattr__(self, "subgroups", tuple(self.subgroups))
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "EvaluateConfig":
+        return cls(
+            seed=BaseConfig.from_params(params).seed,
+            **_known(section(params, "evaluate"), cls, "evaluate", skip={"seed"}),
+        )
+
+
+def _known(values: Mapping[str, Any], cls: type, prefix: str, skip: set[str] = frozenset()) -> dict[str, Any]:
+    """Keep the keys ``cls`` declares; an unknown key is a typo and stops with the valid ones."""
+    names = {f for f in cls.__dataclass_fields__} - set(skip)
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(
+            f"params keys under {prefix!r} must be among {sorted(names)}; got unknown {unknown}. "
+            "Check the spelling in params.yaml."
+        )
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()}
