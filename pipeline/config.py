@@ -275,10 +275,14 @@ class ModelConfig:
     Attributes:
         arch: ``resnet18``, ``resnet34`` or ``resnet50``.
         weights: ``none``, ``imagenet``, ``medicalnet``, ``auto`` or a checkpoint path.
-        weights_sha256: expected SHA-256 of a checkpoint given by path (optional).
+        weights_sha256: expected SHA-256 (8 to 64 leading hex digits) of the checkpoint;
+            overrides the published checksum of a named source (optional).
         freeze_until_epoch: epochs during which the stem and ``layer1`` stay frozen
             (0 trains everything from the start).
         backbone_lr_scale: learning rate of the pretrained layers relative to the head.
+        stem_kernel_depth: 3D only: stem kernel size along depth (odd; MedicalNet needs 7).
+        stem_stride_depth: 3D only: stem stride along depth; 1 keeps more depth on thin
+            volumes, 2 matches the in-plane stride.
     """
 
     arch: str
@@ -286,6 +290,8 @@ class ModelConfig:
     weights_sha256: str | None = None
     freeze_until_epoch: int = 0
     backbone_lr_scale: float = 1.0
+    stem_kernel_depth: int = 7
+    stem_stride_depth: int = 2
 
     def __post_init__(self) -> None:
         check_choice("model.arch", self.arch, ("resnet18", "resnet34", "resnet50"))
@@ -293,8 +299,24 @@ class ModelConfig:
             raise ConfigError(
                 f"'model.weights' must be 'none', 'imagenet', 'medicalnet', 'auto' or a file path; got {self.weights!r}."
             )
+        if self.weights_sha256 is not None and not (
+            isinstance(self.weights_sha256, str)
+            and 8 <= len(self.weights_sha256) <= 64
+            and all(c in "0123456789abcdefABCDEF" for c in self.weights_sha256)
+        ):
+            raise ConfigError(
+                f"'model.weights_sha256' must be 8 to 64 hexadecimal digits of the file's SHA-256 or null; "
+                f"got {self.weights_sha256!r}. Compute it with `sha256sum FILE`."
+            )
         check_range("model.freeze_until_epoch", self.freeze_until_epoch, low=0, integer=True)
         check_range("model.backbone_lr_scale", self.backbone_lr_scale, low=0.0, low_open=True)
+        check_range("model.stem_kernel_depth", self.stem_kernel_depth, low=1, integer=True)
+        if self.stem_kernel_depth % 2 == 0:
+            raise ConfigError(
+                f"'model.stem_kernel_depth' must be odd so the padding keeps depth centred; got "
+                f"{self.stem_kernel_depth}. Use 7 (MedicalNet's) or 3."
+            )
+        check_range("model.stem_stride_depth", self.stem_stride_depth, low=1, integer=True)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "ModelConfig":
@@ -316,6 +338,7 @@ class TrainConfig:
         devices: devices per node (``auto`` or an integer).
         strategy: Lightning strategy, ``auto`` or ``ddp``.
         num_nodes: nodes for multi-node DDP.
+        num_workers: DataLoader processes (0 reads the memory map in the main process).
         augment: random flips, intensity shift and noise on each training batch.
         resume: continue from ``last.ckpt`` when a previous run was interrupted.
     """
@@ -330,6 +353,7 @@ class TrainConfig:
     devices: int | str = "auto"
     strategy: str = "auto"
     num_nodes: int = 1
+    num_workers: int = 0
     augment: bool = True
     resume: bool = True
 
@@ -346,6 +370,7 @@ class TrainConfig:
             check_range("train.devices", self.devices, low=1, integer=True)
         check_choice("train.strategy", self.strategy, ("auto", "ddp", "ddp_spawn"))
         check_range("train.num_nodes", self.num_nodes, low=1, integer=True)
+        check_range("train.num_workers", self.num_workers, low=0, integer=True)
         check_choice("train.augment", self.augment, (True, False))
         check_choice("train.resume", self.resume, (True, False))
 

@@ -1,0 +1,154 @@
+"""Patient-level train/val/test assignment.
+
+Splitting happens once, here, on patients, never on series or slices: two series of one
+patient in different parts would leak the patient's anatomy into the test set and
+inflate every metric downstream. The result is a versioned DVC output that the
+DataModule only reads.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+PARTS = ("train", "val", "test")
+
+
+class SplitError(ValueError):
+    """The index cannot be split without leaking or without a usable part."""
+
+
+@dataclass(frozen=True)
+class PatientSplit:
+    """One patient's part and label (1 when any of their series is positive)."""
+
+    patient_id: str
+    split: str
+    label: int
+
+
+def patient_labels(rows: Sequence[Mapping[str, str]]) -> dict[str, int]:
+    """Label per patient: positive when any series is positive.
+
+    Raises:
+        SplitError: when a label is not 0 or 1 (rows named by position).
+    """
+    labels: dict[str, int] = {}
+    bad = []
+    for i, row in enumerate(rows):
+        value = str(row.get("label", "")).strip()
+        if value not in ("0", "1"):
+            bad.append(f"row {i + 1} (patient {row.get('patient_id')!r}): label {value!r}")
+            continue
+        pid = row["patient_id"]
+        labels[pid] = max(labels.get(pid, 0), int(value))
+    if bad:
+        raise SplitError("'label' must be 0 or 1 in every index row; got " + "; ".join(bad) + ". Fix the manifest.")
+    return labels
+
+
+def given_splits(rows: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    """Parts fixed by the manifest's ``split`` column, per patient.
+
+    Rows with an empty ``split`` are left to the seeded rule. A patient given two parts
+    is refused: that is exactly the leak this stage exists to prevent.
+
+    Raises:
+        SplitError: for an unknown part name or a patient with two parts, listing all.
+    """
+    seen: dict[str, set[str]] = defaultdict(set)
+    bad_values = []
+    for i, row in enumerate(rows):
+        value = str(row.get("split") or "").strip().lower()
+        if not value:
+            continue
+        if value not in PARTS:
+            bad_values.append(f"row {i + 1}: {value!r}")
+            continue
+        seen[row["patient_id"]].add(value)
+    if bad_values:
+        raise SplitError(f"'split' must be one of {list(PARTS)} or empty; got " + "; ".join(bad_values) + ".")
+    leaking = {pid: sorted(parts) for pid, parts in seen.items() if len(parts) > 1}
+    if leaking:
+        listed = "; ".join(f"{pid}: {parts}" for pid, parts in sorted(leaking.items()))
+        raise SplitError(
+            f"each patient must be in one part only; {len(leaking)} patient(s) are in several: {listed}. "
+            "Give every series of a patient the same 'split' in the manifest."
+        )
+    return {pid: next(iter(parts)) for pid, parts in seen.items()}
+
+
+def assign_splits(
+    rows: Sequence[Mapping[str, str]], *, seed: int, val_fraction: float, test_fraction: float
+) -> list[PatientSplit]:
+    """Assign every patient to train, val or test, stratified by label.
+
+    Patients whose part the manifest fixes keep it. The others are shuffled per label
+    with ``seed`` and cut by the fractions, rounding so that each part gets at least one
+    patient of a class when that class has three or more free patients (a val or test
+    part with one class only makes AUC undefined).
+
+    Args:
+        rows: index rows with ``patient_id``, ``label`` and optionally ``split``.
+        seed: shuffling seed.
+        val_fraction: share of free patients for validation.
+        test_fraction: share of free patients for test.
+
+    Returns:
+        One :class:`PatientSplit` per patient, sorted by patient id.
+    """
+    if not rows:
+        raise SplitError("the index must hold at least one series; got none. Check the ingest ledger for why.")
+    labels = patient_labels(rows)
+    fixed = given_splits(rows)
+    rng = np.random.default_rng(seed)
+    parts = dict(fixed)
+    for label in (0, 1):
+        free = sorted(pid for pid, lab in labels.items() if lab == label and pid not in fixed)
+        order = [free[i] for i in rng.permutation(len(free))]
+        n_val, n_test = _part_sizes(len(order), val_fraction, test_fraction)
+        for k, pid in enumerate(order):
+            parts[pid] = "val" if k < n_val else "test" if k < n_val + n_test else "train"
+    result = [PatientSplit(pid, parts[pid], labels[pid]) for pid in sorted(labels)]
+    check_no_leak(rows, {s.patient_id: s.split for s in result})
+    return result
+
+
+def _part_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    n_val = int(round(n * val_fraction))
+    n_test = int(round(n * test_fraction))
+    if n >= 3:
+        n_val, n_test = max(n_val, 1), max(n_test, 1)
+    while n_val + n_test >= n and n_val + n_test > 0 and n >= 3:
+        # Keep at least one patient of the class for training.
+        if n_test >= n_val:
+            n_test -= 1
+        else:
+            n_val -= 1
+    return n_val, n_test
+
+
+def check_no_leak(rows: Sequence[Mapping[str, str]], parts: Mapping[str, str]) -> None:
+    """Refuse a split that leaves a patient of the index without a part.
+
+    One part per patient is guaranteed by ``parts`` being keyed by patient; conflicting
+    parts from the manifest were refused earlier by :func:`given_splits`.
+
+    Raises:
+        SplitError: naming the patients that are unassigned.
+    """
+    missing = sorted({row["patient_id"] for row in rows} - set(parts))
+    if missing:
+        raise SplitError(f"every patient must be assigned a part; unassigned: {missing[:10]}.")
+
+
+def summarise(splits: Sequence[PatientSplit]) -> dict[str, dict[str, int]]:
+    """Counts of patients per part and label, for the stage's summary line."""
+    counts: dict[str, dict[str, int]] = {p: {"patients": 0, "positive": 0} for p in PARTS}
+    for s in splits:
+        counts[s.split]["patients"] += 1
+        counts[s.split]["positive"] += s.label
+    return counts

@@ -1,0 +1,41 @@
+"""DVC stage ``preprocess``: index + split -> cached tensors.
+
+Usage: ``python -m pipeline.stages.preprocess INDEX_CSV SPLIT_CSV CACHE_DIR``
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from pipeline.config import PreprocessConfig, load_params
+from pipeline.preprocessing import build_cache
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("index", help="index.csv written by ingest")
+    parser.add_argument("split", help="split.csv written by split")
+    parser.add_argument("cache_dir", help="folder to write the cache into (replaced)")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+
+    config = PreprocessConfig.from_params(load_params(args.params))
+    cache_dir = Path(args.cache_dir)
+    if cache_dir.exists():
+        shutil.rmtree(cache_dir)
+    summary = build_cache(
+        args.index,
+        args.split,
+        cache_dir,
+        spatial_dims=config.spatial_dims,
+        roi=config.roi,
+        pixdim=config.pixdim,
+        hu_window=config.hu_window,
+    )
+    print(summary.line())
+
+
+if __name__ == "__main__":
+    main()

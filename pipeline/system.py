@@ -1,0 +1,131 @@
+"""The LightningModule: a binary classifier around an injected backbone.
+
+The backbone (a MONAI ResNet from :func:`pipeline.models.build_backbone`) is passed in,
+not built here, so the same system trains any backbone and tests can inject a small one.
+No file I/O happens here.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from pipeline.transforms import BatchAugment
+
+
+class ClassifierSystem(pl.LightningModule):
+    """Fine-tunes ``backbone`` for one binary label with BCE on a single logit.
+
+    Args:
+        backbone: module mapping (B, C, *spatial) to logits (B, 1).
+        lr: AdamW learning rate of the head.
+        weight_decay: AdamW weight decay.
+        max_epochs: length of the cosine learning-rate schedule.
+        head_prefix: parameter-name prefix of the new head (``fc`` for MONAI ResNet);
+            everything else is the pretrained backbone.
+        backbone_lr_scale: backbone learning rate relative to ``lr`` (discriminative
+            fine-tuning: pretrained layers move slower than the fresh head).
+        mean: per-channel input mean the weights were trained with, or None.
+        std: per-channel input std, or None.
+        augment: batch augmentation applied on the device during training, or None.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        lr: float,
+        weight_decay: float,
+        max_epochs: int,
+        head_prefix: str = "fc",
+        backbone_lr_scale: float = 1.0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        augment: BatchAugment | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "augment"])
+        self.backbone = backbone
+        self.augment = augment
+        self.loss = nn.BCEWithLogitsLoss()
+        n_channels = len(mean) if mean is not None else 1
+        self.register_buffer("mean", torch.tensor(mean if mean is not None else [0.0]).view(1, n_channels), persistent=False)
+        self.register_buffer("std", torch.tensor(std if std is not None else [1.0]).view(1, n_channels), persistent=False)
+        self._val_scores: list[torch.Tensor] = []
+        self._val_labels: list[torch.Tensor] = []
+        self._val_index: list[torch.Tensor] = []
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return (x - self.mean.view(shape)) / self.std.view(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities (B,) for images (B, C, *spatial) in [0, 1] intensity units."""
+        return torch.sigmoid(self._logits(x))
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self._normalise(x)).squeeze(-1)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):  # noqa: ANN001 - Lightning hook
+        x, y, idx = batch
+        x = x.float()  # the cache is float16; cast on the device
+        if self.trainer is not None and self.trainer.training and self.augment is not None:
+            x = self.augment(x)
+        return x, y, idx
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:  # noqa: ANN001
+        x, y, _ = batch
+        loss = self.loss(self._logits(x), y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:  # noqa: ANN001
+        x, y, idx = batch
+        logits = self._logits(x)
+        self.log("val_loss", self.loss(logits, y), on_epoch=True, batch_size=len(y), sync_dist=True)
+        self._val_scores.append(torch.sigmoid(logits).float().detach())
+        self._val_labels.append(y.detach())
+        self._val_index.append(idx.detach())
+
+    def on_validation_epoch_end(self) -> None:
+        scores, labels, index = (torch.cat(v) for v in (self._val_scores, self._val_labels, self._val_index))
+        self._val_scores.clear(), self._val_labels.clear(), self._val_index.clear()
+        # Under DDP each rank saw a shard (padded with repeats); gather and de-duplicate
+        # by sample index so the AUC is over the whole validation set, once.
+        if self.trainer.world_size > 1:
+            scores, labels, index = (self.all_gather(t).reshape(-1) for t in (scores, labels, index))
+        auc = validation_auc(scores.cpu().numpy(), labels.cpu().numpy(), index.cpu().numpy())
+        self.log("val_auc", auc, prog_bar=True, sync_dist=False, rank_zero_only=False)
+
+    def predict_step(self, batch, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+        x, _, idx = batch
+        return self(x).float(), idx
+
+    def configure_optimizers(self):  # noqa: ANN201 - Lightning's return type is a union
+        head, body = [], []
+        for name, param in self.backbone.named_parameters():
+            (head if name.startswith(self.hparams.head_prefix) else body).append(param)
+        groups = [{"params": head, "lr": self.hparams.lr}]
+        if body:
+            groups.append({"params": body, "lr": self.hparams.lr * self.hparams.backbone_lr_scale})
+        optimizer = torch.optim.AdamW(groups, weight_decay=self.hparams.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.max_epochs)
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+
+def validation_auc(scores: np.ndarray, labels: np.ndarray, index: np.ndarray) -> float:
+    """ROC AUC over unique samples; 0.5 when one class is absent (cannot rank).
+
+    The DataModule refuses a one-class validation split up front, so 0.5 only appears
+    for a DDP shard layout that dropped a class, never as a reported result.
+    """
+    _, first = np.unique(index, return_index=True)
+    scores, labels = scores[first], labels[first]
+    if labels.min() == labels.max():
+        return 0.5
+    return float(roc_auc_score(labels, scores))

@@ -1,0 +1,234 @@
+"""Fit the classifier on the cache, keep the best epoch by validation AUC, and predict.
+
+Outputs (paths chosen by the stage, wired in dvc.yaml):
+
+- ``MODEL_DIR/best.ckpt`` and ``MODEL_DIR/last.ckpt`` (Lightning checkpoints),
+  ``MODEL_DIR/fingerprint.json`` (what the checkpoints were trained on, for resume);
+- ``predictions.csv``: ``patient_id``, ``series_key``, ``split``, ``label``, ``score``
+  and the subgroup columns, for val and test;
+- ``train_summary.json``: weight provenance, best epoch, best validation AUC, the
+  configuration, and whether the run resumed;
+- DVCLive metrics and plots under the DVCLive folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from dvclive.lightning import DVCLiveLogger
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from pipeline.cache import ROW_COLUMNS, read_meta
+from pipeline.config import ModelConfig, TrainConfig
+from pipeline.data import CachedDataModule
+from pipeline.finetuning import FreezeEarlyLayers
+from pipeline.models import build_backbone
+from pipeline.system import ClassifierSystem
+from pipeline.tables import write_rows
+from pipeline.transforms import BatchAugment
+
+log = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS = ("patient_id", "series_key", "split", "label", "score")
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    best_epoch: int
+    best_val_auc: float
+    resumed_from_epoch: int | None
+    seconds: float
+    provenance: dict[str, Any]
+
+    def line(self) -> str:
+        source = self.provenance.get("source")
+        resumed = f", resumed from epoch {self.resumed_from_epoch}" if self.resumed_from_epoch is not None else ""
+        return (
+            f"train: best epoch {self.best_epoch} with val AUC {self.best_val_auc:.3f}; weights {source}"
+            f"{resumed}; {self.seconds:.0f} s"
+        )
+
+
+def run_fingerprint(cache_dir: Path, config: dict[str, Any]) -> str:
+    """Hash of the config and the cache's meta: a resume is only valid on the same run."""
+    meta = read_meta(cache_dir)
+    payload = json.dumps({"config": config, "cache": meta}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def resumable_checkpoint(model_dir: Path, fingerprint: str) -> Path | None:
+    """``last.ckpt`` from an interrupted run of the same config and data, else None.
+
+    A finished run marks its fingerprint file ``complete``; a run with another
+    fingerprint (changed lr, new data) must start over, so its files are removed.
+    """
+    stamp = model_dir / "fingerprint.json"
+    last = model_dir / "last.ckpt"
+    if stamp.is_file() and last.is_file():
+        recorded = json.loads(stamp.read_text())
+        if recorded.get("fingerprint") == fingerprint and not recorded.get("complete"):
+            return last
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    return None
+
+
+def train_and_predict(
+    cache_dir: str | Path,
+    model_dir: str | Path,
+    predictions_csv: str | Path,
+    summary_json: str | Path,
+    live_dir: str | Path,
+    *,
+    model: ModelConfig,
+    train: TrainConfig,
+) -> TrainSummary:
+    """Train, select the best epoch by validation AUC, predict val and test.
+
+    Args:
+        cache_dir: folder written by ``preprocess``.
+        model_dir: checkpoints; kept between runs (``persist`` in dvc.yaml) for resume.
+        predictions_csv: where to write val and test scores.
+        summary_json: where to write provenance and the best epoch.
+        live_dir: DVCLive folder.
+        model: backbone and weights.
+        train: optimisation and Trainer settings.
+    """
+    start = time.perf_counter()
+    cache_dir, model_dir = Path(cache_dir), Path(model_dir)
+    meta = read_meta(cache_dir)
+    spatial_dims = int(meta["spatial_dims"])
+    pl.seed_everything(train.seed, workers=True)
+
+    config = {"model": dataclasses.asdict(model), "train": dataclasses.asdict(train)}
+    # Settings that do not change the result (resume, loader workers) stay out of the fingerprint.
+    fingerprint = run_fingerprint(
+        cache_dir, {**config, "train": {k: v for k, v in config["train"].items() if k not in {"resume", "num_workers"}}}
+    )
+    ckpt_path = resumable_checkpoint(model_dir, fingerprint) if train.resume else None
+    if not train.resume and model_dir.exists():
+        shutil.rmtree(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint, "complete": False}) + "\n")
+
+    backbone = build_backbone(
+        model.arch,
+        spatial_dims=spatial_dims,
+        in_channels=1,
+        num_classes=1,
+        weights=model.weights,
+        weights_sha256=model.weights_sha256,
+    )
+    provenance = backbone.provenance.to_dict()
+    norm = backbone.normalization
+    system = ClassifierSystem(
+        backbone.model,
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+        max_epochs=train.max_epochs,
+        backbone_lr_scale=model.backbone_lr_scale,
+        mean=None if norm is None else list(norm.mean),
+        std=None if norm is None else list(norm.std),
+        augment=BatchAugment(spatial_dims, seed=train.seed) if train.augment else None,
+    )
+    data = CachedDataModule(cache_dir, batch_size=train.batch_size, num_workers=train.num_workers, seed=train.seed)
+
+    best = ModelCheckpoint(
+        dirpath=model_dir, filename="best", monitor="val_auc", mode="max", save_last=True, save_top_k=1
+    )
+    callbacks: list[pl.Callback] = [best]
+    if model.freeze_until_epoch > 0:
+        callbacks.append(FreezeEarlyLayers(unfreeze_at_epoch=model.freeze_until_epoch))
+    logger = DVCLiveLogger(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, resume=ckpt_path is not None)
+    trainer = pl.Trainer(
+        max_epochs=train.max_epochs,
+        accelerator=train.accelerator,
+        devices=train.devices,
+        strategy=train.strategy,
+        num_nodes=train.num_nodes,
+        precision=train.precision,
+        callbacks=callbacks,
+        logger=logger,
+        deterministic=not torch.cuda.is_available() or train.accelerator == "cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+    )
+    resumed_epoch = None
+    if ckpt_path is not None:
+        resumed_epoch = _epoch_of(ckpt_path)
+        print(f"train: resuming from {ckpt_path} (epoch {resumed_epoch}); set train.resume: false to start over")
+    trainer.fit(system, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None)
+
+    summary = TrainSummary(
+        best_epoch=_epoch_of(best.best_model_path),
+        best_val_auc=float(best.best_model_score) if best.best_model_score is not None else float("nan"),
+        resumed_from_epoch=resumed_epoch,
+        seconds=time.perf_counter() - start,
+        provenance=provenance,
+    )
+    if not trainer.is_global_zero:
+        return summary
+    best_system = ClassifierSystem.load_from_checkpoint(
+        best.best_model_path, backbone=backbone.model, map_location="cpu", weights_only=False
+    )
+    rows = predict_rows(best_system, data, ("val", "test"))
+    write_rows(predictions_csv, rows, (*PREDICTION_COLUMNS, *_subgroups(data)))
+    Path(summary_json).parent.mkdir(parents=True, exist_ok=True)
+    Path(summary_json).write_text(
+        json.dumps(
+            {
+                "weights": provenance,
+                "model": {"arch": model.arch, "spatial_dims": spatial_dims, "in_channels": 1, "num_classes": 1},
+                "best_epoch": summary.best_epoch,
+                "best_val_auc": summary.best_val_auc,
+                "resumed_from_epoch": resumed_epoch,
+                "seconds": round(summary.seconds, 1),
+                "config": config,
+                "cache": {"roi": meta["roi"], "pixdim": meta["pixdim"], "counts": meta["counts"]},
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
+    (model_dir / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint, "complete": True}) + "\n")
+    return summary
+
+
+@torch.no_grad()
+def predict_rows(system: ClassifierSystem, data: CachedDataModule, parts: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Scores for every cached sample of ``parts``, one row each, in cache order."""
+    system.eval()
+    device = next(system.parameters()).device
+    rows: list[dict[str, Any]] = []
+    for part in parts:
+        split = data.splits[part]
+        for x, _, idx in data.predict_loader(part):
+            scores = system(x.to(device).float()).cpu().numpy()
+            for i, score in zip(idx.tolist(), scores.tolist()):
+                rows.append({**split.rows[i], "split": part, "score": f"{score:.6f}"})
+    return rows
+
+
+def _subgroups(data: CachedDataModule) -> list[str]:
+    rows = data.splits["val"].rows
+    return [c for c in (rows[0].keys() if rows else []) if c not in ROW_COLUMNS]
+
+
+def _epoch_of(path: str | Path) -> int:
+    """Epoch stored in a Lightning checkpoint (our own file, written by this stage)."""
+    if not path:
+        return -1
+    return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])

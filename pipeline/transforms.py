@@ -1,0 +1,185 @@
+"""Transforms: a deterministic MONAI ``Compose`` (cached once by ``preprocess``) and a
+random augmentation applied to whole batches on the training device.
+
+Why two halves: the deterministic steps (load, orient, resample, window, crop) are the
+expensive ones and give the same result every epoch, so ``preprocess`` runs them once and
+caches tensors. The random steps must differ every epoch; running them per sample in CPU
+workers is what starves a GPU, so :class:`BatchAugment` runs them on the batch, on the
+device, after the transfer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import (
+    Compose,
+    CropForegroundd,
+    EnsureTyped,
+    LoadImaged,
+    MapTransform,
+    Orientationd,
+    ResizeWithPadOrCropd,
+    ScaleIntensityRanged,
+    ScaleIntensityRangePercentilesd,
+    Spacingd,
+)
+
+# Body versus air on CT: anything above -500 HU is tissue (lung parenchyma sits near
+# -850 but is enclosed by the body outline, so the crop keeps it).
+BODY_THRESHOLD_HU = -500.0
+# Non-CT images are scaled by percentiles to [0, 1]; below this they count as background.
+BODY_THRESHOLD_SCALED = 0.05
+
+
+@dataclass(frozen=True)
+class Above:
+    """Picklable foreground selector: ``x > threshold`` (lambdas do not pickle)."""
+
+    threshold: float
+
+    def __call__(self, x: Any) -> Any:
+        return x > self.threshold
+
+
+class LargestAxialSliced(MapTransform):
+    """Reduce a (C, H, W, D) volume to its (C, H, W) axial slice of largest body area.
+
+    Used only when a 2D model is asked to learn from 3D volumes. The slice with the most
+    foreground is the one most likely to cut through the organ of interest; a study that
+    needs a specific level should provide 2D images instead.
+    """
+
+    def __init__(self, keys: Sequence[Hashable], threshold: float) -> None:
+        super().__init__(keys)
+        self.threshold = threshold
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            if img.ndim == 3:  # already (C, H, W)
+                continue
+            area = (img > self.threshold).sum(dim=(0, 1, 2))
+            k = int(torch.argmax(area))
+            affine = img.affine.clone() if isinstance(img, MetaTensor) else torch.eye(4, dtype=torch.float64)
+            # Keep the in-plane part of the affine; the slice's origin moves to slice k.
+            origin = affine[:3, 3] + affine[:3, 2] * k
+            affine2d = torch.eye(3, dtype=affine.dtype)
+            affine2d[:2, :2] = affine[:2, :2]
+            affine2d[:2, 2] = origin[:2]
+            plain = img.as_tensor() if isinstance(img, MetaTensor) else torch.as_tensor(img)
+            d[key] = MetaTensor(plain[..., k].clone(), affine=affine2d)
+        return d
+
+
+def deterministic_transforms(
+    *,
+    spatial_dims: int,
+    pixdim: Sequence[float],
+    roi: Sequence[int],
+    hu_window: tuple[float, float],
+    modality: str,
+) -> Compose:
+    """The cached half: file path -> (1, *roi) float32 tensor in [0, 1].
+
+    Steps: load (NIfTI written by ingest, already RAS), orient to RAS, resample to
+    ``pixdim`` mm, map intensities to [0, 1] (CT: ``hu_window`` in HU, clipped; other
+    modalities: 0.5-99.5 percentiles), crop to the body, then centre crop or pad to
+    ``roi``. Cropping at a fixed voxel size keeps physical scale: a 10 mm lesion has the
+    same size in voxels in every patient.
+
+    Args:
+        spatial_dims: 2 or 3; 3D inputs are reduced to one axial slice for 2.
+        pixdim: target spacing in mm, one per spatial dim.
+        roi: output size in voxels, one per spatial dim.
+        hu_window: (low, high) HU for CT.
+        modality: DICOM modality of the series (``CT`` gets the HU window).
+
+    Returns:
+        A dictionary ``Compose`` over key ``"image"``.
+    """
+    is_ct = modality.upper() == "CT"
+    low, high = hu_window
+    if is_ct:
+        intensity = ScaleIntensityRanged("image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)
+        threshold = (BODY_THRESHOLD_HU - low) / (high - low)
+    else:
+        intensity = ScaleIntensityRangePercentilesd("image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)
+        threshold = BODY_THRESHOLD_SCALED
+    steps: list[Any] = [
+        LoadImaged("image", reader="NibabelReader", ensure_channel_first=True, image_only=True),
+        EnsureTyped("image", dtype=torch.float32, track_meta=True),
+        intensity,
+    ]
+    if spatial_dims == 2:
+        steps.append(LargestAxialSliced(["image"], threshold=threshold))
+    else:
+        steps.append(Orientationd("image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))))
+    steps += [
+        Spacingd("image", pixdim=tuple(pixdim), mode="bilinear", padding_mode="zeros", dtype=np.float32),
+        CropForegroundd("image", source_key="image", select_fn=Above(threshold), margin=2, allow_smaller=True),
+        ResizeWithPadOrCropd("image", spatial_size=tuple(roi), mode="constant"),
+    ]
+    return Compose(steps)
+
+
+class BatchAugment(torch.nn.Module):
+    """Random flips, intensity scale/shift and Gaussian noise on a whole batch.
+
+    Runs on whatever device the batch is on, so augmentation costs the GPU microseconds
+    instead of costing CPU workers milliseconds per sample. Draws come from its own
+    ``torch.Generator`` seeded from the config, so a run is repeatable.
+
+    Args:
+        spatial_dims: 2 or 3; flips are drawn per sample for each spatial axis.
+        seed: generator seed (add the DDP rank so ranks draw differently).
+        flip_prob: probability of flipping each axis.
+        scale: intensity multiplied by ``1 + U(-scale, scale)``.
+        shift: intensity shifted by ``U(-shift, shift)``.
+        noise_std: standard deviation of added Gaussian noise (intensity units, [0, 1]).
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        *,
+        seed: int,
+        flip_prob: float = 0.5,
+        scale: float = 0.1,
+        shift: float = 0.05,
+        noise_std: float = 0.02,
+    ) -> None:
+        super().__init__()
+        self.spatial_dims = spatial_dims
+        self.seed = seed
+        self.flip_prob = flip_prob
+        self.scale = scale
+        self.shift = shift
+        self.noise_std = noise_std
+        self._generator: torch.Generator | None = None
+
+    def _gen(self, device: torch.device) -> torch.Generator:
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+            self._generator.manual_seed(self.seed)
+        return self._generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Augment ``x`` of shape (B, C, *spatial); returns a new tensor of the same shape."""
+        g = self._gen(x.device)
+        b = x.shape[0]
+        bcast = (b,) + (1,) * (x.ndim - 1)
+        for axis in range(2, 2 + self.spatial_dims):
+            flip = torch.rand(b, device=x.device, generator=g) < self.flip_prob
+            x = torch.where(flip.view(bcast), x.flip(axis), x)
+        scale = 1 + (torch.rand(b, device=x.device, generator=g) * 2 - 1) * self.scale
+        shift = (torch.rand(b, device=x.device, generator=g) * 2 - 1) * self.shift
+        x = x * scale.view(bcast).to(x.dtype) + shift.view(bcast).to(x.dtype)
+        if self.noise_std > 0:
+            x = x + torch.randn(x.shape, device=x.device, generator=g, dtype=x.dtype) * self.noise_std
+        return x

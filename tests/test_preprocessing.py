@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from pipeline.cache import open_split
+from pipeline.preprocessing import build_cache
+from pipeline.tables import read_rows, write_rows
+from tests.test_transforms import write_ct
+
+INDEX_COLUMNS = ("series_key", "patient_id", "label", "image_path", "modality", "spacing", "shape", "site")
+
+
+def make_index(tmp_path):
+    out = tmp_path / "ingested"
+    (out / "volumes").mkdir(parents=True)
+    rows = []
+    for i in range(6):
+        write_ct(out / "volumes" / f"s{i}.nii.gz", marker_at=(32, 32, 10) if i % 2 else None)
+        rows.append({"series_key": f"s{i}", "patient_id": f"p{i}", "label": i % 2, "image_path": f"volumes/s{i}.nii.gz",
+                     "modality": "CT", "spacing": "2.5x2.5x5", "shape": "64x64x20", "site": "a" if i < 3 else "b"})
+    rows.append({"series_key": "flat", "patient_id": "p0", "label": 0, "image_path": "volumes/flat.nii.gz",
+                 "modality": "DX", "spacing": "0.2x0.2", "shape": "512x512", "site": "a"})
+    rows.append({"series_key": "gone", "patient_id": "p1", "label": 1, "image_path": "volumes/gone.nii.gz",
+                 "modality": "CT", "spacing": "1x1x1", "shape": "8x8x8", "site": "a"})
+    rows.append({"series_key": "orphan", "patient_id": "p99", "label": 0, "image_path": "volumes/s0.nii.gz",
+                 "modality": "CT", "spacing": "1x1x1", "shape": "8x8x8", "site": "a"})
+    write_rows(out / "index.csv", rows, INDEX_COLUMNS)
+    parts = ["train", "train", "val", "val", "test", "test"]
+    write_rows(tmp_path / "split.csv", ({"patient_id": f"p{i}", "split": parts[i], "label": i % 2} for i in range(6)),
+               ("patient_id", "split", "label"))
+    return out / "index.csv", tmp_path / "split.csv"
+
+
+def test_every_series_is_cached_or_excluded_with_a_reason(tmp_path):
+    index, split = make_index(tmp_path)
+    summary = build_cache(index, split, tmp_path / "cache", spatial_dims=3, roi=(16, 16, 8),
+                          pixdim=(5.0, 5.0, 10.0), hu_window=(-1000.0, 400.0))
+    assert summary.cached == {"train": 2, "val": 2, "test": 2}
+    assert summary.excluded == 3
+    reasons = {r["series_key"]: r["reason"] for r in read_rows(tmp_path / "cache" / "excluded.csv")}
+    assert "cannot feed a 3D model; set preprocess.spatial_dims: 2" in reasons["flat"]
+    assert reasons["gone"].startswith("transform failed")
+    assert reasons["orphan"] == "patient has no part in split.csv"
+
+    train = open_split(tmp_path / "cache", "train")
+    assert train.images.shape == (2, 1, 16, 16, 8)
+    assert [r["series_key"] for r in train.rows] == ["s0", "s1"]
+    assert train.rows[0]["site"] == "a"
+    # The marker patient is brighter somewhere than the plain one.
+    assert float(np.max(train.images[1])) > float(np.max(train.images[0]))
+    meta = json.loads((tmp_path / "cache" / "meta.json").read_text())
+    assert meta["counts"] == {"train": 2, "val": 2, "test": 2}
+    assert meta["positives"] == {"train": 1, "val": 1, "test": 1}
+    assert meta["subgroup_columns"] == ["modality", "site"]

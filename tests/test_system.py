@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from monai.networks.nets import ResNet
+
+from pipeline.cache import CacheError
+from pipeline.data import CachedDataModule
+from pipeline.system import ClassifierSystem, validation_auc
+from pipeline.transforms import BatchAugment
+
+
+def small_resnet() -> torch.nn.Module:
+    return ResNet("basic", [1, 1, 1, 1], [4, 8, 16, 32], spatial_dims=3, n_input_channels=1, num_classes=1)
+
+
+def test_datamodule_streams_float16_with_indices(tiny_cache):
+    data = CachedDataModule(tiny_cache, batch_size=5, seed=0)
+    data.setup("fit")
+    x, y, idx = next(iter(data.val_dataloader()))
+    assert x.dtype == torch.float16 and tuple(x.shape) == (5, 1, 16, 16, 8)
+    assert y.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0]
+    assert idx.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_datamodule_refuses_one_class_validation(tiny_cache):
+    rows = (tiny_cache / "val.csv").read_text().splitlines()
+    fixed = [rows[0]] + [r.rsplit(",", 2)[0] + ",0," + r.rsplit(",", 1)[1] for r in rows[1:]]
+    (tiny_cache / "val.csv").write_text("\n".join(fixed) + "\n")
+    with pytest.raises(CacheError, match=r"'val' split must hold both classes.*labels \[0\]"):
+        CachedDataModule(tiny_cache, batch_size=4).setup("fit")
+
+
+def test_system_learns_to_separate_the_classes(tiny_cache, tmp_path):
+    pl.seed_everything(0)
+    system = ClassifierSystem(small_resnet(), lr=3e-3, weight_decay=0.0, max_epochs=4,
+                              augment=BatchAugment(3, seed=0, noise_std=0.0))
+    data = CachedDataModule(tiny_cache, batch_size=8, seed=0)
+    trainer = pl.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, deterministic=True,
+                         default_root_dir=tmp_path)
+    trainer.fit(system, datamodule=data)
+    assert trainer.callback_metrics["val_auc"] > 0.9
+    system.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(np.asarray(data.splits["test"].images[:4], dtype=np.float32))
+        probs = system(x)
+    assert probs.shape == (4,) and bool(((probs >= 0) & (probs <= 1)).all())
+
+
+def test_head_and_backbone_get_their_own_learning_rates():
+    system = ClassifierSystem(small_resnet(), lr=1e-3, weight_decay=0.0, max_epochs=1, backbone_lr_scale=0.1)
+    optimizer = system.configure_optimizers()["optimizer"]
+    head, body = optimizer.param_groups
+    assert head["lr"] == pytest.approx(1e-3) and body["lr"] == pytest.approx(1e-4)
+    assert sum(p.numel() for p in head["params"]) == 32 + 1  # fc: 32 features -> 1 logit
+
+
+def test_normalisation_is_applied_before_the_backbone():
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            self.seen = x
+            return x.flatten(1).mean(1, keepdim=True)
+
+    probe = Probe()
+    system = ClassifierSystem(probe, lr=1e-3, weight_decay=0.0, max_epochs=1, mean=[0.5], std=[0.25])
+    system(torch.full((2, 1, 4, 4, 4), 0.75))
+    assert torch.allclose(probe.seen, torch.ones(2, 1, 4, 4, 4))
+
+
+def test_validation_auc_deduplicates_ddp_padding():
+    scores = np.array([0.1, 0.9, 0.2, 0.8, 0.1])
+    labels = np.array([0, 1, 0, 1, 0])
+    index = np.array([0, 1, 2, 3, 0])  # sample 0 repeated by the sampler's padding
+    assert validation_auc(scores, labels, index) == 1.0
+    assert validation_auc(np.array([0.3, 0.4]), np.array([1, 1]), np.array([0, 1])) == 0.5

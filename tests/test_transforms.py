@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from pipeline.transforms import BatchAugment, deterministic_transforms
+
+
+def write_ct(path, *, shape=(64, 64, 20), spacing=(2.5, 2.5, 5.0), marker_at=None) -> None:
+    """A RAS NIfTI in HU: air, a body cylinder of soft tissue, optional bright marker."""
+    x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    body = (x - shape[0] / 2) ** 2 + (y - shape[1] / 2) ** 2 < (shape[0] / 3) ** 2
+    hu = np.full(shape, -1000.0, np.float32)
+    hu[body] = 40.0
+    if marker_at is not None:
+        i, j, k = marker_at
+        hu[i - 1 : i + 2, j - 1 : j + 2, k - 1 : k + 2] = 400.0
+    nib.save(nib.Nifti1Image(hu, np.diag([*spacing, 1.0])), str(path))
+
+
+def test_ct_volume_becomes_roi_sized_window_scaled_tensor(tmp_path):
+    path = tmp_path / "ct.nii.gz"
+    write_ct(path)
+    out = deterministic_transforms(
+        spatial_dims=3, pixdim=(5.0, 5.0, 5.0), roi=(32, 32, 16), hu_window=(-1000.0, 400.0), modality="CT"
+    )({"image": str(path)})["image"]
+    assert tuple(out.shape) == (1, 32, 32, 16)
+    assert out.dtype == torch.float32
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    soft_tissue = (40.0 + 1000.0) / 1400.0
+    assert torch.isclose(out.max(), torch.tensor(soft_tissue), atol=0.02)
+
+
+def test_marker_keeps_its_side_after_resampling(tmp_path):
+    path = tmp_path / "ct.nii.gz"
+    write_ct(path, marker_at=(40, 32, 10))  # on the +x (patient left, RAS) half
+    out = deterministic_transforms(
+        spatial_dims=3, pixdim=(2.5, 2.5, 5.0), roi=(64, 64, 20), hu_window=(-1000.0, 400.0), modality="CT"
+    )({"image": str(path)})["image"][0]
+    peak = np.unravel_index(int(torch.argmax(out)), out.shape)
+    assert peak[0] > 32  # the marker stays on the +x half
+
+
+def test_two_d_from_volume_takes_a_slice(tmp_path):
+    path = tmp_path / "ct.nii.gz"
+    write_ct(path)
+    out = deterministic_transforms(
+        spatial_dims=2, pixdim=(5.0, 5.0), roi=(32, 32), hu_window=(-1000.0, 400.0), modality="CT"
+    )({"image": str(path)})["image"]
+    assert tuple(out.shape) == (1, 32, 32)
+
+
+def test_non_ct_is_scaled_by_percentiles(tmp_path):
+    path = tmp_path / "mr.nii.gz"
+    data = np.random.default_rng(0).uniform(0, 3000, (32, 32, 8)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    out = deterministic_transforms(
+        spatial_dims=3, pixdim=(1.0, 1.0, 1.0), roi=(32, 32, 8), hu_window=(-1000.0, 400.0), modality="MR"
+    )({"image": str(path)})["image"]
+    assert float(out.min()) == 0.0 and float(out.max()) == 1.0
+
+
+def test_batch_augment_is_seeded_and_changes_the_batch():
+    x = torch.rand(4, 1, 8, 8, 4)
+    a = BatchAugment(3, seed=7)(x)
+    b = BatchAugment(3, seed=7)(x)
+    c = BatchAugment(3, seed=8)(x)
+    assert a.shape == x.shape
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert not torch.equal(a, x)
+
+
+def test_batch_augment_flips_exactly_when_asked():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    always = BatchAugment(2, seed=0, flip_prob=1.0, scale=0.0, shift=0.0, noise_std=0.0)(x)
+    assert torch.equal(always, x.flip(2).flip(3))
+    never = BatchAugment(2, seed=0, flip_prob=0.0, scale=0.0, shift=0.0, noise_std=0.0)(x)
+    assert torch.equal(never, x)
