@@ -15,6 +15,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from pipeline.finetuning import discriminative_param_groups
 from pipeline.transforms import BatchAugment
 
 
@@ -22,12 +23,10 @@ class ClassifierSystem(pl.LightningModule):
     """Fine-tunes ``backbone`` for one binary label with BCE on a single logit.
 
     Args:
-        backbone: module mapping (B, C, *spatial) to logits (B, 1).
+        backbone: ResNet mapping (B, C, *spatial) to logits (B, 1); its head is ``fc``.
         lr: AdamW learning rate of the head.
         weight_decay: AdamW weight decay.
         max_epochs: length of the cosine learning-rate schedule.
-        head_prefix: parameter-name prefix of the new head (``fc`` for MONAI ResNet);
-            everything else is the pretrained backbone.
         backbone_lr_scale: backbone learning rate relative to ``lr`` (discriminative
             fine-tuning: pretrained layers move slower than the fresh head).
         mean: per-channel input mean the weights were trained with, or None.
@@ -42,7 +41,6 @@ class ClassifierSystem(pl.LightningModule):
         lr: float,
         weight_decay: float,
         max_epochs: int,
-        head_prefix: str = "fc",
         backbone_lr_scale: float = 1.0,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
@@ -107,12 +105,9 @@ class ClassifierSystem(pl.LightningModule):
         return self(x).float(), idx
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's return type is a union
-        head, body = [], []
-        for name, param in self.backbone.named_parameters():
-            (head if name.startswith(self.hparams.head_prefix) else body).append(param)
-        groups = [{"params": head, "lr": self.hparams.lr}]
-        if body:
-            groups.append({"params": body, "lr": self.hparams.lr * self.hparams.backbone_lr_scale})
+        groups = discriminative_param_groups(
+            self.backbone, lr=self.hparams.lr, backbone_lr_scale=self.hparams.backbone_lr_scale
+        )
         optimizer = torch.optim.AdamW(groups, weight_decay=self.hparams.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.max_epochs)
         return {"optimizer": optimizer, "lr_scheduler": schedule}
@@ -121,8 +116,9 @@ class ClassifierSystem(pl.LightningModule):
 def validation_auc(scores: np.ndarray, labels: np.ndarray, index: np.ndarray) -> float:
     """ROC AUC over unique samples; 0.5 when one class is absent (cannot rank).
 
-    The DataModule refuses a one-class validation split up front, so 0.5 only appears
-    for a DDP shard layout that dropped a class, never as a reported result.
+    The DataModule refuses a one-class validation split up front, so 0.5 can only
+    appear for a partial validation pass (``limit_val_batches``, a sanity check), never
+    in a reported result: evaluate recomputes every metric from predictions.csv.
     """
     _, first = np.unique(index, return_index=True)
     scores, labels = scores[first], labels[first]

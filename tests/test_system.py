@@ -53,7 +53,7 @@ def test_system_learns_to_separate_the_classes(tiny_cache, tmp_path):
 def test_head_and_backbone_get_their_own_learning_rates():
     system = ClassifierSystem(small_resnet(), lr=1e-3, weight_decay=0.0, max_epochs=1, backbone_lr_scale=0.1)
     optimizer = system.configure_optimizers()["optimizer"]
-    head, body = optimizer.param_groups
+    body, head = optimizer.param_groups
     assert head["lr"] == pytest.approx(1e-3) and body["lr"] == pytest.approx(1e-4)
     assert sum(p.numel() for p in head["params"]) == 32 + 1  # fc: 32 features -> 1 logit
 
