@@ -134,6 +134,10 @@ class DemoConfig:
         n_slices: axial slices per series.
         pixel_spacing_mm: in-plane pixel size, mm.
         slice_thickness_mm: slice spacing and thickness, mm.
+
+    The field of view (``matrix * pixel_spacing_mm``) and the z extent
+    (``n_slices * slice_thickness_mm``) have floors, because the phantom's anatomy scales
+    with the field of view while lesions keep their size in mm.
     """
 
     seed: int
@@ -152,6 +156,21 @@ class DemoConfig:
         check_range("demo.n_slices", self.n_slices, low=8, integer=True)
         check_range("demo.pixel_spacing_mm", self.pixel_spacing_mm, low=0.0, low_open=True)
         check_range("demo.slice_thickness_mm", self.slice_thickness_mm, low=0.0, low_open=True)
+        min_fov_mm, min_extent_mm = 200.0, 60.0
+        fov = self.matrix * self.pixel_spacing_mm
+        if fov < min_fov_mm:
+            raise ConfigError(
+                f"'demo.matrix' x 'demo.pixel_spacing_mm' must be at least {min_fov_mm:g} mm so a chest and "
+                f"a 15 mm lesion fit; got {self.matrix} x {self.pixel_spacing_mm} = {fov:g} mm. "
+                "Raise one of them."
+            )
+        extent = self.n_slices * self.slice_thickness_mm
+        if extent < min_extent_mm:
+            raise ConfigError(
+                f"'demo.n_slices' x 'demo.slice_thickness_mm' must be at least {min_extent_mm:g} mm so a "
+                f"lesion fits between the lung base and the top slice; got {self.n_slices} x "
+                f"{self.slice_thickness_mm} = {extent:g} mm. Raise one of them."
+            )
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "DemoConfig":
@@ -391,6 +410,8 @@ class EvaluateConfig:
         ci_method: ``delong`` or ``bootstrap`` for the AUC interval.
         n_boot: bootstrap resamples.
         calibration_bins: bins of the reliability curve and the ECE.
+        subgroups: columns of predictions.csv reported per level (AUC with CI); empty
+            means every extra column with 2 to 20 levels.
         seed: bootstrap seed.
     """
 

@@ -1,0 +1,93 @@
+"""Evaluation outputs from ``predictions.csv`` alone: metrics, DVC plots, figures, HTML report.
+
+Nothing here imports the model, the data module or the Lightning system, so predictions
+from any model (ours, a vendor's, a radiologist's scores) can be evaluated the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from pipeline.report.evaluation import Evaluation, EvaluationError, compare_tables, evaluate_table
+from pipeline.report.predictions import PatientTable, PredictionsError, read_predictions, subgroup_columns
+from pipeline.report.provenance import Provenance, ProvenanceError, collect_provenance
+from pipeline.report.writers import write_outputs
+
+__all__ = [
+    "Evaluation",
+    "EvaluationError",
+    "PatientTable",
+    "PredictionsError",
+    "Provenance",
+    "ProvenanceError",
+    "collect_provenance",
+    "compare_tables",
+    "evaluate_table",
+    "read_predictions",
+    "run_evaluation",
+    "subgroup_columns",
+    "write_outputs",
+]
+
+
+def run_evaluation(
+    predictions: str | Path,
+    out_dir: str | Path,
+    *,
+    aggregate: str,
+    threshold_rule: str,
+    target_sensitivity: float,
+    ci_method: str,
+    n_boot: int,
+    calibration_bins: int,
+    subgroups: tuple[str, ...] = (),
+    seed: int = 0,
+    compare: str | Path | None = None,
+    train_summary: str | Path | None = None,
+    params: Mapping[str, Any] | None = None,
+    params_file: str | Path | None = None,
+    lock: str | Path | None = None,
+    lock_skip_stages: tuple[str, ...] = (),
+) -> Evaluation:
+    """Read predictions, compute every metric, and write all outputs into ``out_dir``.
+
+    Args:
+        predictions: ``predictions.csv`` (one row per series; see
+            :func:`pipeline.report.predictions.read_predictions`).
+        out_dir: folder for ``metrics.json``, ``plots/``, PNGs and ``report.html``.
+        aggregate, threshold_rule, target_sensitivity, ci_method, n_boot,
+            calibration_bins, subgroups, seed: the ``evaluate.*`` settings
+            (see :class:`pipeline.config.EvaluateConfig`).
+        compare: another predictions file on the same patients for a paired DeLong test.
+        train_summary, params, params_file, lock: provenance shown in the report;
+            ``None`` is stated in the report as not given.
+        lock_skip_stages: stages of ``dvc.lock`` not shown (the running stage's own,
+            stale, entry).
+
+    Returns:
+        The :class:`Evaluation` that was written.
+
+    Raises:
+        PredictionsError, EvaluationError, ProvenanceError: bad inputs, with the rule
+            broken and the fix in the message.
+    """
+    table = read_predictions(predictions, aggregate=aggregate)
+    other = read_predictions(compare, aggregate=aggregate) if compare is not None else None
+    evaluation = evaluate_table(
+        table,
+        threshold_rule=threshold_rule,
+        target_sensitivity=target_sensitivity,
+        ci_method=ci_method,
+        n_boot=n_boot,
+        calibration_bins=calibration_bins,
+        subgroups=subgroups,
+        seed=seed,
+        other=other,
+    )
+    provenance = collect_provenance(
+        predictions, params=params, params_file=params_file, train_summary=train_summary, lock=lock,
+        lock_skip_stages=lock_skip_stages, compare=compare,
+    )
+    write_outputs(evaluation, provenance, out_dir)
+    return evaluation

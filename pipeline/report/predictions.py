@@ -1,0 +1,263 @@
+"""Read ``predictions.csv``, reject bad rows by line number, and aggregate series to patients.
+
+The train stage writes one row per series; a study's unit of analysis is the patient, so
+every metric is computed after aggregating a patient's series (``max``: the patient is
+as suspicious as their most suspicious series; ``mean``: an average). Counting series as
+independent cases would shrink every confidence interval for no reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REQUIRED_COLUMNS = ("patient_id", "series_key", "split", "label", "score")
+SPLITS = ("val", "test")
+MAX_SUBGROUP_LEVELS = 20
+# Columns that would put identifying data into a report if used as subgroups; ingest
+# should never let them through, and the report refuses them if it does.
+PHI_COLUMNS = frozenset(
+    {
+        "patientname",
+        "patientid",
+        "patientbirthdate",
+        "birthdate",
+        "accessionnumber",
+        "institutionname",
+        "institutionaddress",
+        "referringphysicianname",
+        "otherpatientids",
+    }
+)
+_SHOWN_LINES = 10
+
+
+class PredictionsError(ValueError):
+    """``predictions.csv`` breaks a rule; the message names the rule, the lines and the fix."""
+
+
+@dataclass(frozen=True)
+class PatientTable:
+    """One row per patient after aggregation; every array has shape ``(P,)``.
+
+    Attributes:
+        patient_id: pseudonymised identifiers (never written to outputs).
+        split: ``"val"`` or ``"test"``.
+        label: 0/1.
+        score: aggregated probability in [0, 1].
+        n_series: series that contributed to the score.
+        attributes: subgroup column -> level per patient (a patient whose series
+            disagree gets the sorted levels joined by ``"+"``).
+        aggregate: ``"max"`` or ``"mean"``.
+        n_rows: rows read from the file (series).
+    """
+
+    patient_id: np.ndarray
+    split: np.ndarray
+    label: np.ndarray
+    score: np.ndarray
+    n_series: np.ndarray
+    attributes: dict[str, np.ndarray] = field(default_factory=dict)
+    aggregate: str = "max"
+    n_rows: int = 0
+
+    def select(self, split: str) -> "PatientTable":
+        """The patients of one split, in the same order."""
+        mask = self.split == split
+        return PatientTable(
+            patient_id=self.patient_id[mask],
+            split=self.split[mask],
+            label=self.label[mask],
+            score=self.score[mask],
+            n_series=self.n_series[mask],
+            attributes={k: v[mask] for k, v in self.attributes.items()},
+            aggregate=self.aggregate,
+            n_rows=int(self.n_series[mask].sum()),
+        )
+
+
+def _lines(lines: list[int]) -> str:
+    shown = ", ".join(str(n) for n in lines[:_SHOWN_LINES])
+    more = f" and {len(lines) - _SHOWN_LINES} more" if len(lines) > _SHOWN_LINES else ""
+    return f"line(s) {shown}{more}"
+
+
+def read_predictions(path: str | Path, *, aggregate: str = "max") -> PatientTable:
+    """Read, validate and aggregate a predictions file.
+
+    Every rule is checked on every row before failing, and the message lists the
+    offending line numbers (1 is the header), so a user fixes the file in one pass.
+
+    Args:
+        path: CSV with columns ``patient_id, series_key, split, label, score`` and any
+            number of extra (subgroup) columns.
+        aggregate: ``"max"`` or ``"mean"`` of a patient's series scores.
+
+    Returns:
+        A :class:`PatientTable` ordered by split then patient identifier.
+
+    Raises:
+        PredictionsError: missing file or columns, no rows, labels not 0/1, scores NaN
+            or outside [0, 1], splits other than val/test, or a patient whose series
+            disagree on label or split.
+    """
+    if aggregate not in ("max", "mean"):
+        raise PredictionsError(f"'aggregate' must be one of ['max', 'mean']; got {aggregate!r}.")
+    path = Path(path)
+    if not path.is_file():
+        raise PredictionsError(
+            f"predictions file {str(path)!r} must exist; it was not found. Run the train stage first (dvc repro train)."
+        )
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            raise PredictionsError(f"predictions file {str(path)!r} must have a header row; the file is empty.")
+        header = [h.strip() for h in header]
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise PredictionsError(
+                f"predictions file {str(path)!r} must have columns {list(REQUIRED_COLUMNS)}; missing {missing}, "
+                f"found {header}."
+            )
+        duplicated = sorted({h for h in header if header.count(h) > 1})
+        if duplicated:
+            raise PredictionsError(f"predictions file {str(path)!r} must have unique column names; got {duplicated} twice.")
+        extra = [h for h in header if h not in REQUIRED_COLUMNS]
+        col = {h: i for i, h in enumerate(header)}
+        rows: list[tuple[int, list[str]]] = []
+        bad: dict[str, list[int]] = defaultdict(list)
+        for values in reader:
+            line = reader.line_num
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) != len(header):
+                bad[f"rows must have {len(header)} fields"].append(line)
+                continue
+            rows.append((line, [v.strip() for v in values]))
+
+    if not rows and not bad:
+        raise PredictionsError(f"predictions file {str(path)!r} must have at least one data row; it has none.")
+    patient_id, split, label, score, lines = [], [], [], [], []
+    for line, values in rows:
+        raw_score = values[col["score"]]
+        try:
+            s = float(raw_score)
+        except ValueError:
+            s = math.nan
+        if not (math.isfinite(s) and 0.0 <= s <= 1.0):
+            bad["'score' must be a finite probability in [0, 1] (apply a sigmoid to logits)"].append(line)
+        raw_label = values[col["label"]]
+        try:
+            lab = float(raw_label)
+        except ValueError:
+            lab = math.nan
+        if lab not in (0.0, 1.0):
+            bad["'label' must be 0 or 1"].append(line)
+        if values[col["split"]] not in SPLITS:
+            bad[f"'split' must be one of {list(SPLITS)}"].append(line)
+        if not values[col["patient_id"]]:
+            bad["'patient_id' must not be empty"].append(line)
+        patient_id.append(values[col["patient_id"]])
+        split.append(values[col["split"]])
+        label.append(int(lab) if lab in (0.0, 1.0) else -1)
+        score.append(s)
+        lines.append(line)
+    if bad:
+        problems = "; ".join(f"{rule}: {_lines(found)}" for rule, found in bad.items())
+        raise PredictionsError(
+            f"predictions file {str(path)!r} has rows breaking the rules: {problems}. "
+            "Fix or remove these rows and run the stage again."
+        )
+
+    by_patient: dict[str, list[int]] = defaultdict(list)
+    for i, pid in enumerate(patient_id):
+        by_patient[pid].append(i)
+    conflicts: list[str] = []
+    out_pid, out_split, out_label, out_score, out_n = [], [], [], [], []
+    out_attr: dict[str, list[str]] = {c: [] for c in extra}
+    for pid, idx in by_patient.items():
+        for what, values in (("split", split), ("label", label)):
+            seen = sorted({values[i] for i in idx}, key=str)
+            if len(seen) > 1:
+                conflicts.append(f"patient {pid!r} has {what} {seen} on {_lines([lines[i] for i in idx])}")
+        scores = [score[i] for i in idx]
+        out_pid.append(pid)
+        out_split.append(split[idx[0]])
+        out_label.append(label[idx[0]])
+        out_score.append(max(scores) if aggregate == "max" else sum(scores) / len(scores))
+        out_n.append(len(idx))
+        for c in extra:
+            levels = sorted({rows[i][1][col[c]] or "(missing)" for i in idx})
+            out_attr[c].append("+".join(levels))
+    if conflicts:
+        raise PredictionsError(
+            "each patient must have one split and one label across their series; got "
+            + "; ".join(conflicts[:_SHOWN_LINES])
+            + (f" and {len(conflicts) - _SHOWN_LINES} more" if len(conflicts) > _SHOWN_LINES else "")
+            + ". A patient in two splits leaks data between them: fix the split stage output."
+        )
+    order = sorted(range(len(out_pid)), key=lambda i: (SPLITS.index(out_split[i]), out_pid[i]))
+    pick = np.asarray(order, dtype=int)
+    return PatientTable(
+        patient_id=np.asarray(out_pid, dtype=object)[pick],
+        split=np.asarray(out_split, dtype=object)[pick],
+        label=np.asarray(out_label, dtype=np.int8)[pick],
+        score=np.asarray(out_score, dtype=float)[pick],
+        n_series=np.asarray(out_n, dtype=int)[pick],
+        attributes={c: np.asarray(v, dtype=object)[pick] for c, v in out_attr.items()},
+        aggregate=aggregate,
+        n_rows=len(rows),
+    )
+
+
+def subgroup_columns(table: PatientTable, requested: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
+    """Decide which extra columns are reported as subgroups.
+
+    Args:
+        table: the aggregated patients.
+        requested: ``evaluate.subgroups``; when empty, every extra column with 2 to
+            ``MAX_SUBGROUP_LEVELS`` levels is used (identifiers and continuous columns
+            such as age have more levels and are skipped).
+
+    Returns:
+        ``(columns, skipped)``: the columns used, and column -> reason for the others.
+
+    Raises:
+        PredictionsError: a requested column does not exist or names identifying data.
+    """
+    skipped: dict[str, str] = {}
+    if requested:
+        unknown = [c for c in requested if c not in table.attributes]
+        if unknown:
+            raise PredictionsError(
+                f"'evaluate.subgroups' must name columns of the predictions file; got unknown {unknown}, "
+                f"available {sorted(table.attributes)}."
+            )
+        phi = [c for c in requested if _normalise(c) in PHI_COLUMNS]
+        if phi:
+            raise PredictionsError(
+                f"'evaluate.subgroups' must not name identifying columns; got {phi}. Remove them from params.yaml."
+            )
+        return list(requested), skipped
+    used = []
+    for c, values in table.attributes.items():
+        n_levels = len(set(values.tolist()))
+        if _normalise(c) in PHI_COLUMNS:
+            skipped[c] = "identifying column; never reported"
+        elif n_levels < 2:
+            skipped[c] = f"{n_levels} level; nothing to compare"
+        elif n_levels > MAX_SUBGROUP_LEVELS:
+            skipped[c] = f"{n_levels} levels (more than {MAX_SUBGROUP_LEVELS}); name it in evaluate.subgroups to force it"
+        else:
+            used.append(c)
+    return used, skipped
+
+
+def _normalise(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())

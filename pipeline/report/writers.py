@@ -1,0 +1,118 @@
+"""Write the evaluation to disk: ``metrics.json``, DVC plot files, PNGs and ``report.html``.
+
+DVC plot files follow iterative/example-get-started: one file per curve and split
+(``plots/pr/test.json``, ``plots/pr/val.json``), because DVC's built-in templates
+draw one line per file and per revision; a single file with a ``split`` column would be
+drawn as one zig-zag line. The test ROC, the study's headline curve, is ``roc.json`` at
+the top of the folder (the name users and scripts look for); the val ROC is
+``plots/roc/val.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.report.evaluation import Evaluation
+from pipeline.report.figures import calibration_png, pr_png, roc_png
+from pipeline.report.html import render_html
+from pipeline.report.provenance import Provenance
+
+PLOT_KINDS = ("roc", "pr", "calibration", "confusion")
+_DIGITS = 6
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types; numpy scalars and arrays converted, floats rounded, ``inf`` -> ``None``.
+
+    Raises:
+        ValueError: a NaN reached the writer (a metric should have been ``None`` with a reason).
+    """
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            raise ValueError("metric values must not be NaN; got NaN. An undefined metric must be None with a reason.")
+        return None if math.isinf(value) else round(float(value), _DIGITS)
+    return value
+
+
+def plot_rows(evaluation: Evaluation) -> dict[str, list[dict[str, Any]]]:
+    """DVC plot data: relative path ``plots/<kind>/<split>.json`` -> list of points.
+
+    ``roc``: ``fpr, tpr, threshold`` (threshold ``null`` at the origin, where nobody is
+    called positive); ``pr``: ``recall, precision, threshold``; ``calibration``:
+    ``mean_predicted, fraction_positive, count, bin_lower, bin_upper``; ``confusion``:
+    one row per patient, ``actual, predicted`` (0/1, no identifiers).
+    """
+    out: dict[str, list[dict[str, Any]]] = {}
+    for split, c in evaluation.curves.items():
+        out["roc.json" if split == "test" else f"plots/roc/{split}.json"] = [
+            {"fpr": f, "tpr": t, "threshold": th} for f, t, th in zip(c.roc["fpr"], c.roc["tpr"], c.roc["threshold"])
+        ]
+        out[f"plots/pr/{split}.json"] = [
+            {"recall": r, "precision": p, "threshold": th}
+            for r, p, th in zip(c.pr["recall"], c.pr["precision"], c.pr["threshold"])
+        ]
+        cal = c.calibration
+        out[f"plots/calibration/{split}.json"] = [
+            {
+                "mean_predicted": cal["mean_predicted"][i],
+                "fraction_positive": cal["fraction_positive"][i],
+                "count": cal["count"][i],
+                "bin_lower": cal["bin_lower"][i],
+                "bin_upper": cal["bin_upper"][i],
+            }
+            for i in range(len(cal["count"]))
+        ]
+        out[f"plots/confusion/{split}.json"] = [
+            {"actual": a, "predicted": p} for a, p in zip(c.actual.tolist(), c.predicted.tolist())
+        ]
+    return {path: jsonable(rows) for path, rows in out.items()}
+
+
+def _write_json(path: Path, content: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(jsonable(content), indent=2, allow_nan=False) + "\n")
+
+
+def write_outputs(evaluation: Evaluation, provenance: Provenance, out_dir: str | Path) -> list[Path]:
+    """Write every output of the evaluate stage into ``out_dir``.
+
+    Files: ``metrics.json``, ``roc.json`` (test), ``plots/roc/val.json``,
+    ``plots/{pr,calibration,confusion}/{val,test}.json``,
+    ``roc.png``, ``pr.png``, ``calibration.png`` and ``report.html`` (self-contained:
+    figures embedded as base64).
+
+    Returns:
+        The paths written.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    _write_json(out_dir / "metrics.json", evaluation.metrics)
+    written.append(out_dir / "metrics.json")
+    for relative, rows in plot_rows(evaluation).items():
+        _write_json(out_dir / relative, rows)
+        written.append(out_dir / relative)
+    figures = {
+        "roc": roc_png(evaluation.curves, evaluation.metrics),
+        "calibration": calibration_png(evaluation.curves, evaluation.metrics),
+        "pr": pr_png(evaluation.curves, evaluation.metrics),
+    }
+    for name, png in figures.items():
+        (out_dir / f"{name}.png").write_bytes(png)
+        written.append(out_dir / f"{name}.png")
+    (out_dir / "report.html").write_text(render_html(evaluation, provenance, figures), encoding="utf-8")
+    written.append(out_dir / "report.html")
+    return written

@@ -1,0 +1,70 @@
+"""DVC stage ``evaluate``: predictions -> metrics.json, DVC plots, figures, report.html.
+
+Usage::
+
+    python -m pipeline.stages.evaluate reports/predictions.csv reports \
+        --train-summary reports/train_summary.json --params params.yaml --lock dvc.lock \
+        [--compare other/predictions.csv]
+
+Reads ``base.seed`` and ``evaluate.*`` from params. Bad input stops the stage with one
+message naming the rule and the fix (exit status 1), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pipeline.config import ConfigError, EvaluateConfig, load_params
+from pipeline.report import EvaluationError, PredictionsError, ProvenanceError, run_evaluation
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.stages.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("predictions", type=Path, help="predictions.csv written by the train stage")
+    parser.add_argument("out_dir", type=Path, help="folder for metrics.json, plots/, PNGs and report.html")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+    parser.add_argument("--train-summary", type=Path, default=None, help="train_summary.json, for weight provenance")
+    parser.add_argument("--lock", type=Path, default=None, help="dvc.lock, for data hashes in the report")
+    parser.add_argument("--compare", type=Path, default=None, help="another predictions.csv for a paired DeLong test")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        params = load_params(args.params)
+        config = EvaluateConfig.from_params(params)
+        evaluation = run_evaluation(
+            args.predictions,
+            args.out_dir,
+            aggregate=config.aggregate,
+            threshold_rule=config.threshold,
+            target_sensitivity=config.target_sensitivity,
+            ci_method=config.ci_method,
+            n_boot=config.n_boot,
+            calibration_bins=config.calibration_bins,
+            subgroups=config.subgroups,
+            seed=config.seed,
+            compare=args.compare,
+            train_summary=args.train_summary,
+            params=params,
+            params_file=args.params,
+            lock=args.lock,
+            lock_skip_stages=("evaluate",),
+        )
+    except (ConfigError, PredictionsError, EvaluationError, ProvenanceError) as err:
+        raise SystemExit(f"evaluate: {err}") from err
+    test = evaluation.metrics["test"]
+    lo, hi = test["auc_ci95"]
+    print(
+        f"evaluate: test AUC {test['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}) on {test['n_patients']} patients; "
+        f"sensitivity {test['sensitivity']:.3f}, specificity {test['specificity']:.3f} at threshold "
+        f"{test['threshold']:.4f} chosen on val. Report: {args.out_dir / 'report.html'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

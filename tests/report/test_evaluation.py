@@ -1,0 +1,125 @@
+"""Threshold from val applied to test, one-class splits, paired comparison, provenance, HTML."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.report.evaluation import EvaluationError, compare_tables, evaluate_table
+from pipeline.report.predictions import PatientTable
+from pipeline.report.provenance import REDACTED, collect_provenance, read_lock, redact_params
+from pipeline.report.writers import jsonable, write_outputs
+
+SETTINGS = dict(threshold_rule="youden", target_sensitivity=0.9, ci_method="delong", n_boot=200, calibration_bins=5)
+
+
+def _table(seed: int = 0, n_val: int = 40, n_test: int = 50) -> PatientTable:
+    rng = np.random.default_rng(seed)
+    n = n_val + n_test
+    label = rng.integers(0, 2, n).astype(np.int8)
+    label[:2] = [0, 1]
+    label[n_val : n_val + 2] = [0, 1]
+    score = np.clip(0.5 + 0.25 * (label - 0.5) + rng.normal(0, 0.2, n), 0, 1).round(3)
+    site = np.array(["A" if i % 2 else "B" for i in range(n)], dtype=object)
+    site[-3:] = "C"
+    label[-3:] = 0
+    return PatientTable(
+        patient_id=np.array([f"p{i:03d}" for i in range(n)], dtype=object),
+        split=np.array(["val"] * n_val + ["test"] * n_test, dtype=object),
+        label=label,
+        score=score,
+        n_series=np.ones(n, int),
+        attributes={"site": site},
+        aggregate="max",
+        n_rows=n,
+    )
+
+
+def test_threshold_chosen_on_val_and_applied_unchanged_to_test():
+    table = _table()
+    ev = evaluate_table(table, **SETTINGS)
+    test, val = ev.metrics["test"], ev.metrics["val"]
+    assert test["threshold"] == val["threshold"]
+    v = table.select("val")
+    j = {c: np.mean(v.score[v.label == 1] >= c) + np.mean(v.score[v.label == 0] < c) for c in np.unique(v.score)}
+    assert val["threshold"] == max(j, key=lambda c: (j[c], c))
+    t = table.select("test")
+    called = t.score >= test["threshold"]
+    assert test["sensitivity"] == np.mean(called[t.label == 1])
+    assert test["specificity"] == np.mean(~called[t.label == 0])
+    assert test["n_patients"] == 50 and test["n_positive"] == int(t.label.sum())
+    site_c = test["subgroups"]["site"]["C"]
+    assert site_c["auc"] is None and "only negative" in site_c["reason"]
+    assert "C" not in val["subgroups"]["site"]
+
+
+def test_split_with_one_class_stops_with_a_message():
+    table = _table()
+    label = table.label.copy()
+    label[table.split == "test"] = 1
+    one_class = PatientTable(**{**table.__dict__, "label": label})
+    with pytest.raises(EvaluationError, match=r"split 'test' must contain both classes; got 50 patient\(s\), all positive"):
+        evaluate_table(one_class, **SETTINGS)
+
+
+def test_missing_split_stops_with_a_message():
+    table = _table().select("test")
+    with pytest.raises(EvaluationError, match="split 'val' must have patients; got none"):
+        evaluate_table(table, **SETTINGS)
+
+
+def test_comparison_requires_the_same_patients():
+    table = _table(0)
+    noise = np.random.default_rng(9).random(table.score.size)
+    other = PatientTable(**{**table.__dict__, "score": noise})
+    result = compare_tables(table, other)
+    assert result["n_patients"] == 50 and result["auc"] == pytest.approx(evaluate_table(table, **SETTINGS).metrics["test"]["auc"])
+    assert result["auc_difference"] == pytest.approx(result["auc"] - result["auc_other"])
+    relabelled = PatientTable(**{**table.__dict__, "label": 1 - table.label})
+    with pytest.raises(EvaluationError, match=r"must give each patient the same label; got 50 patient\(s\)"):
+        compare_tables(table, relabelled)
+    fewer = other.select("test")
+    fewer = PatientTable(**{**fewer.__dict__, "patient_id": np.array([f"x{i}" for i in range(50)], dtype=object)})
+    with pytest.raises(EvaluationError, match="must hold the same 'test' patients; got 50 only in this file"):
+        compare_tables(table, fewer)
+
+
+def test_secrets_are_redacted_and_lock_is_read(tmp_path):
+    params = {"ingest": {"pseudonym_key": "s3cret-value", "workers": 2}, "base": {"seed": 1}}
+    assert redact_params(params) == {"ingest": {"pseudonym_key": REDACTED, "workers": 2}, "base": {"seed": 1}}
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(
+        "schema: '2.0'\nstages:\n  ingest:\n    cmd: x\n    deps:\n    - path: data/raw\n      hash: md5\n"
+        "      md5: abc.dir\n      size: 10\n      nfiles: 2\n    outs:\n    - path: data/index.csv\n      md5: def\n"
+        "  evaluate:\n    cmd: y\n    outs:\n    - path: reports/metrics.json\n      md5: old\n"
+    )
+    entries = read_lock(lock, skip_stages=("evaluate",))
+    assert [(e.stage, e.kind, e.path, e.digest, e.nfiles) for e in entries] == [
+        ("ingest", "dep", "data/raw", "abc.dir", 2),
+        ("ingest", "out", "data/index.csv", "def", None),
+    ]
+
+
+def test_outputs_written_with_random_init_banner_and_no_secret(tmp_path):
+    ev = evaluate_table(_table(), **SETTINGS)
+    preds = tmp_path / "predictions.csv"
+    preds.write_text("unused for hashing only\n")
+    summary = tmp_path / "train_summary.json"
+    summary.write_text(json.dumps({"weights": {"source": "none", "warning": "no <ImageNet> checkpoint"}, "model": {},
+                                   "best_epoch": 1, "best_val_auc": 0.7}))
+    prov = collect_provenance(preds, params={"ingest": {"pseudonym_key": "s3cret-value"}}, train_summary=summary,
+                              lock=tmp_path / "absent.lock")
+    write_outputs(ev, prov, tmp_path / "out")
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "RANDOM INITIALISATION" in page and "no &lt;ImageNet&gt; checkpoint" in page
+    assert "s3cret-value" not in page and "p000" not in page
+    assert "dvc.lock not found" in page
+    rows = json.loads((tmp_path / "out" / "roc.json").read_text())
+    assert rows[0] == {"fpr": 0.0, "tpr": 0.0, "threshold": None} and rows[-1]["fpr"] == 1.0
+
+
+def test_nan_never_reaches_a_file():
+    with pytest.raises(ValueError, match="must not be NaN"):
+        jsonable({"auc": float("nan")})

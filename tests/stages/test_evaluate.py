@@ -1,0 +1,110 @@
+"""The evaluate stage end to end on a small synthetic predictions.csv."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.stages.evaluate import main
+
+PARAMS = """base:
+  seed: 3
+ingest:
+  pseudonym_key: do-not-print-this-key
+evaluate:
+  aggregate: max
+  threshold: sensitivity
+  target_sensitivity: 0.8
+  ci_method: bootstrap
+  n_boot: 200
+  calibration_bins: 5
+"""
+
+
+def _predictions(path, *, seed: int = 0, test_label: int | None = None) -> None:
+    rng = np.random.default_rng(seed)
+    with path.open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["patient_id", "series_key", "split", "label", "score", "site", "manufacturer"])
+        for i in range(60):
+            split = "val" if i < 24 else "test"
+            label = int(i % 2) if (split == "val" or test_label is None) else test_label
+            for k in range(1 + i % 2):
+                score = float(np.clip(0.5 + 0.3 * (label - 0.5) + rng.normal(0, 0.2), 0, 1))
+                out.writerow([f"pt{i:03d}", f"pt{i:03d}-{k}", split, label, f"{score:.4f}", "AB"[i % 3 == 0],
+                              "X" if i < 58 else "Y"])
+
+
+def _setup(tmp_path, **kwargs):
+    preds = tmp_path / "predictions.csv"
+    _predictions(preds, **kwargs)
+    (tmp_path / "params.yaml").write_text(PARAMS)
+    return preds
+
+
+def test_stage_writes_every_output(tmp_path, capsys):
+    preds = _setup(tmp_path)
+    other = tmp_path / "other.csv"
+    _predictions(other, seed=5)
+    summary = tmp_path / "train_summary.json"
+    summary.write_text(json.dumps({
+        "weights": {"source": "imagenet", "file": "resnet18.pth", "sha256": "ab" * 32, "url": "https://example.org/w",
+                    "licence": "BSD-3-Clause", "warning": None},
+        "model": {"arch": "resnet18", "spatial_dims": 3}, "best_epoch": 2, "best_val_auc": 0.8}))
+    out = tmp_path / "reports"
+    assert main([str(preds), str(out), "--params", str(tmp_path / "params.yaml"), "--train-summary", str(summary),
+                 "--compare", str(other)]) == 0
+    assert "test AUC" in capsys.readouterr().out
+
+    expected = {"metrics.json", "roc.json", "plots/roc/val.json", "roc.png", "calibration.png", "pr.png", "report.html"} | {
+        f"plots/{kind}/{split}.json" for kind in ("pr", "calibration", "confusion") for split in ("val", "test")
+    }
+    written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert written == expected
+    assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    for split, n in (("test", 36), ("val", 24)):
+        m = metrics[split]
+        for key in ("auc", "auc_ci95", "threshold", "sensitivity", "specificity", "ppv", "npv", "brier", "ece",
+                    "n_patients", "n_positive", "subgroups"):
+            assert key in m, key
+        assert m["n_patients"] == n and m["auc_ci_method"] == "bootstrap"
+        assert m["auc_ci95"][0] <= m["auc"] <= m["auc_ci95"][1]
+    assert metrics["val"]["sensitivity"] >= 0.8  # the rule holds where it was chosen
+    assert metrics["test"]["threshold"] == metrics["val"]["threshold"]
+    assert metrics["test"]["n_series"] == sum(1 + i % 2 for i in range(24, 60))
+    level_y = metrics["test"]["subgroups"]["manufacturer"]["Y"]  # patients 58 and 59: one negative, one positive
+    assert level_y["n_patients"] == 2 and level_y["auc_ci95"] is None and "interval undefined" in level_y["reason"]
+    assert metrics["comparison"]["n_patients"] == 36
+
+    confusion = json.loads((out / "plots" / "confusion" / "test.json").read_text())
+    assert len(confusion) == 36 and set(confusion[0]) == {"actual", "predicted"}
+    c = metrics["test"]["confusion"]
+    assert sum(r["actual"] == 1 and r["predicted"] == 1 for r in confusion) == c["tp"]
+
+    page = (out / "report.html").read_text()
+    assert "<img" in page and "data:image/png;base64," in page and "src=\"http" not in page
+    assert "BSD-3-Clause" in page and "RANDOM INITIALISATION" not in page
+    assert "do-not-print-this-key" not in page and "pt000" not in page
+    assert "Data hashes are not shown" in page
+
+
+def test_one_class_test_split_stops_the_stage(tmp_path):
+    preds = _setup(tmp_path, test_label=0)
+    with pytest.raises(SystemExit, match=r"split 'test' must contain both classes; got 36 patient\(s\), all negative"):
+        main([str(preds), str(tmp_path / "reports"), "--params", str(tmp_path / "params.yaml")])
+    assert not (tmp_path / "reports" / "metrics.json").exists()
+
+
+def test_bad_scores_stop_the_stage_naming_lines(tmp_path):
+    preds = _setup(tmp_path)
+    lines = preds.read_text().splitlines()
+    lines[4] = lines[4].replace(lines[4].split(",")[4], "1.7")
+    lines[9] = lines[9].replace(lines[9].split(",")[4], "NaN")
+    preds.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SystemExit, match=r"'score' must be a finite probability in \[0, 1\].*line\(s\) 5, 10"):
+        main([str(preds), str(tmp_path / "reports"), "--params", str(tmp_path / "params.yaml")])
