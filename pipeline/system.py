@@ -7,7 +7,7 @@ No file I/O happens here.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable
 
 import numpy as np
 import pytorch_lightning as pl
@@ -29,8 +29,8 @@ class ClassifierSystem(pl.LightningModule):
         max_epochs: length of the cosine learning-rate schedule.
         backbone_lr_scale: backbone learning rate relative to ``lr`` (discriminative
             fine-tuning: pretrained layers move slower than the fresh head).
-        mean: per-channel input mean the weights were trained with, or None.
-        std: per-channel input std, or None.
+        normalize: the input normalisation the weights were trained with
+            (``Backbone.normalization.apply``), or None for none.
         augment: batch augmentation applied on the device during training, or None.
     """
 
@@ -42,32 +42,25 @@ class ClassifierSystem(pl.LightningModule):
         weight_decay: float,
         max_epochs: int,
         backbone_lr_scale: float = 1.0,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
+        normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
         augment: BatchAugment | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["backbone", "augment"])
+        self.save_hyperparameters(ignore=["backbone", "normalize", "augment"])
         self.backbone = backbone
+        self.normalize = normalize
         self.augment = augment
         self.loss = nn.BCEWithLogitsLoss()
-        n_channels = len(mean) if mean is not None else 1
-        self.register_buffer("mean", torch.tensor(mean if mean is not None else [0.0]).view(1, n_channels), persistent=False)
-        self.register_buffer("std", torch.tensor(std if std is not None else [1.0]).view(1, n_channels), persistent=False)
         self._val_scores: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
         self._val_index: list[torch.Tensor] = []
-
-    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        return (x - self.mean.view(shape)) / self.std.view(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Probabilities (B,) for images (B, C, *spatial) in [0, 1] intensity units."""
         return torch.sigmoid(self._logits(x))
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(self._normalise(x)).squeeze(-1)
+        return self.backbone(x if self.normalize is None else self.normalize(x)).squeeze(-1)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):  # noqa: ANN001 - Lightning hook
         x, y, idx = batch

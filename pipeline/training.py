@@ -137,8 +137,7 @@ def train_and_predict(
         weight_decay=train.weight_decay,
         max_epochs=train.max_epochs,
         backbone_lr_scale=model.backbone_lr_scale,
-        mean=None if norm is None else list(norm.mean),
-        std=None if norm is None else list(norm.std),
+        normalize=None if norm is None else norm.apply,
         augment=BatchAugment(spatial_dims, seed=train.seed) if train.augment else None,
     )
     data = CachedDataModule(cache_dir, batch_size=train.batch_size, num_workers=train.num_workers, seed=train.seed)
@@ -181,7 +180,7 @@ def train_and_predict(
     if not trainer.is_global_zero:
         return summary
     best_system = ClassifierSystem.load_from_checkpoint(
-        best.best_model_path, backbone=backbone.model, map_location="cpu", weights_only=False
+        best.best_model_path, backbone=backbone.model, normalize=system.normalize, map_location="cpu", weights_only=True
     )
     rows = predict_rows(best_system, data, ("val", "test"))
     write_rows(predictions_csv, rows, (*PREDICTION_COLUMNS, *_subgroups(data)))
@@ -231,4 +230,4 @@ def _epoch_of(path: str | Path) -> int:
     """Epoch stored in a Lightning checkpoint (our own file, written by this stage)."""
     if not path:
         return -1
-    return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])

@@ -65,7 +65,7 @@ def test_normalisation_is_applied_before_the_backbone():
             return x.flatten(1).mean(1, keepdim=True)
 
     probe = Probe()
-    system = ClassifierSystem(probe, lr=1e-3, weight_decay=0.0, max_epochs=1, mean=[0.5], std=[0.25])
+    system = ClassifierSystem(probe, lr=1e-3, weight_decay=0.0, max_epochs=1, normalize=lambda x: (x - 0.5) / 0.25)
     system(torch.full((2, 1, 4, 4, 4), 0.75))
     assert torch.allclose(probe.seen, torch.ones(2, 1, 4, 4, 4))
 
