@@ -1,0 +1,520 @@
+"""Walk a raw folder, read every file's header once, and classify it.
+
+Only headers are read here: pixel data is skipped with pydicom's ``defer_size`` (the
+reader seeks past it and remembers where it starts), so a 300-slice series is grouped
+without decoding a single pixel, and uncompressed pixels can later be read straight from
+that offset. Headers are read in a process pool because parsing is CPU-bound Python.
+
+Each file becomes one :class:`FileRecord` with a ``kind``:
+
+* ``dicom``: a DICOM image with pixel data, ready to be grouped into series;
+* ``nifti``: a ``.nii`` / ``.nii.gz`` image;
+* ``not_image``: a valid object that is not a patient image (SR, RTSTRUCT, RTPLAN,
+  RT Dose, SEG, PDF, presentation state, DICOMDIR, waveform...);
+* ``quarantined``: anything unreadable (junk, truncated, broken header), with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFER_BYTES = 4096
+"""Elements larger than this (pixel data, big private blobs) are not loaded with the header."""
+
+NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
+
+_NON_IMAGE_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("1.2.840.10008.1.3.10", "DICOMDIR (media directory index)"),
+    ("1.2.840.10008.5.1.4.1.1.88.", "structured report or key object selection"),
+    ("1.2.840.10008.5.1.4.1.1.481.2", "RT Dose (dose grid, not an image of the patient)"),
+    ("1.2.840.10008.5.1.4.1.1.481.3", "RT Structure Set"),
+    ("1.2.840.10008.5.1.4.1.1.481.5", "RT Plan"),
+    ("1.2.840.10008.5.1.4.1.1.481.", "RT treatment object"),
+    ("1.2.840.10008.5.1.4.1.1.66", "segmentation, registration or raw data"),
+    ("1.2.840.10008.5.1.4.1.1.104.", "encapsulated document (PDF/CDA/STL)"),
+    ("1.2.840.10008.5.1.4.1.1.11.", "presentation state"),
+    ("1.2.840.10008.5.1.4.1.1.9.", "waveform"),
+    ("1.2.840.10008.5.1.4.1.1.67", "real-world value map"),
+)
+"""SOP Class UID prefixes of objects that are valid but not images (PS3.4 Annex B).
+
+RT Image (``...481.1``) is an image and is not in the list; the order matters because
+the first matching prefix wins.
+"""
+
+_NON_IMAGE_MODALITIES: dict[str, str] = {
+    "SR": "structured report",
+    "KO": "key object selection",
+    "PR": "presentation state",
+    "RTSTRUCT": "RT Structure Set",
+    "RTPLAN": "RT Plan",
+    "RTDOSE": "RT Dose (dose grid, not an image of the patient)",
+    "RTRECORD": "RT treatment record",
+    "SEG": "segmentation",
+    "REG": "registration",
+    "DOC": "encapsulated document",
+    "ECG": "waveform",
+}
+
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+
+
+@dataclass
+class DicomHeader:
+    """What grouping, ordering and pixel reading need from one DICOM image file.
+
+    Per-frame lists have one entry per frame (one for a classic single-frame file).
+    Positions and orientation are in the patient (LPS) frame, mm.
+
+    Attributes:
+        sop_uid, series_uid, study_uid: identifiers; used to group, never written.
+        sop_class: SOP Class UID.
+        modality: (0008,0060), e.g. ``CT``.
+        rows, cols: matrix size.
+        frames: NumberOfFrames (1 for single-frame).
+        samples: SamplesPerPixel (3 for colour).
+        photometric: PhotometricInterpretation.
+        orientation: ImageOrientationPatient, 6 direction cosines, or ``None``.
+        positions: ImagePositionPatient per frame, or ``None`` when absent.
+        pixel_spacing: (row spacing, column spacing) mm, or ``None``.
+        slice_spacing: SpacingBetweenSlices or SliceThickness, mm, or ``None``.
+        slopes, intercepts: Rescale Slope/Intercept per frame (``None`` when absent).
+        modality_lut: whether a Modality LUT Sequence replaces slope/intercept.
+        instance_number: InstanceNumber, only a tie-breaker.
+        echo: EchoNumbers, so multi-echo MR in one series splits into volumes.
+        image_type: ImageType joined by ``\\``.
+        transfer_syntax: Transfer Syntax UID.
+        native: ``(offset, dtype)`` to read uncompressed grey pixels directly from the
+            file, or ``None`` when pydicom must decode.
+        technical: allow-listed technical metadata (see :mod:`pipeline.io.deid`).
+    """
+
+    sop_uid: str
+    series_uid: str
+    study_uid: str
+    sop_class: str
+    modality: str
+    rows: int
+    cols: int
+    frames: int
+    samples: int
+    photometric: str
+    orientation: tuple[float, ...] | None
+    positions: list[tuple[float, float, float]] | None
+    pixel_spacing: tuple[float, float] | None
+    slice_spacing: float | None
+    slopes: list[float | None]
+    intercepts: list[float | None]
+    modality_lut: bool
+    instance_number: int | None
+    echo: str
+    image_type: str
+    transfer_syntax: str
+    native: tuple[int, str] | None
+    technical: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class NiftiHeader:
+    """Shape and voxel size of a NIfTI file, from its header only."""
+
+    shape: tuple[int, ...]
+    zooms: tuple[float, ...]
+
+
+@dataclass
+class FileRecord:
+    """One file under the raw folder and what its header says.
+
+    Attributes:
+        path: POSIX path relative to the raw folder.
+        kind: ``dicom``, ``nifti``, ``not_image`` or ``quarantined``.
+        reason: why a file is ``not_image`` or ``quarantined`` (empty otherwise).
+        dicom: the header of a DICOM image.
+        nifti: the header of a NIfTI image.
+        phi: identifier strings found in the header; kept in memory for redaction only.
+    """
+
+    path: str
+    kind: str
+    reason: str = ""
+    dicom: DicomHeader | None = None
+    nifti: NiftiHeader | None = None
+    phi: set[str] = field(default_factory=set)
+    series_uid: str = ""
+    study_uid: str = ""
+
+
+def walk(raw_dir: str | Path) -> list[str]:
+    """Every file under ``raw_dir``, as sorted POSIX paths relative to it.
+
+    Hidden files count too: a ledger that hides ``.DS_Store`` would not add up.
+    """
+    root = Path(raw_dir)
+    found = []
+    for folder, _dirs, files in os.walk(root, followlinks=False):
+        for name in files:
+            full = Path(folder) / name
+            if full.is_file():
+                found.append(full.relative_to(root).as_posix())
+    return sorted(found)
+
+
+def read_headers(raw_dir: str | Path, paths: list[str], workers: int) -> list[FileRecord]:
+    """Read and classify each file's header, in ``workers`` processes.
+
+    Args:
+        raw_dir: the root the paths are relative to.
+        paths: relative POSIX paths.
+        workers: processes; 1 reads in this process (no pool start-up cost).
+
+    Returns:
+        One record per path, in the same order. Never raises for a bad file.
+    """
+    root = str(raw_dir)
+    jobs = [(root, p) for p in paths]
+    if workers <= 1 or len(jobs) < 8:
+        return [_read_one(job) for job in jobs]
+    chunk = max(1, min(64, math.ceil(len(jobs) / (workers * 8))))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_read_one, jobs, chunksize=chunk))
+
+
+def read_header(full_path: str | Path, rel_path: str) -> FileRecord:
+    """Classify one file; see the module docstring for the kinds."""
+    return _classify(str(full_path), rel_path)
+
+
+def _read_one(job: tuple[str, str]) -> FileRecord:
+    root, rel = job
+    return _classify(os.path.join(root, rel), rel)
+
+
+def _classify(full: str, rel: str) -> FileRecord:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if rel.lower().endswith(NIFTI_SUFFIXES):
+                return _classify_nifti(full, rel)
+            return _classify_dicom(full, rel)
+        except Exception as error:  # one bad file must never stop the scan
+            return FileRecord(rel, "quarantined", f"unreadable: {type(error).__name__}: {_short(error)}")
+
+
+def _classify_nifti(full: str, rel: str) -> FileRecord:
+    import nibabel as nib
+
+    try:
+        image = nib.load(full)
+    except Exception as error:
+        return FileRecord(rel, "quarantined", f"unreadable NIfTI header: {type(error).__name__}: {_short(error)}")
+    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+        return FileRecord(rel, "quarantined", f"not a NIfTI-1/2 image; nibabel read it as {type(image).__name__}")
+    shape = tuple(int(s) for s in image.shape)
+    zooms = tuple(float(z) for z in image.header.get_zooms())
+    return FileRecord(rel, "nifti", nifti=NiftiHeader(shape=shape, zooms=zooms))
+
+
+def _classify_dicom(full: str, rel: str) -> FileRecord:
+    ds_holder: list[object] = []
+    record = _classify_dicom_dataset(full, rel, ds_holder)
+    return _with_uids(record, ds_holder[0]) if ds_holder else record
+
+
+def _classify_dicom_dataset(full: str, rel: str, ds_holder: list[object]) -> FileRecord:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(full, defer_size=DEFER_BYTES)
+    except InvalidDicomError:
+        # Files written without the 128-byte preamble are still DICOM; force=True reads
+        # them, and the checks below reject junk that merely parsed.
+        try:
+            ds = pydicom.dcmread(full, defer_size=DEFER_BYTES, force=True)
+            if not _looks_like_dicom(ds):
+                return FileRecord(rel, "quarantined", "not DICOM or NIfTI (no DICOM preamble or SOP Class)")
+        except Exception:
+            return FileRecord(rel, "quarantined", "not DICOM or NIfTI (no DICOM preamble or SOP Class)")
+    from pipeline.io.deid import phi_values
+
+    ds_holder.append(ds)
+    if len(ds) == 0:
+        return FileRecord(rel, "quarantined", "no readable DICOM elements (truncated or corrupt file)")
+    phi = phi_values(ds)
+    sop_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", "") or "")
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    why_not = _non_image_reason(sop_class, modality)
+    if why_not:
+        return FileRecord(rel, "not_image", why_not, phi=phi)
+    if "Rows" not in ds or "Columns" not in ds:
+        if "Image Storage" in _uid_name(sop_class):
+            return FileRecord(rel, "quarantined", "image object without Rows/Columns (incomplete file)", phi=phi)
+        return FileRecord(rel, "not_image", "DICOM object without an image matrix (no Rows/Columns)", phi=phi)
+    if not any(tag in ds for tag in _PIXEL_TAGS):
+        return FileRecord(rel, "quarantined", "DICOM image header without Pixel Data (truncated transfer?)", phi=phi)
+    try:
+        header, problem = _image_header(ds, full, modality, sop_class)
+    except Exception as error:
+        return FileRecord(rel, "quarantined", f"unusable image header: {type(error).__name__}: {_short(error)}", phi=phi)
+    if problem:
+        return FileRecord(rel, "quarantined", problem, phi=phi)
+    return FileRecord(rel, "dicom", dicom=header, phi=phi)
+
+
+def _with_uids(record: FileRecord, ds: object) -> FileRecord:
+    """Attach the series and study UIDs so UID locators also find non-image objects."""
+    try:
+        record.series_uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
+        record.study_uid = str(getattr(ds, "StudyInstanceUID", "") or "")
+    except Exception:
+        pass
+    return record
+
+
+def _uid_name(uid: str) -> str:
+    from pydicom.uid import UID
+
+    try:
+        return UID(uid).name if uid else ""
+    except Exception:
+        return ""
+
+
+def _looks_like_dicom(ds: object) -> bool:
+    try:
+        sop_class = str(getattr(ds, "SOPClassUID", "") or "")
+        return sop_class.startswith("1.2.840.10008.") and len(ds) > 3  # type: ignore[arg-type]
+    except Exception:
+        return False
+
+
+def _non_image_reason(sop_class: str, modality: str) -> str:
+    for prefix, what in _NON_IMAGE_PREFIXES:
+        if sop_class.startswith(prefix):
+            return f"not an image: {what}"
+    if modality in _NON_IMAGE_MODALITIES:
+        return f"not an image: {_NON_IMAGE_MODALITIES[modality]}"
+    return ""
+
+
+def _image_header(ds: object, full: str, modality: str, sop_class: str) -> tuple[DicomHeader | None, str]:
+    from pipeline.io.deid import TECHNICAL_KEYWORDS
+
+    get = ds.get  # type: ignore[attr-defined]
+    rows, cols = int(get("Rows")), int(get("Columns"))
+    frames = int(get("NumberOfFrames", 1) or 1)
+    samples = int(get("SamplesPerPixel", 1) or 1)
+    if rows < 1 or cols < 1 or frames < 1:
+        return None, f"image matrix must be positive; got Rows={rows}, Columns={cols}, NumberOfFrames={frames}"
+    file_meta = getattr(ds, "file_meta", None)
+    syntax = str(file_meta.get("TransferSyntaxUID", "")) if file_meta is not None else ""
+    if not syntax:
+        syntax = _guess_syntax(ds)
+    shared = _first(get("SharedFunctionalGroupsSequence"))
+    per_frame = get("PerFrameFunctionalGroupsSequence")
+
+    orientation = _floats(get("ImageOrientationPatient"), 6)
+    spacing = _floats(get("PixelSpacing"), 2) or _floats(get("ImagerPixelSpacing"), 2)
+    thickness = _float(get("SliceThickness"))
+    slice_spacing = _float(get("SpacingBetweenSlices")) or thickness
+    slopes: list[float | None] = [_float(get("RescaleSlope"))]
+    intercepts: list[float | None] = [_float(get("RescaleIntercept"))]
+    positions: list[tuple[float, float, float]] | None = None
+    single = _floats(get("ImagePositionPatient"), 3)
+    if single is not None:
+        positions = [single]  # type: ignore[list-item]
+
+    if shared is not None or per_frame:
+        orientation = _group_value(shared, None, "PlaneOrientationSequence", "ImageOrientationPatient", 6) or orientation
+        spacing = _group_value(shared, None, "PixelMeasuresSequence", "PixelSpacing", 2) or spacing
+        frame_items = list(per_frame or [])
+        if len(frame_items) == frames:
+            frame_positions = []
+            frame_slopes, frame_intercepts = [], []
+            for item in frame_items:
+                orientation = orientation or _group_value(item, None, "PlaneOrientationSequence", "ImageOrientationPatient", 6)
+                spacing = spacing or _group_value(item, None, "PixelMeasuresSequence", "PixelSpacing", 2)
+                frame_positions.append(_group_value(item, shared, "PlanePositionSequence", "ImagePositionPatient", 3))
+                frame_slopes.append(_group_scalar(item, shared, "PixelValueTransformationSequence", "RescaleSlope"))
+                frame_intercepts.append(_group_scalar(item, shared, "PixelValueTransformationSequence", "RescaleIntercept"))
+            positions = frame_positions if all(p is not None for p in frame_positions) else None  # type: ignore[assignment]
+            if any(s is not None for s in frame_slopes):
+                slopes, intercepts = frame_slopes, frame_intercepts
+        measured = _group_scalar(shared, None, "PixelMeasuresSequence", "SpacingBetweenSlices") or _group_scalar(
+            shared, None, "PixelMeasuresSequence", "SliceThickness"
+        )
+        slice_spacing = slice_spacing or measured
+    if orientation is not None and not _valid_orientation(orientation):
+        orientation = None
+    if positions is not None and frames > 1 and len(positions) != frames:
+        positions = None
+    if len(slopes) == 1 and frames > 1:
+        slopes, intercepts = slopes * frames, intercepts * frames
+
+    native, problem = _native_layout(ds, full, syntax, rows, cols, frames, samples)
+    if problem:
+        return None, problem
+    technical = {}
+    for column, keyword in TECHNICAL_KEYWORDS.items():
+        value = get(keyword)
+        if value is not None and str(value).strip():
+            technical[column] = _clean(value)
+    header = DicomHeader(
+        sop_uid=str(get("SOPInstanceUID", "") or ""),
+        series_uid=str(get("SeriesInstanceUID", "") or ""),
+        study_uid=str(get("StudyInstanceUID", "") or ""),
+        sop_class=sop_class,
+        modality=modality or "OT",
+        rows=rows,
+        cols=cols,
+        frames=frames,
+        samples=samples,
+        photometric=str(get("PhotometricInterpretation", "") or "").strip().upper(),
+        orientation=orientation,
+        positions=positions,
+        pixel_spacing=spacing,  # type: ignore[arg-type]
+        slice_spacing=slice_spacing if slice_spacing and slice_spacing > 0 else None,
+        slopes=slopes,
+        intercepts=intercepts,
+        modality_lut="ModalityLUTSequence" in ds,  # type: ignore[operator]
+        instance_number=_int(get("InstanceNumber")),
+        echo=_clean(get("EchoNumbers", "")),
+        image_type="\\".join(str(v) for v in (get("ImageType") or [])),
+        transfer_syntax=syntax,
+        native=native,
+        technical=technical,
+    )
+    return header, ""
+
+
+def _native_layout(
+    ds: object, full: str, syntax: str, rows: int, cols: int, frames: int, samples: int
+) -> tuple[tuple[int, str] | None, str]:
+    """Where uncompressed grey pixels start and their dtype; also catches truncation.
+
+    Returns ``(None, "")`` when pydicom has to decode (compressed, colour, 1-bit,
+    float), ``(None, reason)`` when the file cannot hold the pixels it declares.
+    """
+    from pydicom.dataelem import RawDataElement
+    from pydicom.uid import UID
+
+    if 0x7FE00010 not in ds:  # type: ignore[operator]
+        return None, ""
+    raw = ds._dict[0x7FE00010]  # type: ignore[attr-defined]
+    uid = UID(syntax) if syntax else None
+    if uid is not None and (uid.is_encapsulated or uid.is_deflated):
+        return None, ""
+    get = ds.get  # type: ignore[attr-defined]
+    bits = int(get("BitsAllocated", 0) or 0)
+    if bits not in (8, 16, 32) and bits != 1:
+        return None, f"BitsAllocated must be 1, 8, 16 or 32; got {bits}"
+    if bits == 1:
+        return None, ""
+    photometric = str(get("PhotometricInterpretation", "") or "").strip().upper()
+    per_pixel = 2 if (samples == 3 and photometric == "YBR_FULL_422") else samples
+    expected = rows * cols * frames * per_pixel * bits // 8
+    if not isinstance(raw, RawDataElement) or raw.value is not None:
+        length = len(raw.value) if getattr(raw, "value", None) is not None else expected
+        if length < expected:
+            return None, f"truncated: Pixel Data holds {length} bytes, the header needs {expected}"
+        return None, ""
+    length = raw.length
+    available = os.path.getsize(full) - raw.value_tell
+    if length == 0xFFFFFFFF or min(length, available) < expected:
+        return None, f"truncated: Pixel Data holds {min(length, available)} bytes, the header needs {expected}"
+    if samples != 1:
+        return None, ""
+    signed = int(get("PixelRepresentation", 0) or 0) == 1
+    order = "<" if raw.is_little_endian else ">"
+    dtype = f"{order}{'i' if signed else 'u'}{bits // 8}"
+    return (raw.value_tell, dtype), ""
+
+
+def _valid_orientation(cosines: tuple[float, ...]) -> bool:
+    """Two unit vectors at right angles, within scanner rounding (PS3.3 C.7.6.2.1.1)."""
+    row, col = cosines[:3], cosines[3:]
+    norm_row = math.sqrt(sum(v * v for v in row))
+    norm_col = math.sqrt(sum(v * v for v in col))
+    dot = sum(a * b for a, b in zip(row, col))
+    return abs(norm_row - 1) < 0.01 and abs(norm_col - 1) < 0.01 and abs(dot) < 0.01
+
+
+def _guess_syntax(ds: object) -> str:
+    implicit = getattr(ds, "is_implicit_VR", None)
+    little = getattr(ds, "is_little_endian", True)
+    if implicit:
+        return "1.2.840.10008.1.2"
+    return "1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2"
+
+
+def _first(sequence: object) -> object | None:
+    try:
+        return sequence[0] if sequence else None  # type: ignore[index]
+    except Exception:
+        return None
+
+
+def _group_value(item: object, fallback: object, sequence: str, keyword: str, length: int) -> tuple[float, ...] | None:
+    for source in (item, fallback):
+        group = _first(getattr(source, sequence, None)) if source is not None else None
+        if group is not None:
+            value = _floats(getattr(group, keyword, None), length)
+            if value is not None:
+                return value
+    return None
+
+
+def _group_scalar(item: object, fallback: object, sequence: str, keyword: str) -> float | None:
+    for source in (item, fallback):
+        group = _first(getattr(source, sequence, None)) if source is not None else None
+        if group is not None:
+            value = _float(getattr(group, keyword, None))
+            if value is not None:
+                return value
+    return None
+
+
+def _floats(value: object, length: int) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        items = [float(v) for v in value]  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    if len(items) != length or not all(math.isfinite(v) for v in items):
+        return None
+    return tuple(items)
+
+
+def _float(value: object) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            value = value[0]  # type: ignore[index]
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, IndexError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _int(value: object) -> int | None:
+    number = _float(value)
+    return int(number) if number is not None else None
+
+
+def _clean(value: object) -> str:
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = "\\".join(str(v) for v in value)  # type: ignore[union-attr]
+    return " ".join(str(value).replace(",", " ").split())
+
+
+def _short(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:160]

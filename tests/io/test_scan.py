@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from pipeline.io.scan import read_header, read_headers, walk
+from pipeline.io.series import Plane, VolumePlan, read_planes
+from tests.io.dicom_builders import PYDICOM_FILES, site_packages, truncate
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "reason"),
+    [
+        ("CT_small.dcm", "dicom", ""),
+        ("MR_small_jpeg_ls_lossless.dcm", "dicom", ""),
+        ("rtstruct.dcm", "not_image", "RT Structure Set"),
+        ("rtplan.dcm", "not_image", "RT Plan"),
+        ("test-SR.dcm", "not_image", "structured report"),
+        ("rtdose.dcm", "not_image", "RT Dose"),
+        ("waveform_ecg.dcm", "not_image", "waveform"),
+        ("MR_truncated.dcm", "quarantined", "truncated"),
+        ("README.txt", "quarantined", "not DICOM or NIfTI"),
+        ("zipMR.gz", "quarantined", "not DICOM or NIfTI"),
+    ],
+)
+def test_real_files_are_classified(tmp_path: Path, name: str, kind: str, reason: str) -> None:
+    copy = tmp_path / name
+    shutil.copyfile(PYDICOM_FILES / name, copy)
+    record = read_header(copy, name)
+    assert record.kind == kind
+    assert reason in record.reason
+
+
+def test_dicomdir_and_nifti_are_classified(tmp_path: Path) -> None:
+    shutil.copyfile(PYDICOM_FILES / "dicomdirtests" / "DICOMDIR", tmp_path / "DICOMDIR")
+    shutil.copyfile(site_packages() / "nibabel" / "tests" / "data" / "anatomical.nii", tmp_path / "a.nii")
+    assert read_header(tmp_path / "DICOMDIR", "DICOMDIR").kind == "not_image"
+    nifti = read_header(tmp_path / "a.nii", "a.nii")
+    assert nifti.kind == "nifti" and nifti.nifti is not None and nifti.nifti.shape == (33, 41, 25)
+
+
+def test_a_truncated_copy_of_a_good_file_is_quarantined(tmp_path: Path) -> None:
+    copy = tmp_path / "cut.dcm"
+    shutil.copyfile(PYDICOM_FILES / "CT_small.dcm", copy)
+    truncate(copy, 0.5)
+    record = read_header(copy, "cut.dcm")
+    assert record.kind == "quarantined"
+    assert "truncated" in record.reason
+
+
+def test_header_scan_in_a_pool_matches_the_serial_scan(tmp_path: Path) -> None:
+    for name in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "README.txt", "JPEG2000.dcm", "MR_small_RLE.dcm",
+                 "emri_small.dcm" if (PYDICOM_FILES / "emri_small.dcm").exists() else "MR_small_expb.dcm",
+                 "MR_small_implicit.dcm", "MR_small_bigendian.dcm"):
+        shutil.copyfile(PYDICOM_FILES / name, tmp_path / name)
+    paths = walk(tmp_path)
+    serial = read_headers(tmp_path, paths, workers=1)
+    pooled = read_headers(tmp_path, paths, workers=2)
+    assert [(r.path, r.kind, r.reason) for r in serial] == [(r.path, r.kind, r.reason) for r in pooled]
+
+
+def test_walk_lists_every_file_including_hidden_ones(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "x.dcm").write_bytes(b"1")
+    (tmp_path / ".DS_Store").write_bytes(b"1")
+    assert walk(tmp_path) == [".DS_Store", "a/b/x.dcm"]
+
+
+def _native_files() -> list[Path]:
+    found = []
+    for folder in (PYDICOM_FILES, site_packages() / "data_store" / "data"):
+        for path in sorted(folder.glob("*.dcm")):
+            record = read_header(path, path.name)
+            header = record.dicom
+            if header is not None and header.native is not None and header.photometric != "PALETTE COLOR" and not header.modality_lut:
+                found.append(path)
+    return found
+
+
+def test_direct_reads_of_uncompressed_pixels_equal_pydicom() -> None:
+    """The offset fast path must return exactly pydicom's stored values, every encoding."""
+    files = _native_files()
+    assert len(files) >= 10
+    for path in files:
+        header = read_header(path, path.name).dicom
+        assert header is not None
+        plane = Plane(path.name, 0, None, None, None, None)
+        planes = [Plane(path.name, f, None, None, None, None) for f in range(header.frames)] if header.frames > 1 else [plane]
+        plan = VolumePlan(planes, np.eye(4), None, False)
+        ours, _ = read_planes(str(path.parent), {path.name: header}, plan)
+        expected = pydicom.dcmread(path).pixel_array
+        if header.photometric == "MONOCHROME1":
+            expected = expected.max().astype(np.int64) + expected.min() - expected.astype(np.int64)
+        expected = expected.reshape(header.frames, header.rows, header.cols)
+        np.testing.assert_array_equal(ours.transpose(2, 1, 0), expected, err_msg=path.name)
+
+
+def test_a_modality_lut_sequence_is_applied_like_pydicom() -> None:
+    from pydicom.pixels import apply_modality_lut
+
+    path = site_packages() / "data_store" / "data" / "mlut_18.dcm"
+    header = read_header(path, path.name).dicom
+    assert header is not None and header.modality_lut
+    plan = VolumePlan([Plane(path.name, 0, None, None, None, None)], np.eye(4), None, False)
+    ours, notes = read_planes(str(path.parent), {path.name: header}, plan)
+    ds = pydicom.dcmread(path)
+    np.testing.assert_array_equal(ours[:, :, 0].T, apply_modality_lut(ds.pixel_array, ds))
+    assert "Modality LUT Sequence applied" in notes

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import PSEUDONYM_KEY_ENV
+from pipeline.stages.ingest import main
+from tests.io.dicom_builders import write_ct_series, write_localizer
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> dict:
+    raw = tmp_path / "raw"
+    write_ct_series(raw / "a1", 6, seed=1)
+    write_localizer(raw / "a1", 1, seed=2)
+    write_ct_series(raw / "b2", 5, seed=3)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("patient_id,label,path,site\nP1,1,a1,north\nP2,0,b2,south\n")
+    params = tmp_path / "params.yaml"
+    params.write_text("ingest:\n  pseudonym_key: params-key-123\n  series_choice: most_slices\n  spacing_policy: reject\n  workers: 1\n")
+    return {"raw": raw, "manifest": manifest, "params": params, "out": tmp_path / "out"}
+
+
+def test_stage_writes_outputs_and_prints_one_summary_line(
+    workspace: dict, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(PSEUDONYM_KEY_ENV, raising=False)
+    code = main([str(workspace["raw"]), str(workspace["manifest"]), str(workspace["out"]), "--params", str(workspace["params"])])
+    assert code == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed == [
+        "ingest: 12 files = 11 ingested + 1 skipped + 0 quarantined + 0 not_image + 0 unreferenced; "
+        "2 volumes for 2/2 manifest rows, 2 patients"
+    ]
+    index = list(csv.DictReader((workspace["out"] / "index.csv").open()))
+    assert [r["site"] for r in index] == ["north", "south"]
+    assert all((workspace["out"] / r["image_path"]).is_file() for r in index)
+
+
+def test_the_environment_key_overrides_the_params_key(
+    workspace: dict, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = [str(workspace["raw"]), str(workspace["manifest"]), str(workspace["out"]), "--params", str(workspace["params"])]
+    monkeypatch.delenv(PSEUDONYM_KEY_ENV, raising=False)
+    main(args)
+    from_params = [r["patient_id"] for r in csv.DictReader((workspace["out"] / "index.csv").open())]
+    monkeypatch.setenv(PSEUDONYM_KEY_ENV, "environment-key-456")
+    main(args)
+    from_env = [r["patient_id"] for r in csv.DictReader((workspace["out"] / "index.csv").open())]
+    assert from_params != from_env and len(set(from_env)) == 2
+
+
+def test_a_manifest_error_exits_2_with_every_bad_line(
+    workspace: dict, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(PSEUDONYM_KEY_ENV, raising=False)
+    workspace["manifest"].write_text("patient_id,label,path\nP1,3,a1\n,0,b2\n")
+    code = main([str(workspace["raw"]), str(workspace["manifest"]), str(workspace["out"]), "--params", str(workspace["params"])])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "line 2: 'label' must be 0 or 1; got '3'" in error
+    assert "line 3: 'patient_id' must not be empty" in error
+
+
+def test_a_short_key_is_refused_with_the_fix(workspace: dict, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PSEUDONYM_KEY_ENV, "short")
+    code = main([str(workspace["raw"]), str(workspace["manifest"]), str(workspace["out"]), "--params", str(workspace["params"])])
+    assert code == 2
+    assert f"Set {PSEUDONYM_KEY_ENV} in the environment" in capsys.readouterr().err
