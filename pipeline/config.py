@@ -360,6 +360,11 @@ class TrainConfig:
         num_workers: DataLoader processes (0 reads the memory map in the main process).
         augment: random flips, intensity shift and noise on each training batch.
         resume: continue from ``last.ckpt`` when a previous run was interrupted.
+        channels_last: store weights and batches channels-last (NDHWC). Faster on recent
+            NVIDIA GPUs with mixed precision (1.27x on an H200, issue 6); slower on
+            CPU, hence off by default. See benchmarks/README.md.
+        compile: wrap the backbone in ``torch.compile`` (a minute of compilation at the
+            start; pays off on a GPU over long runs, not on CPU).
     """
 
     seed: int
@@ -375,6 +380,8 @@ class TrainConfig:
     num_workers: int = 0
     augment: bool = True
     resume: bool = True
+    channels_last: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         check_range("base.seed", self.seed, low=0, integer=True)
@@ -392,6 +399,8 @@ class TrainConfig:
         check_range("train.num_workers", self.num_workers, low=0, integer=True)
         check_choice("train.augment", self.augment, (True, False))
         check_choice("train.resume", self.resume, (True, False))
+        check_choice("train.channels_last", self.channels_last, (True, False))
+        check_choice("train.compile", self.compile, (True, False))
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "TrainConfig":

@@ -32,7 +32,7 @@ class CachedDataset(Dataset):
         return len(self.split)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        image = torch.from_numpy(np.ascontiguousarray(self.split.images[i]))
+        image = torch.from_numpy(np.array(self.split.images[i]))  # copy: the memory map is read-only
         return image, torch.tensor(self.labels[i], dtype=torch.float32), i
 
 

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, DemoConfig
+from pipeline.stages import demo
+
+TINY = {"n_patients": 8, "nifti_fraction": 0.25, "matrix": 48, "n_slices": 12, "pixel_spacing_mm": 5.0,
+        "slice_thickness_mm": 5.0}
+
+
+def _params(tmp_path: Path, **demo_overrides) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"base": {"seed": 3}, "demo": {**TINY, **demo_overrides}}))
+    return path
+
+
+def test_main_writes_the_cohort_and_prints_one_summary_line(tmp_path, capsys):
+    params = _params(tmp_path)
+    demo.main([str(tmp_path / "raw"), str(tmp_path / "out" / "manifest.csv"), "--params", str(params)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("demo: 8 patients (4 with a lesion)")
+    with (tmp_path / "out" / "manifest.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 8 and all((tmp_path / "raw" / row["path"]).exists() for row in rows)
+
+
+def test_module_runs_from_the_command_line_with_params_yaml_in_cwd(tmp_path):
+    _params(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.stages.demo", "data/raw", "data/manifest.csv"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "8 patients" in done.stdout
+    assert (tmp_path / "data" / "manifest.csv").is_file()
+
+
+def test_bad_param_stops_the_stage_with_the_key_named(tmp_path):
+    params = _params(tmp_path, matrix=16)
+    with pytest.raises(ConfigError, match=r"'demo.matrix' must be in \[32, inf\]; got 16"):
+        demo.main([str(tmp_path / "raw"), str(tmp_path / "m.csv"), "--params", str(params)])
+    assert not (tmp_path / "raw").exists()
+
+
+def test_config_defaults_and_from_params():
+    config = DemoConfig.from_params({"base": {"seed": 5}, "demo": {"n_patients": 40}})
+    assert (config.seed, config.n_patients, config.matrix, config.nifti_fraction) == (5, 40, 128, 0.2)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"n_patients": 4}, r"'demo.n_patients' must be in \[8, inf\]; got 4"),
+        ({"n_patients": 10.5}, r"'demo.n_patients' must be an integer; got 10.5"),
+        ({"nifti_fraction": 1.5}, r"'demo.nifti_fraction' must be in \[0.0, 1.0\]; got 1.5"),
+        ({"pixel_spacing_mm": 0.0}, r"'demo.pixel_spacing_mm' must be in \(0.0, inf\]; got 0.0"),
+        ({"matrix": 64, "pixel_spacing_mm": 2.5}, r"'demo.matrix' x 'demo.pixel_spacing_mm' must be at least 200 mm"),
+        ({"n_slices": 8, "slice_thickness_mm": 5.0}, r"'demo.n_slices' x 'demo.slice_thickness_mm' must be at least 60 mm.*got 8 x 5.0 = 40"),
+    ],
+)
+def test_config_errors_name_key_rule_and_value(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        DemoConfig(seed=0, **overrides)
+
+
+def test_unknown_or_missing_params_are_named():
+    with pytest.raises(ConfigError, match=r"params keys under 'demo' must be among .*got unknown \['n_patient'\]"):
+        DemoConfig.from_params({"base": {"seed": 0}, "demo": {"n_patient": 10}})
+    with pytest.raises(ConfigError, match=r"params section 'demo' must be a mapping"):
+        DemoConfig.from_params({"base": {"seed": 0}})
+    with pytest.raises(ConfigError, match=r"params key 'base.seed' must be set"):
+        DemoConfig.from_params({"base": {}, "demo": {}})
