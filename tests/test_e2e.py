@@ -1,0 +1,89 @@
+"""The real ``dvc repro`` on a tiny demo cohort, in a temporary copy of the repository."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "demo": {"n_patients": 20, "matrix": 48, "n_slices": 12, "pixel_spacing_mm": 6.0, "slice_thickness_mm": 10.0},
+    "preprocess": {"roi": [24, 24, 12], "pixdim": [12.0, 12.0, 10.0]},
+    "train": {"max_epochs": 2, "batch_size": 4},
+    "evaluate": {"n_boot": 200},
+}
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PIPELINE_PSEUDONYM_KEY", None)
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("repo")
+    shutil.copytree(ROOT / "pipeline", repo / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
+        shutil.copy(ROOT / name, repo / name)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # Like a clone: a git repository with a commit (DVCLive records the baseline rev).
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
+    for args in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], [*git, "commit", "-qm", "tiny"]):
+        assert run(args, repo).returncode == 0, args
+    result = run(["dvc", "repro"], repo)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    (repo / "repro.log").write_text(result.stdout + result.stderr)
+    return repo
+
+
+@pytest.mark.e2e
+def test_repro_writes_the_reports(repo):
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    for part in ("val", "test"):
+        m = metrics[part]
+        assert 0.0 <= m["auc"] <= 1.0
+        lo, hi = m["auc_ci95"]
+        assert lo <= m["auc"] <= hi
+        assert m["n_positive"] >= 1 and m["n_patients"] > m["n_positive"]
+    assert metrics["test"]["threshold"] == metrics["val"]["threshold"]
+    roc = json.loads((repo / "reports" / "roc.json").read_text())
+    assert roc, "roc.json is empty"
+    assert (repo / "reports" / "roc.png").stat().st_size > 1000
+    summary = json.loads((repo / "reports" / "train_summary.json").read_text())
+    assert summary["weights"]["source"] == "none"  # auto without a checkpoint at hand
+    assert summary["weights"]["warning"]
+
+
+@pytest.mark.e2e
+def test_no_identifier_from_the_manifest_reaches_the_outputs(repo):
+    with (repo / "data" / "demo" / "manifest.csv").open() as handle:
+        ids = {row["patient_id"] for row in csv.DictReader(handle)}
+    for folder in ("data/ingested", "data/cache", "reports"):
+        for path in (repo / folder).rglob("*"):
+            if path.suffix in {".csv", ".json", ".html"}:
+                text = path.read_text(errors="ignore")
+                leaked = [i for i in ids if i in text]
+                assert not leaked, f"{path} contains manifest ids {leaked[:3]}"
+
+
+@pytest.mark.e2e
+def test_second_repro_does_nothing(repo):
+    status = run(["dvc", "status"], repo)
+    assert status.returncode == 0
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout
+    again = run(["dvc", "repro"], repo)
+    assert again.returncode == 0
+    assert "Running stage" not in again.stdout, again.stdout
