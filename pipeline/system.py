@@ -32,6 +32,10 @@ class ClassifierSystem(pl.LightningModule):
         normalize: the input normalisation the weights were trained with
             (``Backbone.normalization.apply``), or None for none.
         augment: batch augmentation applied on the device during training, or None.
+            Each DDP rank offsets its seed by its global rank, so ranks draw different
+            flips and noise while a run stays repeatable.
+        channels_last: keep weights and batches channels-last (NHWC / NDHWC), the
+            layout cuDNN's fastest mixed-precision convolutions use.
     """
 
     def __init__(
@@ -44,12 +48,17 @@ class ClassifierSystem(pl.LightningModule):
         backbone_lr_scale: float = 1.0,
         normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
         augment: BatchAugment | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "normalize", "augment"])
         self.backbone = backbone
         self.normalize = normalize
         self.augment = augment
+        self._augment_seed = augment.seed if augment is not None else None
+        self._memory_format = _channels_last_format(backbone) if channels_last else None
+        if self._memory_format is not None:
+            backbone.to(memory_format=self._memory_format)
         self.loss = nn.BCEWithLogitsLoss()
         self._val_scores: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
@@ -65,9 +74,15 @@ class ClassifierSystem(pl.LightningModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):  # noqa: ANN001 - Lightning hook
         x, y, idx = batch
         x = x.float()  # the cache is float16; cast on the device
+        if self._memory_format is not None:
+            x = x.contiguous(memory_format=self._memory_format)
         if self.trainer is not None and self.trainer.training and self.augment is not None:
             x = self.augment(x)
         return x, y, idx
+
+    def on_fit_start(self) -> None:
+        if self.augment is not None:
+            self.augment.seed = self._augment_seed + self.global_rank
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:  # noqa: ANN001
         x, y, _ = batch
@@ -104,6 +119,11 @@ class ClassifierSystem(pl.LightningModule):
         optimizer = torch.optim.AdamW(groups, weight_decay=self.hparams.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.max_epochs)
         return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+
+def _channels_last_format(backbone: nn.Module) -> torch.memory_format:
+    """``channels_last_3d`` for a volume model (5-D conv weights), else ``channels_last``."""
+    return torch.channels_last_3d if any(p.ndim == 5 for p in backbone.parameters()) else torch.channels_last
 
 
 def validation_auc(scores: np.ndarray, labels: np.ndarray, index: np.ndarray) -> float:

@@ -40,6 +40,7 @@ from pipeline.transforms import BatchAugment
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ("patient_id", "series_key", "split", "label", "score")
+SPEED_ONLY_SETTINGS = frozenset({"resume", "num_workers", "channels_last", "compile"})
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ def resumable_checkpoint(model_dir: Path, fingerprint: str) -> Path | None:
         recorded = json.loads(stamp.read_text())
         if recorded.get("fingerprint") == fingerprint and not recorded.get("complete"):
             return last
+        if not recorded.get("complete"):
+            print(f"train: {str(last)!r} is from an interrupted run of another config or cache; starting over")
     if model_dir.exists():
         shutil.rmtree(model_dir)
     return None
@@ -111,9 +114,11 @@ def train_and_predict(
     pl.seed_everything(train.seed, workers=True)
 
     config = {"model": dataclasses.asdict(model), "train": dataclasses.asdict(train)}
-    # Settings that do not change the result (resume, loader workers) stay out of the fingerprint.
+    # Settings that do not change the result (resume, loader workers, memory layout,
+    # compilation) stay out of the fingerprint.
     fingerprint = run_fingerprint(
-        cache_dir, {**config, "train": {k: v for k, v in config["train"].items() if k not in {"resume", "num_workers"}}}
+        cache_dir,
+        {**config, "train": {k: v for k, v in config["train"].items() if k not in SPEED_ONLY_SETTINGS}},
     )
     ckpt_path = resumable_checkpoint(model_dir, fingerprint) if train.resume else None
     if not train.resume and model_dir.exists():
@@ -128,7 +133,11 @@ def train_and_predict(
         num_classes=1,
         weights=model.weights,
         weights_sha256=model.weights_sha256,
+        stem_kernel_depth=model.stem_kernel_depth,
+        stem_stride_depth=model.stem_stride_depth,
     )
+    if train.compile:
+        backbone.model.compile()  # in place: state_dict keys stay those of the plain model
     provenance = backbone.provenance.to_dict()
     norm = backbone.normalization
     system = ClassifierSystem(
@@ -139,11 +148,15 @@ def train_and_predict(
         backbone_lr_scale=model.backbone_lr_scale,
         normalize=None if norm is None else norm.apply,
         augment=BatchAugment(spatial_dims, seed=train.seed) if train.augment else None,
+        channels_last=train.channels_last,
     )
     data = CachedDataModule(cache_dir, batch_size=train.batch_size, num_workers=train.num_workers, seed=train.seed)
 
+    # No version counter: a resumed run must overwrite best.ckpt and last.ckpt (the
+    # declared outs), not write best-v1.ckpt beside them.
     best = ModelCheckpoint(
-        dirpath=model_dir, filename="best", monitor="val_auc", mode="max", save_last=True, save_top_k=1
+        dirpath=model_dir, filename="best", monitor="val_auc", mode="max", save_last=True, save_top_k=1,
+        enable_version_counter=False,
     )
     callbacks: list[pl.Callback] = [best]
     if model.freeze_until_epoch > 0:
@@ -172,7 +185,7 @@ def train_and_predict(
 
     summary = TrainSummary(
         best_epoch=_epoch_of(best.best_model_path),
-        best_val_auc=float(best.best_model_score) if best.best_model_score is not None else float("nan"),
+        best_val_auc=_best_score(best),
         resumed_from_epoch=resumed_epoch,
         seconds=time.perf_counter() - start,
         provenance=provenance,
@@ -182,6 +195,7 @@ def train_and_predict(
     best_system = ClassifierSystem.load_from_checkpoint(
         best.best_model_path, backbone=backbone.model, normalize=system.normalize, map_location="cpu", weights_only=True
     )
+    data.setup("predict")  # under ddp_spawn only the workers opened the cache
     rows = predict_rows(best_system, data, ("val", "test"))
     write_rows(predictions_csv, rows, (*PREDICTION_COLUMNS, *_subgroups(data)))
     Path(summary_json).parent.mkdir(parents=True, exist_ok=True)
@@ -224,6 +238,22 @@ def predict_rows(system: ClassifierSystem, data: CachedDataModule, parts: tuple[
 def _subgroups(data: CachedDataModule) -> list[str]:
     rows = data.splits["val"].rows
     return [c for c in (rows[0].keys() if rows else []) if c not in ROW_COLUMNS]
+
+
+def _best_score(best: ModelCheckpoint) -> float:
+    """Validation AUC of the best checkpoint, NaN when none was saved.
+
+    Under ``strategy: ddp_spawn`` the workers train and only ``best_model_path`` comes
+    back to this process, not the score; the checkpoint holds its own score in the
+    callback state Lightning saved with it.
+    """
+    if best.best_model_score is not None:
+        return float(best.best_model_score)
+    if not best.best_model_path:
+        return float("nan")
+    state = torch.load(best.best_model_path, map_location="cpu", weights_only=False).get("callbacks", {})
+    scores = [v["best_model_score"] for v in state.values() if isinstance(v, dict) and v.get("best_model_score") is not None]
+    return float(scores[0]) if scores else float("nan")
 
 
 def _epoch_of(path: str | Path) -> int:

@@ -1,0 +1,45 @@
+"""DDP with two CPU processes (gloo): validation metrics over the whole set, logged once.
+
+The run is the real one (``train_and_predict`` with ``strategy: ddp_spawn``,
+``devices: 2``). Each rank validates half of the 13 validation samples, and Lightning's
+``DistributedSampler`` pads rank 1 with a repeat of sample 0. Labels alternate, so rank
+0's shard holds negatives only: a rank-local AUC would be 0.5 there, and an AUC over the
+padded, gathered scores would count sample 0 twice. The selected AUC must instead equal
+the AUC that one process computes from the best checkpoint's predictions.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from pipeline.training import train_and_predict
+from tests.test_training import COUNTS, logged_val_auc, read_csv, run_paths, tiny_configs, write_cache
+
+
+def test_ddp_two_cpu_processes_select_by_the_auc_of_the_whole_validation_set(tmp_path):
+    cache = write_cache(tmp_path)
+    paths = run_paths(tmp_path)
+    model, train = tiny_configs(max_epochs=2, strategy="ddp_spawn", devices=2, augment=True)
+
+    summary = train_and_predict(cache, **paths, model=model, train=train)
+
+    rows = read_csv(paths["predictions_csv"])
+    assert len(rows) == COUNTS["val"] + COUNTS["test"]  # written once, by rank 0
+    val = [r for r in rows if r["split"] == "val"]
+    labels = np.array([int(r["label"]) for r in val])
+    scores = np.array([float(r["score"]) for r in val])
+    single_process_auc = roc_auc_score(labels, scores)
+    assert single_process_auc != 0.5  # else a rank-0-only AUC could not be told apart
+    assert summary.best_val_auc == pytest.approx(single_process_auc, abs=1e-6)
+    padded = np.r_[scores, scores[:1]], np.r_[labels, labels[:1]]  # what no de-duplication would score
+    assert roc_auc_score(padded[1], padded[0]) != pytest.approx(single_process_auc, abs=1e-6)
+
+    per_epoch = logged_val_auc(paths["live_dir"])
+    assert len(per_epoch) == 2  # one value per epoch, not one per rank
+    assert max(per_epoch) == pytest.approx(summary.best_val_auc, abs=1e-6)
+    written = json.loads(paths["summary_json"].read_text())
+    assert written["config"]["train"]["devices"] == 2 and written["config"]["train"]["strategy"] == "ddp_spawn"
