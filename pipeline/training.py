@@ -147,7 +147,7 @@ def train_and_predict(
         max_epochs=train.max_epochs,
         backbone_lr_scale=model.backbone_lr_scale,
         normalize=None if norm is None else norm.apply,
-        augment=BatchAugment(spatial_dims, seed=train.seed) if train.augment else None,
+        augment=BatchAugment(spatial_dims, seed=train.seed, max_shift=train.augment_shift_voxels) if train.augment else None,
         channels_last=train.channels_last,
     )
     data = CachedDataModule(cache_dir, batch_size=train.batch_size, num_workers=train.num_workers, seed=train.seed)

@@ -142,6 +142,10 @@ class BatchAugment(torch.nn.Module):
         scale: intensity multiplied by ``1 + U(-scale, scale)``.
         shift: intensity shifted by ``U(-shift, shift)``.
         noise_std: standard deviation of added Gaussian noise (intensity units, [0, 1]).
+        max_shift: largest translation per spatial axis, voxels; each sample moves by
+            its own random integer offset, zero-filled. A lesion can sit anywhere, so
+            translations are label-preserving, and they stop a small cohort from being
+            memorised by the exact position of its anatomy.
     """
 
     def __init__(
@@ -153,6 +157,7 @@ class BatchAugment(torch.nn.Module):
         scale: float = 0.1,
         shift: float = 0.05,
         noise_std: float = 0.02,
+        max_shift: int = 0,
     ) -> None:
         super().__init__()
         self.spatial_dims = spatial_dims
@@ -161,6 +166,7 @@ class BatchAugment(torch.nn.Module):
         self.scale = scale
         self.shift = shift
         self.noise_std = noise_std
+        self.max_shift = max_shift
         self._generator: torch.Generator | None = None
 
     def _gen(self, device: torch.device) -> torch.Generator:
@@ -182,4 +188,18 @@ class BatchAugment(torch.nn.Module):
         x = x * scale.view(bcast).to(x.dtype) + shift.view(bcast).to(x.dtype)
         if self.noise_std > 0:
             x = x + torch.randn(x.shape, device=x.device, generator=g, dtype=x.dtype) * self.noise_std
+        if self.max_shift > 0:
+            x = self._shift(x, g)
         return x
+
+    def _shift(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Translate each sample by its own integer offset, filling with zeros (air)."""
+        s = self.max_shift
+        spatial = x.shape[2:]
+        padded = torch.nn.functional.pad(x, [s, s] * self.spatial_dims)
+        offsets = torch.randint(0, 2 * s + 1, (x.shape[0], self.spatial_dims), device=x.device, generator=g).tolist()
+        crops = [
+            padded[(i, slice(None), *(slice(o, o + n) for o, n in zip(offsets[i], spatial)))]
+            for i in range(x.shape[0])
+        ]
+        return torch.stack(crops)

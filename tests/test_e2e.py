@@ -87,3 +87,43 @@ def test_second_repro_does_nothing(repo):
     again = run(["dvc", "repro"], repo)
     assert again.returncode == 0
     assert "Running stage" not in again.stdout, again.stdout
+
+
+def stages_run(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+@pytest.mark.e2e
+def test_exp_run_with_a_new_lr_reruns_only_train_and_evaluate(repo):
+    result = run(["dvc", "exp", "run", "-S", "train.lr=0.0003"], repo)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert stages_run(result.stdout) == {"train", "evaluate"}
+    diff = run(["dvc", "metrics", "diff", "--all"], repo)
+    assert diff.returncode == 0 and "test.auc" in diff.stdout, diff.stdout + diff.stderr
+    shown = run(["dvc", "metrics", "show"], repo)
+    assert shown.returncode == 0 and "test.auc_ci95_low" in shown.stdout
+    plots = run(["dvc", "plots", "show", "--json"], repo)
+    assert plots.returncode == 0
+    rendered = json.loads(plots.stdout)
+    assert {"ROC", "Precision-Recall", "Calibration", "Confusion-Matrix"} <= set(rendered)
+
+
+@pytest.mark.e2e
+def test_weights_none_and_a_checkpoint_file(repo):
+    from tests.models.resnet_checkpoints import resnet_state_dict
+
+    result = run(["dvc", "exp", "run", "-S", "model.weights=none"], repo)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((repo / "reports" / "train_summary.json").read_text())
+    assert summary["weights"]["source"] == "none" and not summary["weights"]["warning"]
+
+    import torch
+
+    checkpoint = repo.parent / "site-resnet18.pth"
+    torch.save(resnet_state_dict("resnet18", seed=0), checkpoint)
+    result = run(["dvc", "exp", "run", "-S", f"model.weights={checkpoint}"], repo)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    weights = json.loads((repo / "reports" / "train_summary.json").read_text())["weights"]
+    assert weights["source"] == "file"
+    assert weights["file"] == checkpoint.name and len(weights["sha256"]) == 64
+    assert "site-resnet18.pth" in (repo / "reports" / "report.html").read_text()

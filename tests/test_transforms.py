@@ -78,3 +78,14 @@ def test_batch_augment_flips_exactly_when_asked():
     assert torch.equal(always, x.flip(2).flip(3))
     never = BatchAugment(2, seed=0, flip_prob=0.0, scale=0.0, shift=0.0, noise_std=0.0)(x)
     assert torch.equal(never, x)
+
+
+def test_batch_augment_shift_moves_each_sample_and_fills_with_zeros():
+    x = torch.zeros(6, 1, 9, 9, 9)
+    x[:, :, 4, 4, 4] = 1.0
+    out = BatchAugment(3, seed=1, flip_prob=0.0, scale=0.0, shift=0.0, noise_std=0.0, max_shift=2)(x)
+    assert out.shape == x.shape
+    peaks = [tuple(int(v) for v in torch.nonzero(out[i, 0])[0]) for i in range(6)]
+    assert all(float(out[i].sum()) == 1.0 for i in range(6))  # moved, not duplicated or lost
+    assert all(all(2 <= c <= 6 for c in p) for p in peaks)
+    assert len(set(peaks)) > 1
