@@ -105,7 +105,8 @@ def test_exp_run_with_a_new_lr_reruns_only_train_and_evaluate(repo):
     plots = run(["dvc", "plots", "show", "--json"], repo)
     assert plots.returncode == 0
     rendered = json.loads(plots.stdout)
-    assert {"ROC", "Precision-Recall", "Calibration", "Confusion-Matrix"} <= set(rendered)
+    assert not rendered.get("errors"), rendered.get("errors")
+    assert {"ROC", "Precision-Recall", "Calibration", "Confusion-Matrix"} <= set(rendered["data"])
 
 
 @pytest.mark.e2e
