@@ -8,6 +8,9 @@ DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: setup setup-dev repro test test-fast bench clean
 
+# dvc runs each stage's `python -m ...` through PATH: the venv must come first.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -26,7 +29,7 @@ setup: $(STAMP)
 setup-dev: $(DEV_STAMP)
 
 repro: setup
-	$(BIN)/dvc repro
+	dvc repro
 
 test: setup-dev
 	$(BIN)/python -m pytest
