@@ -19,9 +19,12 @@ from pipeline.splits import PARTS
 from pipeline.tables import read_rows, write_rows
 from pipeline.transforms import deterministic_transforms
 
-# Index columns that describe the file rather than the patient; everything else in the
-# index (site, modality, manufacturer, ...) is carried to predictions as a subgroup.
-INDEX_CORE = ("series_key", "patient_id", "label", "split", "image_path", "spacing", "shape")
+# Index columns that describe the file rather than the patient or the scanner (geometry,
+# ingest bookkeeping); everything else in the index (site, modality, manufacturer, kVp,
+# the manifest's own columns, ...) is carried to predictions as a subgroup attribute.
+INDEX_CORE = (
+    "series_key", "patient_id", "label", "split", "image_path", "spacing", "shape", "n_source_files", "ingest_note",
+)
 
 
 @dataclass(frozen=True)
