@@ -1,0 +1,50 @@
+"""Every params file shipped (params.yaml and configs/*.yaml) is valid for every stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import (
+    ConfigError,
+    DemoConfig,
+    EvaluateConfig,
+    IngestConfig,
+    ModelConfig,
+    PreprocessConfig,
+    SplitConfig,
+    TrainConfig,
+    load_params,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = [ROOT / "params.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]
+STAGES = (DemoConfig, IngestConfig, SplitConfig, PreprocessConfig, ModelConfig, TrainConfig, EvaluateConfig)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_shipped_params_are_valid_for_every_stage(path):
+    params = load_params(path)
+    assert {"raw_dir", "manifest"} <= set(params["data"])
+    for config in STAGES:
+        config.from_params(params)
+
+
+def test_a_typo_names_the_valid_keys(tmp_path):
+    text = (ROOT / "params.yaml").read_text().replace("max_epochs:", "max_epoch:")
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"under 'train' must be among .*'max_epochs'.*got unknown \['max_epoch'\]"):
+        TrainConfig.from_params(load_params(tmp_path / "params.yaml"))
+
+
+def test_bad_value_names_key_rule_and_value(tmp_path):
+    text = (ROOT / "params.yaml").read_text().replace("spatial_dims: 3", "spatial_dims: 4")
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"'preprocess.spatial_dims' must be one of \[2, 3\]; got 4"):
+        PreprocessConfig.from_params(load_params(tmp_path / "params.yaml"))
+
+
+def test_missing_params_file_says_where_to_run(tmp_path):
+    with pytest.raises(ConfigError, match="Run the stage from the repository root"):
+        load_params(tmp_path / "nope.yaml")
