@@ -96,7 +96,8 @@ def write_canonical(array: np.ndarray, affine_ras: np.ndarray, out_path: str | P
     header = nib.Nifti1Header()
     header.set_data_dtype(data.dtype)
     header.set_xyzt_units("mm")
-    out = nib.Nifti1Image(np.ascontiguousarray(data), affine, header)
+    # NIfTI stores Fortran order: a Fortran-contiguous array is streamed as it is.
+    out = nib.Nifti1Image(np.asfortranarray(data), affine, header)
     out.set_qform(affine, code=1)
     out.set_sform(affine, code=1)
     out_path = Path(out_path)

@@ -290,14 +290,20 @@ def read_planes(raw_dir: str, headers: dict[str, DicomHeader], plan: VolumePlan)
             raise PixelError(path, f"matrix {frames.shape[1:]} differs from the series' {(rows, cols)}")
         for index in indices:
             plane = plan.planes[index]
-            values = _rescale(frames[plane.frame], plane.slope, plane.intercept)
+            stored = frames[plane.frame]
+            if out.dtype == np.int16 and _rescale_into_int16(out[index], stored, plane.slope, plane.intercept):
+                continue
+            values = _rescale(stored, plane.slope, plane.intercept)
             if out.dtype == np.int16 and not _fits_int16(values):
                 out = out.astype(np.float32)
             out[index] = values
     if plan.resample is not None:
         work = out.astype(np.float32)
         out = np.stack([(1.0 - w) * work[i] + w * work[min(i + 1, len(work) - 1)] for i, w in plan.resample])
-    return np.ascontiguousarray(out.transpose(2, 1, 0)), sorted(notes)
+    # A view, not a copy: (slices, rows, cols) in C order is (cols, rows, slices) in
+    # Fortran order, the order NIfTI stores, so the writer streams it without a
+    # strided copy of the whole volume.
+    return out.transpose(2, 1, 0), sorted(notes)
 
 
 class PixelError(RuntimeError):
@@ -353,6 +359,31 @@ def _rescale(stored: np.ndarray, slope: float | None, intercept: float | None) -
     if np.issubdtype(stored.dtype, np.integer) and float(slope).is_integer() and float(intercept).is_integer():
         return stored.astype(np.int32) * int(slope) + int(intercept)
     return (stored.astype(np.float64) * slope + intercept).astype(np.float32)
+
+
+def _rescale_into_int16(dest: np.ndarray, stored: np.ndarray, slope: float | None, intercept: float | None) -> bool:
+    """Write ``stored * slope + intercept`` into int16 ``dest`` when that is exact.
+
+    The common CT case (integer pixels, integer slope and intercept, HU within int16)
+    in one pass, computed in int32 so nothing wraps, with the range decided from the
+    stored extremes instead of a second scan of the rescaled values.
+
+    Returns:
+        False, leaving ``dest`` untouched, when the result would not be exact int16.
+    """
+    slope = 1.0 if slope is None else slope
+    intercept = 0.0 if intercept is None else intercept
+    if not (np.issubdtype(stored.dtype, np.integer) and float(slope).is_integer() and float(intercept).is_integer()):
+        return False
+    s, b = int(slope), int(intercept)
+    ends = (int(stored.min()) * s + b, int(stored.max()) * s + b)
+    if not (-32768 <= min(ends) and max(ends) <= 32767):
+        return False
+    if s == 1:
+        np.add(stored, b, out=dest, dtype=np.int32, casting="unsafe")
+    else:
+        dest[...] = stored.astype(np.int32) * s + b
+    return True
 
 
 def _fits_int16(values: np.ndarray) -> bool:
