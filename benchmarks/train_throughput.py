@@ -209,8 +209,6 @@ def part_pipeline(setup: Setup, cache: Path) -> dict[str, Any]:
 
 def part_stream(setup: Setup, cache: Path) -> dict[str, Any]:
     """(d) one epoch of the project's loader over the whole cohort: cast and augment, no model."""
-    import torch
-
     from pipeline.data import CachedDataModule
     from pipeline.transforms import BatchAugment
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -36,8 +35,6 @@ from pipeline.models import build_backbone
 from pipeline.system import ClassifierSystem
 from pipeline.tables import write_rows
 from pipeline.transforms import BatchAugment
-
-log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ("patient_id", "series_key", "split", "label", "score")
 SPEED_ONLY_SETTINGS = frozenset({"resume", "num_workers", "channels_last", "compile"})

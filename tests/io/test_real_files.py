@@ -38,7 +38,7 @@ def _is_pixel_image(path: Path) -> bool:
         ds = pydicom.dcmread(path, force=True)
         if "PixelData" not in ds or str(ds.get("Modality", "")).upper() in NOT_PATIENT_IMAGES:
             return False
-        ds.pixel_array
+        _ = ds.pixel_array  # decoding is the check
         return True
     except Exception:
         return False
