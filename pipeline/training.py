@@ -228,7 +228,8 @@ def predict_rows(system: ClassifierSystem, data: CachedDataModule, parts: tuple[
         for x, _, idx in data.predict_loader(part):
             scores = system(x.to(device).float()).cpu().numpy()
             for i, score in zip(idx.tolist(), scores.tolist()):
-                rows.append({**split.rows[i], "split": part, "score": f"{score:.6f}"})
+                # All 17 significant digits: rounding would tie scores near 0 or 1.
+                rows.append({**split.rows[i], "split": part, "score": format(score, ".17g")})
     return rows
 
 

@@ -70,6 +70,17 @@ def test_normalisation_is_applied_before_the_backbone():
     assert torch.allclose(probe.seen, torch.ones(2, 1, 4, 4, 4))
 
 
+def test_probabilities_of_confident_logits_stay_distinct():
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return torch.tensor([[18.0], [25.0], [30.0], [-30.0]])
+
+    system = ClassifierSystem(Fixed(), lr=1e-3, weight_decay=0.0, max_epochs=1)
+    probs = system(torch.zeros(4, 1, 2, 2, 2))
+    assert probs.dtype == torch.float64
+    assert probs[3] < probs[0] < probs[1] < probs[2] < 1.0  # float32 would give 1.0 three times
+
+
 def test_validation_auc_deduplicates_ddp_padding():
     scores = np.array([0.1, 0.9, 0.2, 0.8, 0.1])
     labels = np.array([0, 1, 0, 1, 0])

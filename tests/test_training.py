@@ -21,7 +21,9 @@ from sklearn.metrics import roc_auc_score
 from pipeline.cache import CacheWriter, open_split, write_meta
 from pipeline.config import ConfigError, ModelConfig, TrainConfig
 from pipeline.system import ClassifierSystem
-from pipeline.training import PREDICTION_COLUMNS, train_and_predict
+from pipeline.data import CachedDataModule
+from pipeline.tables import write_rows
+from pipeline.training import PREDICTION_COLUMNS, predict_rows, train_and_predict
 
 ROI = (32, 32)
 COUNTS = {"train": 24, "val": 13, "test": 12}  # 13: DDP pads the validation shards
@@ -117,6 +119,32 @@ def test_best_checkpoint_is_the_epoch_of_highest_validation_auc(trained):
     val = [r for r in read_csv(paths["predictions_csv"]) if r["split"] == "val"]
     auc = roc_auc_score([int(r["label"]) for r in val], [float(r["score"]) for r in val])
     assert auc == pytest.approx(summary.best_val_auc, abs=1e-6)
+
+
+def test_confident_scores_keep_their_ranking_in_the_csv(tmp_path):
+    """Logits of 24-26 are all 1.0 as float32 probabilities; the CSV must still rank them."""
+
+    class Confident(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gain = torch.nn.Parameter(torch.tensor(10.0))
+
+        def forward(self, x):
+            return 20.0 + self.gain * x.flatten(1).mean(1, keepdim=True)
+
+    cache = write_cache(tmp_path, counts={"train": 4, "val": 10, "test": 4})
+    data = CachedDataModule(cache, batch_size=4)
+    data.setup("fit")
+    system = ClassifierSystem(Confident(), lr=1e-3, weight_decay=0.0, max_epochs=1)
+    rows = predict_rows(system, data, ("val",))
+    write_rows(tmp_path / "p.csv", rows, (*PREDICTION_COLUMNS, "site"))
+    written = read_csv(tmp_path / "p.csv")
+    scores = [float(r["score"]) for r in written]
+    assert len(set(scores)) == len(scores) and max(scores) < 1.0
+    images = np.asarray(data.splits["val"].images, dtype=np.float32)
+    logits = 20.0 + 10.0 * images.reshape(len(images), -1).mean(1)
+    labels = [int(r["label"]) for r in written]
+    assert roc_auc_score(labels, scores) == roc_auc_score(labels, logits)
 
 
 def test_summary_records_provenance_config_and_completion(trained):
