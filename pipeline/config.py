@@ -134,6 +134,11 @@ class DemoConfig:
         n_slices: axial slices per series.
         pixel_spacing_mm: in-plane pixel size, mm.
         slice_thickness_mm: slice spacing and thickness, mm.
+        lesion_diameter_mm: range of the usual lesion diameters, mm (a tenth of the
+            lesions are 3-6 mm regardless). Larger lesions make a positive control: a
+            cohort any working set-up must learn, to tell a broken pipeline from a hard task.
+        lung_lesion_fraction: share of lesions placed in a lung (high contrast); the
+            rest sit in soft tissue at +50 to +90 HU.
 
     The field of view (``matrix * pixel_spacing_mm``) and the z extent
     (``n_slices * slice_thickness_mm``) have floors, because the phantom's anatomy scales
@@ -147,9 +152,19 @@ class DemoConfig:
     n_slices: int = 40
     pixel_spacing_mm: float = 2.5
     slice_thickness_mm: float = 5.0
+    lesion_diameter_mm: tuple[float, float] = (6.0, 15.0)
+    lung_lesion_fraction: float = 0.6
 
     def __post_init__(self) -> None:
         check_range("base.seed", self.seed, low=0, integer=True)
+        low, high = check_float_tuple("demo.lesion_diameter_mm", self.lesion_diameter_mm, length=2)
+        if not 3.0 <= low <= high <= 50.0:
+            raise ConfigError(
+                f"'demo.lesion_diameter_mm' must be [low, high] with 3 <= low <= high <= 50 (mm); got "
+                f"{list(self.lesion_diameter_mm)!r}. The default is [6, 15]."
+            )
+        object.__setattr__(self, "lesion_diameter_mm", (low, high))
+        check_range("demo.lung_lesion_fraction", self.lung_lesion_fraction, low=0.0, high=1.0)
         check_range("demo.n_patients", self.n_patients, low=8, integer=True)
         check_range("demo.nifti_fraction", self.nifti_fraction, low=0.0, high=1.0)
         check_range("demo.matrix", self.matrix, low=32, integer=True)

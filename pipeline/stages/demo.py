@@ -7,10 +7,12 @@ Reads ``base.seed`` and ``demo.*``; see :class:`pipeline.config.DemoConfig`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from pipeline.config import DemoConfig, load_params
 from pipeline.demo.cohort import make_cohort
+from pipeline.demo.phantom import DEFAULT_PHANTOM
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,6 +33,11 @@ def main(argv: list[str] | None = None) -> None:
         n_slices=config.n_slices,
         pixel_spacing_mm=config.pixel_spacing_mm,
         slice_thickness_mm=config.slice_thickness_mm,
+        phantom=dataclasses.replace(
+            DEFAULT_PHANTOM,
+            lesion_diameter_mm=config.lesion_diameter_mm,
+            lung_lesion_fraction=config.lung_lesion_fraction,
+        ),
     )
     print(summary.line())
 

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from pipeline.config import ConfigError, DemoConfig
+from pipeline.demo.cohort import make_cohort
 from pipeline.stages import demo
 
 TINY = {"n_patients": 8, "nifti_fraction": 0.25, "matrix": 48, "n_slices": 12, "pixel_spacing_mm": 5.0,
@@ -52,6 +53,23 @@ def test_bad_param_stops_the_stage_with_the_key_named(tmp_path):
     assert not (tmp_path / "raw").exists()
 
 
+def test_lesion_params_reach_the_phantom(tmp_path, monkeypatch):
+    written = []
+
+    def recording(*args, **kwargs):  # the real make_cohort; keeps its summary for the asserts
+        written.append(make_cohort(*args, **kwargs))
+        return written[-1]
+
+    monkeypatch.setattr(demo, "make_cohort", recording)
+    params = _params(tmp_path, lesion_diameter_mm=[20, 24], lung_lesion_fraction=1.0, n_slices=24)
+    demo.main([str(tmp_path / "raw"), str(tmp_path / "m.csv"), "--params", str(params)])
+    lesions = [r.lesion for r in written[0].records if r.lesion is not None]
+    assert len(lesions) == 4 and all(lesion.tissue == "lung" for lesion in lesions)
+    # a tenth of lesions are drawn 3-6 mm whatever the range; the rest come from it
+    assert all(20 <= lesion.diameter_mm <= 24 or lesion.diameter_mm <= 6 for lesion in lesions)
+    assert sum(20 <= lesion.diameter_mm <= 24 for lesion in lesions) >= 3
+
+
 def test_config_defaults_and_from_params():
     config = DemoConfig.from_params({"base": {"seed": 5}, "demo": {"n_patients": 40}})
     assert (config.seed, config.n_patients, config.matrix, config.nifti_fraction) == (5, 40, 128, 0.2)
@@ -66,6 +84,10 @@ def test_config_defaults_and_from_params():
         ({"pixel_spacing_mm": 0.0}, r"'demo.pixel_spacing_mm' must be in \(0.0, inf\]; got 0.0"),
         ({"matrix": 64, "pixel_spacing_mm": 2.5}, r"'demo.matrix' x 'demo.pixel_spacing_mm' must be at least 200 mm"),
         ({"n_slices": 8, "slice_thickness_mm": 5.0}, r"'demo.n_slices' x 'demo.slice_thickness_mm' must be at least 60 mm.*got 8 x 5.0 = 40"),
+        ({"lesion_diameter_mm": [15, 6]}, r"'demo.lesion_diameter_mm' must be \[low, high\] with 3 <= low <= high <= 50 \(mm\); got \[15, 6\]"),
+        ({"lesion_diameter_mm": [2, 6]}, r"'demo.lesion_diameter_mm' must be \[low, high\].*got \[2, 6\]"),
+        ({"lesion_diameter_mm": [6]}, r"'demo.lesion_diameter_mm' must be a list of 2 numbers; got \[6\]"),
+        ({"lung_lesion_fraction": -0.1}, r"'demo.lung_lesion_fraction' must be in \[0.0, 1.0\]; got -0.1"),
     ],
 )
 def test_config_errors_name_key_rule_and_value(overrides, message):
