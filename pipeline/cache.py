@@ -18,6 +18,7 @@ and page-cache footprint, which is what bounds streaming speed.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -28,6 +29,7 @@ from pipeline.tables import read_rows, write_rows
 
 CACHE_DTYPE = np.float16
 ROW_COLUMNS = ("patient_id", "series_key", "label")
+_COPY_CHUNK = 16  # samples per copy when a split is truncated after exclusions
 
 
 class CacheError(ValueError):
@@ -82,9 +84,17 @@ class CacheWriter:
         n = len(self.rows)
         self.images.flush()
         if n != self.images.shape[0]:
-            kept = np.array(self.images[:n])
-            del self.images
-            np.save(self.cache_dir / f"{self.split}.npy", kept)
+            # Copy the kept samples into a right-sized array a chunk at a time, so memory
+            # stays at one chunk whatever the cohort, then swap the file in.
+            final = self.cache_dir / f"{self.split}.npy"
+            partial = self.cache_dir / f"{self.split}.kept.npy"
+            kept = np.lib.format.open_memmap(partial, mode="w+", dtype=CACHE_DTYPE, shape=(n, *self.images.shape[1:]))
+            for start in range(0, n, _COPY_CHUNK):
+                stop = min(start + _COPY_CHUNK, n)
+                kept[start:stop] = self.images[start:stop]
+            kept.flush()
+            del kept, self.images
+            os.replace(partial, final)
         else:
             del self.images
         write_rows(self.cache_dir / f"{self.split}.csv", self.rows, columns)

@@ -27,6 +27,17 @@ def test_fewer_samples_than_planned_are_truncated(tmp_path):
     assert open_split(tmp_path, "val").images.shape == (1, 1, 2, 2)
 
 
+def test_truncation_keeps_every_sample_in_order_across_copy_chunks(tmp_path):
+    writer = CacheWriter(tmp_path, "train", 40, (3, 2))
+    for i in range(37):  # three planned series were excluded
+        writer.add(np.full((1, 3, 2), i / 64, np.float32), {"patient_id": f"p{i}", "series_key": f"s{i}", "label": i % 2})
+    assert writer.close(("patient_id", "series_key", "label")) == 37
+    split = open_split(tmp_path, "train")
+    assert split.images.shape == (37, 1, 3, 2) and split.images.dtype == np.float16
+    assert [float(split.images[i, 0, 0, 0]) for i in range(37)] == [i / 64 for i in range(37)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.csv", "train.npy"]
+
+
 def test_wrong_shape_is_named(tmp_path):
     writer = CacheWriter(tmp_path, "val", 1, (2, 2))
     with pytest.raises(CacheError, match=r"series 's9' must have shape \(1, 2, 2\); got \(1, 3, 2\)"):
