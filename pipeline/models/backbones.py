@@ -269,8 +269,9 @@ def _random_fallback(
         f"model.weights 'auto': {row.source} weights for {arch} ({row.file_name!r}) are not at hand, so "
         f"the backbone starts from RANDOM weights and results will be worse than with pretraining. {error}"
     )
+    # One channel only: with no logging handler configured, a logger.warning beside this
+    # reached stderr too (through logging's last-resort handler) and printed it twice.
     warnings.warn(message, UserWarning, stacklevel=3)
-    logger.warning(message)
     model = _resnet(arch, common["spatial_dims"], common["in_channels"], num_classes,
                     common["stem_kernel"], common["stem_stride"], "B", False)
     provenance = Provenance(source="none", requested="auto", shortcut_type="B", warning=message,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -261,6 +263,16 @@ def test_auto_falls_back_to_random_init_loudly_and_records_it(torch_home, monkey
     assert record["source"] == "none" and record["requested"] == "auto"
     assert "RANDOM" in record["warning"] and "downloads are disabled" in record["warning"]
     assert bb.normalization is None
+
+
+def test_auto_fallback_warning_reaches_stderr_once(torch_home, monkeypatch):
+    """A stage run (no logging set up) must print the fallback once, not once per channel."""
+    monkeypatch.setenv(DOWNLOAD_TIMEOUT_ENV, "0")
+    code = ("from pipeline.models import build_backbone; "
+            "build_backbone('resnet18', spatial_dims=2, in_channels=1, num_classes=1, weights='auto')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("RANDOM weights") == 1
 
 
 def test_auto_uses_imagenet_when_the_file_is_at_hand(place_checkpoint):
