@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -107,6 +108,16 @@ def test_exp_run_with_a_new_lr_reruns_only_train_and_evaluate(repo):
     rendered = json.loads(plots.stdout)
     assert not rendered.get("errors"), rendered.get("errors")
     assert {"ROC", "Precision-Recall", "Calibration", "Confusion-Matrix"} <= set(rendered["data"])
+
+
+@pytest.mark.e2e
+def test_a_param_that_changes_no_data_still_refreshes_the_report(repo):
+    result = run(["dvc", "exp", "run", "-S", "ingest.workers=1"], repo)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # ingest re-runs and writes the same files, so nothing between it and the report does
+    assert stages_run(result.stdout) == {"ingest", "evaluate"}
+    html = (repo / "reports" / "report.html").read_text()
+    assert re.search(r"\ningest:\n(?:  .*\n)*?  workers: 1\n", html), "report params not refreshed"
 
 
 @pytest.mark.e2e
