@@ -18,6 +18,9 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 PSEUDONYM_KEY_ENV = "PIPELINE_PSEUDONYM_KEY"
+#: The key params.yaml ships for the synthetic demo. It is public, so pseudonyms made with
+#: it can be reversed by hashing every candidate ID: fine for fake patients only.
+DEMO_PSEUDONYM_KEY = "demo-cohort-not-a-secret"
 
 
 class ConfigError(ValueError):

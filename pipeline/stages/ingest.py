@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.config import ConfigError, IngestConfig, load_params
+from pipeline.config import DEMO_PSEUDONYM_KEY, PSEUDONYM_KEY_ENV, ConfigError, IngestConfig, load_params
 from pipeline.io.ingest import ingest_cohort
 from pipeline.io.manifest import ManifestError
 
@@ -29,6 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = IngestConfig.from_params(load_params(args.params))
+        if config.pseudonym_key == DEMO_PSEUDONYM_KEY:
+            print(
+                "ingest: WARNING: the pseudonym key is the public demo key from params.yaml; anyone can "
+                "reverse pseudonyms made with it by hashing candidate IDs. For patient data, export "
+                f"{PSEUDONYM_KEY_ENV}='<a long random secret>' and run 'dvc repro -f ingest' (DVC does "
+                "not see environment variables, so it will not re-run ingest by itself).",
+                file=sys.stderr,
+            )
         summary = ingest_cohort(
             args.raw_dir,
             args.manifest,

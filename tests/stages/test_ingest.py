@@ -4,8 +4,9 @@ import csv
 from pathlib import Path
 
 import pytest
+import yaml
 
-from pipeline.config import PSEUDONYM_KEY_ENV
+from pipeline.config import DEMO_PSEUDONYM_KEY, PSEUDONYM_KEY_ENV
 from pipeline.stages.ingest import main
 from tests.io.dicom_builders import write_ct_series, write_localizer
 
@@ -69,3 +70,21 @@ def test_a_short_key_is_refused_with_the_fix(workspace: dict, capsys: pytest.Cap
     code = main([str(workspace["raw"]), str(workspace["manifest"]), str(workspace["out"]), "--params", str(workspace["params"])])
     assert code == 2
     assert f"Set {PSEUDONYM_KEY_ENV} in the environment" in capsys.readouterr().err
+
+
+def test_the_public_demo_key_is_flagged_and_a_private_key_is_not(
+    workspace: dict, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = [str(workspace["raw"]), str(workspace["manifest"]), str(workspace["out"]), "--params", str(workspace["params"])]
+    monkeypatch.setenv(PSEUDONYM_KEY_ENV, DEMO_PSEUDONYM_KEY)
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "the pseudonym key is the public demo key" in err and "dvc repro -f ingest" in err
+    monkeypatch.setenv(PSEUDONYM_KEY_ENV, "a-private-key-789")
+    assert main(args) == 0
+    assert "public demo key" not in capsys.readouterr().err
+
+
+def test_params_yaml_ships_the_key_the_stage_knows_as_public() -> None:
+    params = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+    assert params["ingest"]["pseudonym_key"] == DEMO_PSEUDONYM_KEY
