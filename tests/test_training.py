@@ -20,8 +20,8 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline.cache import CacheWriter, open_split, write_meta
 from pipeline.config import ConfigError, ModelConfig, TrainConfig
-from pipeline.system import ClassifierSystem
 from pipeline.data import CachedDataModule
+from pipeline.system import ClassifierSystem
 from pipeline.tables import write_rows
 from pipeline.training import PREDICTION_COLUMNS, predict_rows, train_and_predict
 
