@@ -193,13 +193,20 @@ class BatchAugment(torch.nn.Module):
         return x
 
     def _shift(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """Translate each sample by its own integer offset, filling with zeros (air)."""
+        """Translate each sample by its own integer offset, filling with zeros (air).
+
+        One gather per axis on the device: reading the offsets back to Python (``tolist``)
+        would make the host wait for the GPU's queue on every training step.
+        """
         s = self.max_shift
-        spatial = x.shape[2:]
-        padded = torch.nn.functional.pad(x, [s, s] * self.spatial_dims)
-        offsets = torch.randint(0, 2 * s + 1, (x.shape[0], self.spatial_dims), device=x.device, generator=g).tolist()
-        crops = [
-            padded[(i, slice(None), *(slice(o, o + n) for o, n in zip(offsets[i], spatial)))]
-            for i in range(x.shape[0])
-        ]
-        return torch.stack(crops)
+        out = torch.nn.functional.pad(x, [s, s] * self.spatial_dims)
+        offsets = torch.randint(0, 2 * s + 1, (x.shape[0], self.spatial_dims), device=x.device, generator=g)
+        for axis, n in enumerate(x.shape[2:]):
+            dim = 2 + axis
+            index = torch.arange(n, device=x.device) + offsets[:, axis : axis + 1]  # (B, n)
+            view = [x.shape[0]] + [1] * (out.ndim - 1)
+            view[dim] = n
+            size = list(out.shape)
+            size[dim] = n
+            out = torch.gather(out, dim, index.view(view).expand(size))
+        return out
