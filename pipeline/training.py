@@ -192,6 +192,8 @@ def train_and_predict(
     best_system = ClassifierSystem.load_from_checkpoint(
         best.best_model_path, backbone=backbone.model, normalize=system.normalize, map_location="cpu", weights_only=True
     )
+    # Lightning's teardown leaves the model on the CPU; predict where training ran.
+    best_system.to(trainer.strategy.root_device)
     data.setup("predict")  # under ddp_spawn only the workers opened the cache
     rows = predict_rows(best_system, data, ("val", "test"))
     write_rows(predictions_csv, rows, (*PREDICTION_COLUMNS, *_subgroups(data)))
