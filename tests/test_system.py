@@ -82,8 +82,8 @@ def test_probabilities_of_confident_logits_stay_distinct():
 
 
 def test_validation_auc_deduplicates_ddp_padding():
-    scores = np.array([0.1, 0.9, 0.2, 0.8, 0.1])
+    scores = np.array([0.1, 0.9, 0.85, 0.8, 0.85])
     labels = np.array([0, 1, 0, 1, 0])
-    index = np.array([0, 1, 2, 3, 0])  # sample 0 repeated by the sampler's padding
-    assert validation_auc(scores, labels, index) == 1.0
+    index = np.array([0, 1, 2, 3, 2])  # sample 2 repeated by the sampler's padding
+    assert validation_auc(scores, labels, index) == 0.75  # 2/3 if the repeat were counted
     assert validation_auc(np.array([0.3, 0.4]), np.array([1, 1]), np.array([0, 1])) == 0.5
