@@ -11,7 +11,7 @@ a hint, so a user editing ``params.yaml`` sees what to change.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -231,7 +231,7 @@ class IngestConfig:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> "IngestConfig":
-        values = dict(_known(section(params, "ingest"), cls, "ingest"))
+        values = dict(section(params, "ingest"))
         if environ.get(PSEUDONYM_KEY_ENV):
             values["pseudonym_key"] = environ[PSEUDONYM_KEY_ENV]
         if "pseudonym_key" not in values:
@@ -239,7 +239,7 @@ class IngestConfig:
                 f"'ingest.pseudonym_key' must be set; it is missing. Set {PSEUDONYM_KEY_ENV} in the "
                 "environment or add the key under 'ingest:' in params.yaml."
             )
-        return cls(**values)
+        return cls(**_known(values, cls, "ingest"))
 
 
 @dataclass(frozen=True)
@@ -475,11 +475,19 @@ class EvaluateConfig:
 
 def _known(values: Mapping[str, Any], cls: type, prefix: str, skip: set[str] = frozenset()) -> dict[str, Any]:
     """Keep the keys ``cls`` declares; an unknown key is a typo and stops with the valid ones."""
-    names = {f for f in cls.__dataclass_fields__} - set(skip)
-    unknown = sorted(set(values) - names)
+    fields = {name: f for name, f in cls.__dataclass_fields__.items() if name not in skip}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(
-            f"params keys under {prefix!r} must be among {sorted(names)}; got unknown {unknown}. "
+            f"params keys under {prefix!r} must be among {sorted(fields)}; got unknown {unknown}. "
             "Check the spelling in params.yaml."
+        )
+    missing = [
+        f"{prefix}.{name}" for name, f in fields.items()
+        if name not in values and f.default is MISSING and f.default_factory is MISSING
+    ]
+    if missing:
+        raise ConfigError(
+            f"params keys {missing} must be set; they are missing. Add them under '{prefix}:' in params.yaml."
         )
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()}

@@ -48,3 +48,15 @@ def test_bad_value_names_key_rule_and_value(tmp_path):
 def test_missing_params_file_says_where_to_run(tmp_path):
     with pytest.raises(ConfigError, match="Run the stage from the repository root"):
         load_params(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("section_name", "config", "missing"),
+    [("model", ModelConfig, "'model.arch'"), ("preprocess", PreprocessConfig, "'preprocess.roi'")],
+)
+def test_a_missing_required_key_is_named_not_a_type_error(section_name, config, missing):
+    params = load_params(ROOT / "params.yaml")
+    del params[section_name][missing.strip("'").split(".")[1]]
+    with pytest.raises(ConfigError, match=rf"params keys \[.*{missing}.*\] must be set; they are missing\. "
+                                          rf"Add them under '{section_name}:' in params.yaml"):
+        config.from_params(params)
