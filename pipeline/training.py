@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from pipeline.cache import ROW_COLUMNS, read_meta
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.data import CachedDataModule
 from pipeline.finetuning import FreezeEarlyLayers
+from pipeline.folders import empty_folder
 from pipeline.models import build_backbone
 from pipeline.system import ClassifierSystem
 from pipeline.tables import write_rows
@@ -78,8 +78,7 @@ def resumable_checkpoint(model_dir: Path, fingerprint: str) -> Path | None:
             return last
         if not recorded.get("complete"):
             print(f"train: {str(last)!r} is from an interrupted run of another config or cache; starting over")
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
+    empty_folder(model_dir, name="model_dir", example="models")
     return None
 
 
@@ -118,8 +117,8 @@ def train_and_predict(
         {**config, "train": {k: v for k, v in config["train"].items() if k not in SPEED_ONLY_SETTINGS}},
     )
     ckpt_path = resumable_checkpoint(model_dir, fingerprint) if train.resume else None
-    if not train.resume and model_dir.exists():
-        shutil.rmtree(model_dir)
+    if not train.resume:
+        empty_folder(model_dir, name="model_dir", example="models")
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint, "complete": False}) + "\n")
 

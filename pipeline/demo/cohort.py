@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from pipeline.demo.dicom_writer import SITES, PatientHeader, Site, hex_names, wr
 from pipeline.demo.geometry import AxialGeometry
 from pipeline.demo.nifti_writer import ORIENTATIONS, write_nifti
 from pipeline.demo.phantom import DEFAULT_PHANTOM, Lesion, PhantomParams, render_phantom
+from pipeline.folders import empty_folder
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("patient_id", "label", "path", "site")
 
@@ -165,7 +165,7 @@ def make_cohort(
         A summary with one :class:`PatientRecord` per patient, in manifest order.
     """
     raw_dir, manifest_path = Path(raw_dir), Path(manifest_path)
-    _clear(raw_dir)
+    empty_folder(raw_dir, name="raw_dir", example="data/demo/raw")
     plans = _plan_cohort(seed, n_patients, nifti_fraction)
     shape = (n_slices, matrix, matrix)
     records = [
@@ -343,23 +343,3 @@ def _fake_header(rng: np.random.Generator, patient_id: str) -> PatientHeader:
         accession=f"ACC{int(rng.integers(0, 10**9)):09d}",
         referring=referring,
     )
-
-
-def _clear(raw_dir: Path) -> None:
-    """Empty ``raw_dir``, refusing paths whose removal would take more than demo output.
-
-    A typo in ``dvc.yaml`` (``.`` or ``..``) must not wipe the repository, so the
-    filesystem root, the home folder, the working directory and its ancestors are refused.
-    """
-    resolved = raw_dir.resolve()
-    cwd = Path.cwd().resolve()
-    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve() or resolved in (cwd, *cwd.parents):
-        raise ValueError(
-            f"'raw_dir' must be a folder of its own for the demo files, since it is emptied first; got "
-            f"{str(raw_dir)!r} (resolves to {str(resolved)!r}). Use e.g. data/demo/raw."
-        )
-    if resolved.exists() and not resolved.is_dir():
-        raise ValueError(f"'raw_dir' must be a folder; got the file {str(raw_dir)!r}. Remove it or pick another path.")
-    if resolved.exists():
-        shutil.rmtree(resolved)
-    resolved.mkdir(parents=True)

@@ -6,10 +6,9 @@ Usage: ``python -m pipeline.stages.preprocess INDEX_CSV SPLIT_CSV CACHE_DIR``
 from __future__ import annotations
 
 import argparse
-import shutil
-from pathlib import Path
 
 from pipeline.config import PreprocessConfig, load_params
+from pipeline.folders import empty_folder
 from pipeline.preprocessing import build_cache
 
 
@@ -22,9 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     config = PreprocessConfig.from_params(load_params(args.params))
-    cache_dir = Path(args.cache_dir)
-    if cache_dir.exists():
-        shutil.rmtree(cache_dir)
+    cache_dir = empty_folder(args.cache_dir, name="cache_dir", example="data/cache")
     summary = build_cache(
         args.index,
         args.split,
