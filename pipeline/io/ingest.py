@@ -37,7 +37,7 @@ from pipeline.io.deid import TECHNICAL_KEYWORDS, Redactor, pseudonym
 from pipeline.io.ledger import Ledger
 from pipeline.io.manifest import Manifest, ManifestRow, RowError, read_manifest
 from pipeline.io.nifti import LPS_TO_RAS, NiftiShapeError, image_shape_problem, load_nifti, write_canonical
-from pipeline.io.scan import FileRecord, read_headers, walk
+from pipeline.io.scan import FileRecord, read_headers, short_error, uid_name, walk
 from pipeline.io.series import Candidate, PixelError, VolumePlan, group_series, plan_volume, read_planes
 
 SERIES_CHOICES: tuple[str, ...] = ("most_slices", "error")
@@ -215,13 +215,13 @@ def ingest_cohort(
     for job, result in zip(jobs, built):
         row, option = chosen_rows[job.series_key]
         if result.failure:
-            _record_failure(ledger, option, result, records)
+            _record_failure(ledger, option, result)
             continue
         note = "; ".join(result.notes)
         for path in option.files:
             if ledger.status(path) is None:
                 ledger.record(path, "ingested", note, job.series_key)
-        index_rows.append(_index_row(manifest, row, option, result, records, pseudonym_key))
+        index_rows.append(_index_row(manifest, row, option, result, pseudonym_key))
     for path in files:
         if ledger.status(path) is None:
             record = records.get(path)
@@ -407,10 +407,10 @@ def _build(job: _Job) -> _Built:
             return _Built(job.series_key, failed_path=job.nifti or "", failure=str(error))
         except Exception as error:
             path = job.nifti or ""
-            return _Built(job.series_key, failed_path=path, failure=f"{type(error).__name__}: {' '.join(str(error).split())[:160]}")
+            return _Built(job.series_key, failed_path=path, failure=f"{type(error).__name__}: {short_error(error)}")
 
 
-def _record_failure(ledger: Ledger, option: _Option, result: _Built, records: dict[str, FileRecord]) -> None:
+def _record_failure(ledger: Ledger, option: _Option, result: _Built) -> None:
     for path in option.files:
         if ledger.status(path) is not None:
             continue
@@ -422,7 +422,7 @@ def _record_failure(ledger: Ledger, option: _Option, result: _Built, records: di
 
 
 def _index_row(
-    manifest: Manifest, row: ManifestRow, option: _Option, built: _Built, records: dict[str, FileRecord], key: str
+    manifest: Manifest, row: ManifestRow, option: _Option, built: _Built, key: str
 ) -> dict[str, str]:
     values: dict[str, str] = {
         "_line": str(row.line),
@@ -438,7 +438,7 @@ def _index_row(
         first = option.candidate.first
         modality = first.modality
         technical = first.technical
-        syntax = _syntax_name(first.transfer_syntax)
+        syntax = uid_name(first.transfer_syntax) or first.transfer_syntax
         source = "dicom"
     else:
         modality = "CT" if built.minimum < CT_AIR_HU else "OT"
@@ -516,12 +516,3 @@ def _kind_words(record: FileRecord) -> str:
     if record.kind == "nifti":
         return "NIfTI image"
     return f"{record.kind}: {record.reason}"
-
-
-def _syntax_name(uid: str) -> str:
-    from pydicom.uid import UID
-
-    try:
-        return UID(uid).name if uid else ""
-    except Exception:
-        return uid

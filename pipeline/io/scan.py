@@ -203,7 +203,7 @@ def _classify(full: str, rel: str) -> FileRecord:
                 return _classify_nifti(full, rel)
             return _classify_dicom(full, rel)
         except Exception as error:  # one bad file must never stop the scan
-            return FileRecord(rel, "quarantined", f"unreadable: {type(error).__name__}: {_short(error)}")
+            return FileRecord(rel, "quarantined", f"unreadable: {type(error).__name__}: {short_error(error)}")
 
 
 def _classify_nifti(full: str, rel: str) -> FileRecord:
@@ -212,7 +212,7 @@ def _classify_nifti(full: str, rel: str) -> FileRecord:
     try:
         image = nib.load(full)
     except Exception as error:
-        return FileRecord(rel, "quarantined", f"unreadable NIfTI header: {type(error).__name__}: {_short(error)}")
+        return FileRecord(rel, "quarantined", f"unreadable NIfTI header: {type(error).__name__}: {short_error(error)}")
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         return FileRecord(rel, "quarantined", f"not a NIfTI-1/2 image; nibabel read it as {type(image).__name__}")
     shape = tuple(int(s) for s in image.shape)
@@ -253,7 +253,7 @@ def _classify_dicom_dataset(full: str, rel: str, ds_holder: list[object]) -> Fil
     if why_not:
         return FileRecord(rel, "not_image", why_not, phi=phi)
     if "Rows" not in ds or "Columns" not in ds:
-        if "Image Storage" in _uid_name(sop_class):
+        if "Image Storage" in uid_name(sop_class):
             return FileRecord(rel, "quarantined", "image object without Rows/Columns (incomplete file)", phi=phi)
         return FileRecord(rel, "not_image", "DICOM object without an image matrix (no Rows/Columns)", phi=phi)
     if not any(tag in ds for tag in _PIXEL_TAGS):
@@ -261,7 +261,7 @@ def _classify_dicom_dataset(full: str, rel: str, ds_holder: list[object]) -> Fil
     try:
         header, problem = _image_header(ds, full, modality, sop_class)
     except Exception as error:
-        return FileRecord(rel, "quarantined", f"unusable image header: {type(error).__name__}: {_short(error)}", phi=phi)
+        return FileRecord(rel, "quarantined", f"unusable image header: {type(error).__name__}: {short_error(error)}", phi=phi)
     if problem:
         return FileRecord(rel, "quarantined", problem, phi=phi)
     return FileRecord(rel, "dicom", dicom=header, phi=phi)
@@ -277,7 +277,8 @@ def _with_uids(record: FileRecord, ds: object) -> FileRecord:
     return record
 
 
-def _uid_name(uid: str) -> str:
+def uid_name(uid: str) -> str:
+    """pydicom's name for a UID ('CT Image Storage'), or '' when it has none."""
     from pydicom.uid import UID
 
     try:
@@ -515,6 +516,7 @@ def _clean(value: object) -> str:
     return " ".join(str(value).replace(",", " ").split())
 
 
-def _short(error: BaseException) -> str:
+def short_error(error: BaseException) -> str:
+    """The error's text on one line, at most 160 characters, for a ledger reason."""
     text = " ".join(str(error).split())
     return text[:160]

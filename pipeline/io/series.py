@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.io.scan import DicomHeader
+from pipeline.io.scan import DicomHeader, short_error
 
 DUPLICATE_TOLERANCE_MM = 0.01
 """Two planes closer than this along the normal are the same slice position."""
@@ -285,7 +285,7 @@ def read_planes(raw_dir: str, headers: dict[str, DicomHeader], plan: VolumePlan)
         try:
             frames = _stored_frames(os.path.join(raw_dir, path), header, notes)
         except Exception as error:
-            raise PixelError(path, f"pixel data cannot be decoded: {type(error).__name__}: {' '.join(str(error).split())[:160]}") from error
+            raise PixelError(path, f"pixel data cannot be decoded: {type(error).__name__}: {short_error(error)}") from error
         if frames.shape[1:] != (rows, cols):
             raise PixelError(path, f"matrix {frames.shape[1:]} differs from the series' {(rows, cols)}")
         for index in indices:

@@ -11,8 +11,7 @@ def test_pseudonym_is_keyed_deterministic_and_namespaced() -> None:
     assert first == pseudonym("secret-key-1", "patient", "MRN-1")
     assert first != pseudonym("secret-key-2", "patient", "MRN-1")
     assert first != pseudonym("secret-key-1", "series", "MRN-1")
-    assert len(first) == 16 and int(first, 16) >= 0
-    assert "MRN" not in first
+    assert len(first) == 16 and set(first) <= set("0123456789abcdef")
 
 
 def test_redactor_replaces_long_values_anywhere_and_short_ones_only_as_whole_parts() -> None:
