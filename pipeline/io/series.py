@@ -241,12 +241,16 @@ def plan_volume(candidate: Candidate, spacing_policy: str) -> PlanOutcome:
         row_cos, col_cos = _unit(orientation[:3]), _unit(orientation[3:])
     else:
         row_cos, col_cos = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+        notes.append(
+            "ImageOrientationPatient missing or not two orthogonal unit vectors: axial direction cosines assumed"
+        )
     normal = np.cross(row_cos, col_cos)
     origin = np.asarray(planes[0].position if planes[0].position is not None else (0.0, 0.0, 0.0))
     thickness = first.slice_spacing or 1.0
     if len(planes) > 1:
+        missing = "ImagePositionPatient per plane" if any(p.position is None for p in planes) else "usable orientation"
         notes.append(
-            "no ImagePositionPatient per plane: planes kept in stored (InstanceNumber/frame) order, "
+            f"no {missing}: planes kept in stored (InstanceNumber/frame) order, "
             f"slice spacing {thickness:g} mm from the header" + ("" if first.slice_spacing else " (assumed)")
         )
     affine = _affine(row_cos * col_spacing, col_cos * row_spacing, normal * thickness, origin)

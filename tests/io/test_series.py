@@ -57,6 +57,17 @@ def test_one_series_uid_with_two_orientations_is_split(tmp_path: Path) -> None:
     assert sorted(c.n_planes for c in candidates) == [3, 6]
 
 
+def test_an_invalid_orientation_is_recorded_as_the_reason_for_the_fallback(tmp_path: Path) -> None:
+    write_ct_series(tmp_path, 4, orientation=(1.0, 0.0, 0.0, 1.0, 0.0, 0.0))  # parallel: not a plane
+    candidates, _ = group_series(_headers(tmp_path))
+    outcome = plan_volume(candidates[0], "reject")
+    assert outcome.plan is not None
+    notes = " | ".join(outcome.plan.notes)
+    assert "ImageOrientationPatient missing or not two orthogonal unit vectors" in notes
+    assert "no usable orientation: planes kept in stored" in notes
+    assert "no ImagePositionPatient" not in notes  # every slice has one
+
+
 def test_duplicate_files_and_duplicate_positions_are_kept_once_and_recorded(tmp_path: Path) -> None:
     write_ct_series(tmp_path, 6, duplicate=(2,))
     candidates, skipped = group_series(_headers(tmp_path))
