@@ -35,7 +35,7 @@ import numpy as np
 
 from pipeline.io.deid import TECHNICAL_KEYWORDS, Redactor, pseudonym
 from pipeline.io.ledger import Ledger
-from pipeline.io.manifest import Manifest, ManifestRow, RowError, read_manifest
+from pipeline.io.manifest import RESERVED_COLUMNS, Manifest, ManifestRow, RowError, read_manifest
 from pipeline.io.nifti import LPS_TO_RAS, NiftiShapeError, image_shape_problem, load_nifti, write_canonical
 from pipeline.io.scan import FileRecord, read_headers, short_error, uid_name, walk
 from pipeline.io.series import Candidate, PixelError, VolumePlan, group_series, plan_volume, read_planes
@@ -467,8 +467,7 @@ def _write_index(path: Path, manifest: Manifest, rows: list[dict[str, str]], red
     redacted value still groups correctly as a subgroup attribute.
     """
     columns = ["series_key", "patient_id", "label"] + (["split"] if manifest.has_split else [])
-    columns += ["image_path", "modality", "spacing", "shape", *TECHNICAL_KEYWORDS]
-    columns += ["transfer_syntax", "source_format", "n_source_files", "ingest_note", *manifest.extra_columns]
+    columns += [c for c in RESERVED_COLUMNS if c != "series_key"] + list(manifest.extra_columns)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

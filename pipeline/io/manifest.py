@@ -16,7 +16,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from pipeline.io.deid import is_identifier_column
+from pipeline.io.deid import TECHNICAL_KEYWORDS, is_identifier_column
 
 LOCATOR_COLUMNS: tuple[str, ...] = ("path", "series_uid", "study_uid")
 REQUIRED_COLUMNS: tuple[str, ...] = ("patient_id", "label")
@@ -27,19 +27,14 @@ RESERVED_COLUMNS: tuple[str, ...] = (
     "modality",
     "spacing",
     "shape",
-    "manufacturer",
-    "model",
-    "kvp",
-    "slice_thickness",
-    "convolution_kernel",
-    "field_strength",
-    "body_part",
+    *TECHNICAL_KEYWORDS,
     "transfer_syntax",
     "source_format",
     "n_source_files",
     "ingest_note",
 )
-"""Index columns written by ingest; a manifest column of the same name would be ambiguous."""
+"""Index columns written by ingest, in index order after the patient columns; a manifest
+column of the same name would be ambiguous, so read_manifest refuses it."""
 
 
 @dataclass(frozen=True)
