@@ -76,6 +76,11 @@ def _check_split(table: PatientTable, split: str) -> None:
             f"split {split!r} must contain both classes; got {n} patient(s), all {only}. AUC, sensitivity and "
             "specificity are undefined with one class: re-split so each part has positives and negatives."
         )
+    if min(n_pos, n - n_pos) < 2:
+        raise EvaluationError(
+            f"split {split!r} must have at least 2 positive and 2 negative patients for an AUC interval; got "
+            f"{n_pos} positive and {n - n_pos} negative. Re-split so each part has at least two of each."
+        )
 
 
 def _split_metrics(
@@ -93,11 +98,8 @@ def _split_metrics(
     y, s = part.label, part.score
     try:
         auc, lo, hi = M.roc_auc_ci(y, s, method=ci_method, level=LEVEL, n_boot=n_boot, seed=seed)
-    except M.UndefinedMetricError as err:
-        raise EvaluationError(
-            f"split {part.split[0]!r} must have at least 2 positive and 2 negative patients for an AUC interval; "
-            f"{err}"
-        ) from err
+    except M.UndefinedMetricError as err:  # class counts were checked up front; this is anything else
+        raise EvaluationError(f"split {part.split[0]!r}: {err}") from err
     at = M.threshold_metrics(y, s, threshold, level=LEVEL)
     undefined = at.pop("undefined")
     fpr, tpr, roc_thr = M.roc_curve(y, s)

@@ -368,7 +368,7 @@ def render_html(evaluation: Evaluation, provenance: Provenance, figures: Mapping
         f"{_e(model_text)}; weights: {_e(weights.get('source', 'unknown'))}. "
         f"Predictions: <code>{_e(p.predictions_file)}</code> (SHA-256 <code>{_e(p.predictions_sha256[:16])}</code>&hellip;)."
     )
-    notes = "".join(f"<div class='note'>{_e(n)}</div>" for n in p.notes if "weights" not in n)
+    notes = "".join(f"<div class='note'>{_e(n)}</div>" for n in p.notes)
     body = [
         "<h1>Evaluation report</h1>",
         f"<p class='sub'>{subtitle}</p>",

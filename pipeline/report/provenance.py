@@ -182,17 +182,13 @@ def collect_provenance(
         lock_skip_stages: see :func:`read_lock`.
         compare: the other predictions file of a comparison, or ``None``.
     """
+    # Inputs not given show as empty fields, which the report states in place; a note is
+    # only for what the fields cannot say (a lock path given but absent).
     notes = []
     summary = read_train_summary(train_summary) if train_summary is not None else None
-    if summary is None:
-        notes.append("Training summary not given (--train-summary): the weights the model started from are unknown.")
-    if lock is None:
-        notes.append("dvc.lock not given (--lock): data hashes are not shown.")
-    elif not Path(lock).is_file():
+    if lock is not None and not Path(lock).is_file():
         notes.append(f"dvc.lock not found at {str(lock)!r}: data hashes are not shown. Run the stage through dvc repro.")
         lock = None
-    if params is None:
-        notes.append("Params not given (--params).")
     return Provenance(
         predictions_file=str(predictions),
         predictions_sha256=sha256_file(predictions),

@@ -64,6 +64,18 @@ def test_split_with_one_class_stops_with_a_message():
         evaluate_table(one_class, **SETTINGS)
 
 
+def test_split_with_a_single_positive_names_the_counts_and_the_fix():
+    table = _table()
+    label = table.label.copy()
+    test_rows = np.flatnonzero(table.split == "test")
+    label[test_rows] = 0
+    label[test_rows[0]] = 1
+    one_positive = PatientTable(**{**table.__dict__, "label": label})
+    with pytest.raises(EvaluationError, match=r"split 'test' must have at least 2 positive and 2 negative patients "
+                                              r"for an AUC interval; got 1 positive and 49 negative\. Re-split"):
+        evaluate_table(one_positive, **SETTINGS)
+
+
 def test_missing_split_stops_with_a_message():
     table = _table().select("test")
     with pytest.raises(EvaluationError, match="split 'val' must have patients; got none"):
@@ -118,6 +130,17 @@ def test_outputs_written_with_random_init_banner_and_no_secret(tmp_path):
     assert "dvc.lock not found" in page
     rows = json.loads((tmp_path / "out" / "roc.json").read_text())
     assert rows[0] == {"fpr": 0.0, "tpr": 0.0, "threshold": None} and rows[-1]["fpr"] == 1.0
+
+
+def test_inputs_not_given_are_each_stated_once(tmp_path):
+    ev = evaluate_table(_table(), **SETTINGS)
+    preds = tmp_path / "predictions.csv"
+    preds.write_text("unused for hashing only\n")
+    write_outputs(ev, collect_provenance(preds), tmp_path / "out")
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert page.count("Params not given (--params).") == 1
+    assert page.count("dvc.lock was not given or not found") == 1
+    assert page.count("Weight provenance unknown") == 1
 
 
 def test_nan_never_reaches_a_file():
