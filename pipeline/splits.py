@@ -122,12 +122,12 @@ def _part_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int,
     n_test = int(round(n * test_fraction))
     if n >= 3:
         n_val, n_test = max(n_val, 1), max(n_test, 1)
-    while n_val + n_test >= n and n_val + n_test > 0 and n >= 3:
-        # Keep at least one patient of the class for training.
-        if n_test >= n_val:
-            n_test -= 1
-        else:
-            n_val -= 1
+        while n_val + n_test >= n:
+            # Keep at least one patient of the class for training.
+            if n_test >= n_val:
+                n_test -= 1
+            else:
+                n_val -= 1
     return n_val, n_test
 
 

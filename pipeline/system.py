@@ -84,7 +84,7 @@ class ClassifierSystem(pl.LightningModule):
         x = x.float()  # the cache is float16; cast on the device
         if self._memory_format is not None:
             x = x.contiguous(memory_format=self._memory_format)
-        if self.trainer is not None and self.trainer.training and self.augment is not None:
+        if self.trainer.training and self.augment is not None:
             x = self.augment(x)
         return x, y, idx
 

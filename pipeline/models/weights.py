@@ -32,7 +32,7 @@ import re
 import threading
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -515,7 +515,6 @@ class Transferred:
     channel_adaptation: str = "none"
     inflated: bool = False
     head: str = "new"
-    dropped: list[str] = field(default_factory=list)
 
 
 def fit_state_dict(
@@ -540,14 +539,11 @@ def fit_state_dict(
     result = Transferred(state={})
     head_keys = {k for k in target if k.startswith(head_prefixes)}
     for key, value in checkpoint.items():
-        if key.startswith(head_prefixes):
-            result.dropped.append(key)
-            continue
-        result.state[key] = value
+        if not key.startswith(head_prefixes):
+            result.state[key] = value
     head = {k: checkpoint[k] for k in head_keys if k in checkpoint}
     if head_keys and head.keys() == head_keys and all(head[k].shape == target[k].shape for k in head_keys):
         result.state.update(head)
-        result.dropped = [k for k in result.dropped if k not in head_keys]
         result.head = "pretrained"
     else:
         result.state.update({k: target[k] for k in head_keys})

@@ -22,7 +22,6 @@ from pipeline.report.figures import calibration_png, pr_png, roc_png
 from pipeline.report.html import render_html
 from pipeline.report.provenance import Provenance
 
-PLOT_KINDS = ("roc", "pr", "calibration", "confusion")
 _DIGITS = 6
 
 
