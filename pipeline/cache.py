@@ -9,7 +9,7 @@ Layout of ``CACHE_DIR``:
   ``label``, then the subgroup columns carried from the index.
 - ``meta.json``: roi, spacing, window, counts, and the transform list, so a cache can be
   checked against the config that is about to use it.
-- ``excluded.csv``: every indexed series that could not be cached, with its reason.
+- ``excluded.csv``: every indexed series that could not be cached, with its kind and reason.
 
 float16 is exact enough for intensities in [0, 1] (step <= 2**-11) and halves the disk
 and page-cache footprint, which is what bounds streaming speed.

@@ -83,10 +83,11 @@ def build_cache(
         part = parts.get(row["patient_id"])
         n_dims = len(row["shape"].split("x"))
         if part is None:
-            excluded.append({"series_key": row["series_key"], "reason": "patient has no part in split.csv"})
+            excluded.append({"series_key": row["series_key"], "kind": "no part in split.csv",
+                             "reason": "patient has no part in split.csv"})
         elif spatial_dims == 3 and n_dims < 3:
             excluded.append(
-                {"series_key": row["series_key"],
+                {"series_key": row["series_key"], "kind": "2D image for a 3D model",
                  "reason": f"2D image (shape {row['shape']}) cannot feed a 3D model; set preprocess.spatial_dims: 2"}
             )
         else:
@@ -106,14 +107,15 @@ def build_cache(
             try:
                 out = pipelines[modality]({"image": str(index_csv.parent / row["image_path"])})["image"]
             except Exception as error:  # noqa: BLE001 - any failure is recorded, never fatal
-                excluded.append({"series_key": row["series_key"], "reason": f"transform failed: {error!s:.300}"})
+                excluded.append({"series_key": row["series_key"], "kind": "transform failed",
+                                 "reason": f"transform failed: {error!s:.300}"})
                 continue
             image = np.asarray(out.detach().cpu().numpy() if hasattr(out, "detach") else out, dtype=np.float32)
             writer.add(image, {c: row.get(c, "") for c in (*ROW_COLUMNS, *extra)})
         positives[part] = sum(int(r["label"]) for r in writer.rows)
         cached[part] = writer.close((*ROW_COLUMNS, *extra))
 
-    write_rows(cache_dir / "excluded.csv", excluded, ("series_key", "reason"))
+    write_rows(cache_dir / "excluded.csv", excluded, ("series_key", "kind", "reason"))
     write_meta(
         cache_dir,
         {
@@ -125,7 +127,7 @@ def build_cache(
             "counts": cached,
             "positives": positives,
             "excluded": len(excluded),
-            "excluded_reasons": dict(Counter(e["reason"].split(":")[0] for e in excluded)),
+            "excluded_reasons": dict(Counter(e["kind"] for e in excluded)),
             "subgroup_columns": extra,
             "transforms": [type(t).__name__ for t in next(iter(pipelines.values())).transforms] if pipelines else [],
         },

@@ -54,3 +54,4 @@ def test_every_series_is_cached_or_excluded_with_a_reason(tmp_path):
     assert meta["counts"] == {"train": 2, "val": 2, "test": 2}
     assert meta["positives"] == {"train": 1, "val": 1, "test": 1}
     assert meta["subgroup_columns"] == ["modality", "site"]
+    assert meta["excluded_reasons"] == {"2D image for a 3D model": 1, "transform failed": 1, "no part in split.csv": 1}
