@@ -219,10 +219,15 @@ class IngestConfig:
     workers: int = 2
 
     def __post_init__(self) -> None:
-        if not isinstance(self.pseudonym_key, str) or len(self.pseudonym_key) < 8:
+        # The value is a secret: errors say what is wrong with it, never what it is.
+        if not isinstance(self.pseudonym_key, str):
             raise ConfigError(
-                f"'ingest.pseudonym_key' must be a string of at least 8 characters; got "
-                f"{len(self.pseudonym_key) if isinstance(self.pseudonym_key, str) else self.pseudonym_key!r} "
+                f"'ingest.pseudonym_key' must be a string; got a {type(self.pseudonym_key).__name__} (YAML read "
+                f"an unquoted value). Quote it in params.yaml, or better set {PSEUDONYM_KEY_ENV} in the environment."
+            )
+        if len(self.pseudonym_key) < 8:
+            raise ConfigError(
+                f"'ingest.pseudonym_key' must be a string of at least 8 characters; got {len(self.pseudonym_key)} "
                 f"characters. Set {PSEUDONYM_KEY_ENV} in the environment (preferred) or the params key."
             )
         check_choice("ingest.series_choice", self.series_choice, ("most_slices", "error"))

@@ -88,3 +88,11 @@ def test_the_public_demo_key_is_flagged_and_a_private_key_is_not(
 def test_params_yaml_ships_the_key_the_stage_knows_as_public() -> None:
     params = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
     assert params["ingest"]["pseudonym_key"] == DEMO_PSEUDONYM_KEY
+
+
+def test_a_non_string_key_is_refused_without_echoing_it() -> None:
+    from pipeline.config import ConfigError, IngestConfig
+
+    with pytest.raises(ConfigError, match=r"'ingest.pseudonym_key' must be a string; got a int .*Quote it") as caught:
+        IngestConfig(pseudonym_key=12345678)  # type: ignore[arg-type]
+    assert "12345678" not in str(caught.value)
