@@ -77,6 +77,11 @@ def monai_volume(folder: Path) -> np.ndarray:
     return np.asarray(LoadImage(reader="PydicomReader", image_only=True)(str(folder)))
 
 
+def _slice_set(volume: np.ndarray) -> list[bytes]:
+    """The volume's axial slices as sorted bytes: equal for two volumes with the same slices in any order."""
+    return sorted(volume[:, :, k].tobytes() for k in range(volume.shape[2]))
+
+
 def best_time(function, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -109,9 +114,13 @@ def main() -> None:
 
         ours = ours_volume(series, args.workers)
         theirs = monai_volume(series)
-        positions_ok = all(ours[0, 0, k] != ours[0, 0, k + 1] for k in range(3))
+        # Both must hold the same HU slices (rows and columns possibly swapped); the order
+        # along z is reported separately, since only ours is checked against the positions.
+        as_ours = [c.astype(ours.dtype) for c in (theirs, np.swapaxes(theirs, 0, 1)) if c.shape == ours.shape]
+        same = any(_slice_set(c) == _slice_set(ours) for c in as_ours)
+        same_order = any(np.array_equal(c, ours) for c in as_ours)
         print(f"cpu cores: {os.cpu_count()}, workers: {args.workers}, series: {args.slices} x {args.matrix}^2 int16")
-        print(f"volumes: ours {ours.shape} {ours.dtype}, monai {theirs.shape} {theirs.dtype}; sanity {positions_ok}")
+        print(f"volumes: ours {ours.shape} {ours.dtype}, monai {theirs.shape} {theirs.dtype}; same slices: {same}, same z order: {same_order}")
 
         t_ours = best_time(lambda: ours_volume(series, args.workers), args.repeats)
         t_monai = best_time(lambda: monai_volume(series), args.repeats)

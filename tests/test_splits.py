@@ -13,11 +13,10 @@ def _rows(n_patients: int, series_per_patient: int = 1, positive_every: int = 2)
     return rows
 
 
-def test_every_patient_in_exactly_one_part_and_series_follow_their_patient():
+def test_every_patient_of_the_index_gets_exactly_one_part():
     rows = _rows(40, series_per_patient=3)
     splits = assign_splits(rows, seed=1, val_fraction=0.2, test_fraction=0.3)
-    assert len(splits) == 40
-    assert len({s.patient_id for s in splits}) == 40
+    assert sorted(s.patient_id for s in splits) == sorted({r["patient_id"] for r in rows})  # each once, none invented
     counts = summarise(splits)
     assert counts["val"]["patients"] == 8 and counts["test"]["patients"] == 12 and counts["train"]["patients"] == 20
 
