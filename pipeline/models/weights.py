@@ -23,6 +23,7 @@ number of input channels, and I3D inflation of 2D kernels to 3D
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -344,9 +345,7 @@ def resolve_checkpoint(
     folder = hub_checkpoint_dir()
     cached = folder / row.file_name
     if cached.is_file():
-        digest = sha256_of(cached)
-        check_sha256(cached, digest, expected, origin=origin)
-        return ResolvedFile(cached, digest, expected, "cache")
+        return dataclasses.replace(verify_file(cached, expected, origin=origin), how="cache")
     timeout = download_timeout_s(timeout_s)
     if timeout == 0:
         reason = f"downloads are disabled (${DOWNLOAD_TIMEOUT_ENV}=0)"
