@@ -125,11 +125,16 @@ def delong_auc_covariance(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.nd
     rank_all = stats.rankdata(ordered, method="average", axis=1)
     rank_pos = stats.rankdata(ordered[:, :m], method="average", axis=1)
     rank_neg = stats.rankdata(ordered[:, m:], method="average", axis=1)
-    auc = (rank_all[:, :m].sum(axis=1) - m * (m + 1) / 2.0) / (m * n)
+    auc = _auc_from_ranks(rank_all[:, :m], m, n)
     v10 = (rank_all[:, :m] - rank_pos) / n
     v01 = 1.0 - (rank_all[:, m:] - rank_neg) / m
     cov = np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n
     return auc, cov
+
+
+def _auc_from_ranks(positive_ranks: np.ndarray, m: int, n: int) -> np.ndarray | float:
+    """Mann-Whitney AUC from the positives' midranks among all ``m + n`` cases (last axis)."""
+    return (positive_ranks.sum(axis=-1) - m * (m + 1) / 2.0) / (m * n)
 
 
 def _bootstrap_aucs(y: np.ndarray, s: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -149,7 +154,7 @@ def _bootstrap_aucs(y: np.ndarray, s: np.ndarray, n_boot: int, seed: int) -> np.
             [pos[rng.integers(0, m, size=(b, m))], neg[rng.integers(0, n, size=(b, n))]], axis=1
         )
         ranks = stats.rankdata(sample, method="average", axis=1)
-        out[start : start + b] = (ranks[:, :m].sum(axis=1) - m * (m + 1) / 2.0) / (m * n)
+        out[start : start + b] = _auc_from_ranks(ranks[:, :m], m, n)
     return out
 
 
@@ -492,8 +497,7 @@ def subgroup_auc(
             )
         elif min(n_pos, int(mask.sum()) - n_pos) < 2:
             ranks = stats.rankdata(np.r_[sv[yv == 1], sv[yv == 0]])
-            n_neg = int(mask.sum()) - n_pos
-            row["auc"] = float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+            row["auc"] = float(_auc_from_ranks(ranks[:n_pos], n_pos, int(mask.sum()) - n_pos))
             row["reason"] = "interval undefined: fewer than 2 cases of a class."
         else:
             auc, lo, hi = roc_auc_ci(yv, sv, method=method, level=level, n_boot=n_boot, seed=seed)
