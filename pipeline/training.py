@@ -57,9 +57,8 @@ class TrainSummary:
         )
 
 
-def run_fingerprint(cache_dir: Path, config: dict[str, Any]) -> str:
+def run_fingerprint(meta: dict[str, Any], config: dict[str, Any]) -> str:
     """Hash of the config and the cache's meta: a resume is only valid on the same run."""
-    meta = read_meta(cache_dir)
     payload = json.dumps({"config": config, "cache": meta}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -113,7 +112,7 @@ def train_and_predict(
     # Settings that do not change the result (resume, loader workers, memory layout,
     # compilation) stay out of the fingerprint.
     fingerprint = run_fingerprint(
-        cache_dir,
+        meta,
         {**config, "train": {k: v for k, v in config["train"].items() if k not in SPEED_ONLY_SETTINGS}},
     )
     ckpt_path = resumable_checkpoint(model_dir, fingerprint) if train.resume else None
@@ -259,4 +258,5 @@ def _epoch_of(path: str | Path) -> int:
     """Epoch stored in a Lightning checkpoint (our own file, written by this stage)."""
     if not path:
         return -1
-    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    # Memory-mapped: only the small 'epoch' entry is read, not the weights and optimiser state.
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
