@@ -24,6 +24,7 @@ Outputs (under ``out_dir``)::
 
 from __future__ import annotations
 
+import bisect
 import csv
 import os
 import shutil
@@ -250,10 +251,21 @@ def _resolve_rows(
     errors: list[RowError] = []
     selected: dict[int, list[str]] = {}
     owner: dict[str, int] = {}
+    # Files by UID, built once: a UID row looks its files up instead of testing every file.
+    by_series: dict[str, list[str]] = {}
+    by_study: dict[str, list[str]] = {}
+    for path in sorted(records):
+        by_series.setdefault(records[path].series_uid, []).append(path)
+        by_study.setdefault(records[path].study_uid, []).append(path)
     for row in manifest.rows:
-        paths = [p for p in reach[row.line] if p != manifest_rel]
         if row.series_uid or row.study_uid:
-            paths = [p for p in paths if p in records and _uid_match(records[p], row)]
+            pool = by_series.get(row.series_uid, []) if row.series_uid else by_study.get(row.study_uid, [])
+            if row.path is not None:
+                within = set(reach[row.line])
+                pool = [p for p in pool if p in within]
+            paths = [p for p in pool if p != manifest_rel and _uid_match(records[p], row)]
+        else:
+            paths = [p for p in reach[row.line] if p != manifest_rel]
         if not paths:
             where = f"under {row.path!r}" if row.path is not None else "in the raw folder"
             errors.append(RowError(row.line, f"locator ({row.describe()}) must match at least one file; none {where} does."))
@@ -480,10 +492,17 @@ def _patient_key(key: str, patient_id: str) -> str:
 
 
 def _files_under(files: list[str], rel: str | None) -> list[str]:
+    """The paths of ``files`` (sorted, as :func:`walk` returns them) that are ``rel`` or lie below it.
+
+    Two binary searches per manifest row instead of a scan of every file: a hospital export
+    has thousands of rows and hundreds of thousands of files.
+    """
     if rel is None or rel == "":
-        return list(files)
-    prefix = rel.rstrip("/") + "/"
-    return [p for p in files if p == rel or p.startswith(prefix)]
+        return files
+    stem = rel.rstrip("/")
+    below = files[bisect.bisect_left(files, stem + "/") : bisect.bisect_left(files, stem + "0")]  # "0" follows "/"
+    at = bisect.bisect_left(files, rel)
+    return ([rel] if at < len(files) and files[at] == rel else []) + below
 
 
 def _uid_match(record: FileRecord, row: ManifestRow) -> bool:
