@@ -103,12 +103,16 @@ def _weights_banners(p: Provenance) -> list[str]:
         return out
     weights = p.train_summary.get("weights") or {}
     warning = weights.get("warning")
-    source = str(weights.get("source", "")).lower()
-    if source in ("none", "random", "random-init", "random_init", ""):
+    source = str(weights.get("source", ""))
+    if source == "none":  # what build_backbone records for random initialisation
         out.append(
             '<div class="banner">The model was trained from RANDOM INITIALISATION (no pretrained weights; '
-            f"weights source: {_e(weights.get('source', 'not recorded'))}). Results do not reflect transfer "
-            "learning.</div>"
+            "weights source: none). Results do not reflect transfer learning.</div>"
+        )
+    elif not source:
+        out.append(
+            '<div class="banner">Weight provenance unknown: the training summary records no weights source, '
+            "so whether the model started from pretrained or random weights cannot be stated.</div>"
         )
     if warning:
         out.append(f'<div class="banner">Weights warning from training: {_e(warning)}</div>')

@@ -143,6 +143,17 @@ def test_inputs_not_given_are_each_stated_once(tmp_path):
     assert page.count("Weight provenance unknown") == 1
 
 
+def test_a_summary_without_a_weights_source_is_unknown_not_random(tmp_path):
+    ev = evaluate_table(_table(), **SETTINGS)
+    preds = tmp_path / "predictions.csv"
+    preds.write_text("unused for hashing only\n")
+    summary = tmp_path / "train_summary.json"
+    summary.write_text(json.dumps({"weights": {}, "model": {}, "best_epoch": 1, "best_val_auc": 0.7}))
+    write_outputs(ev, collect_provenance(preds, train_summary=summary), tmp_path / "out")
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "records no weights source" in page and "RANDOM INITIALISATION" not in page
+
+
 def test_nan_never_reaches_a_file():
     with pytest.raises(ValueError, match="must not be NaN"):
         jsonable({"auc": float("nan")})
