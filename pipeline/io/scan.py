@@ -462,20 +462,20 @@ def _first(sequence: object) -> object | None:
 
 
 def _group_value(item: object, fallback: object, sequence: str, keyword: str, length: int) -> tuple[float, ...] | None:
-    for source in (item, fallback):
-        group = _first(getattr(source, sequence, None)) if source is not None else None
-        if group is not None:
-            value = _floats(getattr(group, keyword, None), length)
-            if value is not None:
-                return value
-    return None
+    """``keyword`` (``length`` numbers) from a per-frame functional group, else the shared one."""
+    return _from_groups(item, fallback, sequence, keyword, lambda v: _floats(v, length))
 
 
 def _group_scalar(item: object, fallback: object, sequence: str, keyword: str) -> float | None:
+    """One number from a per-frame functional group, else the shared one."""
+    return _from_groups(item, fallback, sequence, keyword, _float)
+
+
+def _from_groups(item: object, fallback: object, sequence: str, keyword: str, convert):  # noqa: ANN001, ANN202
     for source in (item, fallback):
         group = _first(getattr(source, sequence, None)) if source is not None else None
         if group is not None:
-            value = _float(getattr(group, keyword, None))
+            value = convert(getattr(group, keyword, None))
             if value is not None:
                 return value
     return None
