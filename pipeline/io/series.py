@@ -354,14 +354,27 @@ def _stored_frames(full: str, header: DicomHeader, notes: set[str]) -> np.ndarra
     return array
 
 
+def _integer_rescale(stored: np.ndarray, slope: float | None, intercept: float | None) -> tuple[int, int] | None:
+    """``(slope, intercept)`` as integers when rescaling ``stored`` is exact integer arithmetic, else None.
+
+    A missing slope is 1 and a missing intercept 0 (PS3.3 C.11.1).
+    """
+    slope = 1.0 if slope is None else slope
+    intercept = 0.0 if intercept is None else intercept
+    if np.issubdtype(stored.dtype, np.integer) and float(slope).is_integer() and float(intercept).is_integer():
+        return int(slope), int(intercept)
+    return None
+
+
 def _rescale(stored: np.ndarray, slope: float | None, intercept: float | None) -> np.ndarray:
     """Rescale Slope/Intercept (PS3.3 C.11.1): exact integers stay integers."""
     if slope is None and intercept is None:
         return stored
+    exact = _integer_rescale(stored, slope, intercept)
+    if exact is not None:
+        return stored.astype(np.int32) * exact[0] + exact[1]
     slope = 1.0 if slope is None else slope
     intercept = 0.0 if intercept is None else intercept
-    if np.issubdtype(stored.dtype, np.integer) and float(slope).is_integer() and float(intercept).is_integer():
-        return stored.astype(np.int32) * int(slope) + int(intercept)
     return (stored.astype(np.float64) * slope + intercept).astype(np.float32)
 
 
@@ -375,13 +388,12 @@ def _rescale_into_int16(dest: np.ndarray, stored: np.ndarray, slope: float | Non
     Returns:
         False, leaving ``dest`` untouched, when the result would not be exact int16.
     """
-    slope = 1.0 if slope is None else slope
-    intercept = 0.0 if intercept is None else intercept
-    if not (np.issubdtype(stored.dtype, np.integer) and float(slope).is_integer() and float(intercept).is_integer()):
+    exact = _integer_rescale(stored, slope, intercept)
+    if exact is None:
         return False
-    s, b = int(slope), int(intercept)
+    s, b = exact
     ends = (int(stored.min()) * s + b, int(stored.max()) * s + b)
-    if not (-32768 <= min(ends) and max(ends) <= 32767):
+    if not _int16_range(min(ends), max(ends)):
         return False
     if s == 1:
         np.add(stored, b, out=dest, dtype=np.int32, casting="unsafe")
@@ -395,7 +407,10 @@ def _fits_int16(values: np.ndarray) -> bool:
         return False
     if values.dtype in (np.int8, np.uint8, np.int16):
         return True
-    low, high = int(values.min()), int(values.max())
+    return _int16_range(int(values.min()), int(values.max()))
+
+
+def _int16_range(low: int, high: int) -> bool:
     return -32768 <= low and high <= 32767
 
 
