@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from pipeline.config import EvaluateConfig
 from pipeline.report.evaluation import Evaluation, EvaluationError, compare_tables, evaluate_table
 from pipeline.report.predictions import PatientTable, PredictionsError, read_predictions, subgroup_columns
 from pipeline.report.provenance import Provenance, ProvenanceError, collect_provenance
@@ -34,15 +35,8 @@ __all__ = [
 def run_evaluation(
     predictions: str | Path,
     out_dir: str | Path,
+    config: EvaluateConfig,
     *,
-    aggregate: str,
-    threshold_rule: str,
-    target_sensitivity: float,
-    ci_method: str,
-    n_boot: int,
-    calibration_bins: int,
-    subgroups: tuple[str, ...] = (),
-    seed: int = 0,
     compare: str | Path | None = None,
     train_summary: str | Path | None = None,
     params: Mapping[str, Any] | None = None,
@@ -56,9 +50,7 @@ def run_evaluation(
         predictions: ``predictions.csv`` (one row per series; see
             :func:`pipeline.report.predictions.read_predictions`).
         out_dir: folder for ``metrics.json``, ``plots/``, PNGs and ``report.html``.
-        aggregate, threshold_rule, target_sensitivity, ci_method, n_boot,
-            calibration_bins, subgroups, seed: the ``evaluate.*`` settings
-            (see :class:`pipeline.config.EvaluateConfig`).
+        config: the ``evaluate`` settings.
         compare: another predictions file on the same patients for a paired DeLong test.
         train_summary, params, params_file, lock: provenance shown in the report;
             ``None`` is stated in the report as not given.
@@ -72,19 +64,9 @@ def run_evaluation(
         PredictionsError, EvaluationError, ProvenanceError: bad inputs, with the rule
             broken and the fix in the message.
     """
-    table = read_predictions(predictions, aggregate=aggregate)
-    other = read_predictions(compare, aggregate=aggregate) if compare is not None else None
-    evaluation = evaluate_table(
-        table,
-        threshold_rule=threshold_rule,
-        target_sensitivity=target_sensitivity,
-        ci_method=ci_method,
-        n_boot=n_boot,
-        calibration_bins=calibration_bins,
-        subgroups=subgroups,
-        seed=seed,
-        other=other,
-    )
+    table = read_predictions(predictions, aggregate=config.aggregate)
+    other = read_predictions(compare, aggregate=config.aggregate) if compare is not None else None
+    evaluation = evaluate_table(table, config, other=other)
     provenance = collect_provenance(
         predictions, params=params, params_file=params_file, train_summary=train_summary, lock=lock,
         lock_skip_stages=lock_skip_stages, compare=compare,

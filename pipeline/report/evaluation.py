@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline import metrics as M
+from pipeline.config import EvaluateConfig
 from pipeline.report.predictions import SPLITS, PatientTable, PredictionsError, subgroup_columns
 
 LEVEL = 0.95
@@ -192,28 +193,17 @@ def compare_tables(table: PatientTable, other: PatientTable, *, split: str = "te
 
 def evaluate_table(
     table: PatientTable,
+    config: EvaluateConfig,
     *,
-    threshold_rule: str,
-    target_sensitivity: float,
-    ci_method: str,
-    n_boot: int,
-    calibration_bins: int,
-    subgroups: tuple[str, ...] = (),
-    seed: int = 0,
     other: PatientTable | None = None,
 ) -> Evaluation:
     """Compute the metrics and curves of both splits.
 
     Args:
         table: aggregated patients from :func:`pipeline.report.predictions.read_predictions`.
-        threshold_rule: ``"youden"`` or ``"sensitivity"``; see :func:`pipeline.metrics.choose_threshold`.
-        target_sensitivity: for ``threshold_rule="sensitivity"``.
-        ci_method: ``"delong"`` or ``"bootstrap"`` for every AUC interval.
-        n_boot: bootstrap resamples.
-        calibration_bins: equal-width bins of the reliability curve and the ECE.
-        subgroups: ``evaluate.subgroups``; empty means detect (see
+        config: the ``evaluate`` settings (threshold rule, CI method, bins, subgroups, seed);
+            an empty ``subgroups`` means detect (see
             :func:`pipeline.report.predictions.subgroup_columns`).
-        seed: bootstrap seed.
         other: another model's predictions for a paired comparison on test.
 
     Raises:
@@ -222,35 +212,36 @@ def evaluate_table(
     for split in SPLITS:
         _check_split(table, split)
     try:
-        used, skipped = subgroup_columns(table, subgroups)
+        used, skipped = subgroup_columns(table, config.subgroups)
     except PredictionsError as err:
         raise EvaluationError(str(err)) from err
     val = table.select("val")
-    threshold = M.choose_threshold(val.label, val.score, rule=threshold_rule, target_sensitivity=target_sensitivity)
+    rule = config.threshold
+    threshold = M.choose_threshold(val.label, val.score, rule=rule, target_sensitivity=config.target_sensitivity)
     results: dict[str, object] = {}
     curves: dict[str, SplitCurves] = {}
     for split in ("test", "val"):
         results[split], curves[split] = _split_metrics(
             table.select(split),
             threshold=threshold,
-            threshold_rule=threshold_rule if threshold_rule == "youden" else f"sensitivity>={target_sensitivity}",
-            ci_method=ci_method,
-            n_boot=n_boot,
-            calibration_bins=calibration_bins,
+            threshold_rule=rule if rule == "youden" else f"sensitivity>={config.target_sensitivity}",
+            ci_method=config.ci_method,
+            n_boot=config.n_boot,
+            calibration_bins=config.calibration_bins,
             subgroups=used,
             subgroups_skipped=skipped,
-            seed=seed,
+            seed=config.seed,
         )
     if other is not None:
         results["comparison"] = compare_tables(table, other)
     settings = {
         "aggregate": table.aggregate,
-        "threshold_rule": threshold_rule,
-        "target_sensitivity": target_sensitivity,
-        "ci_method": ci_method,
-        "n_boot": n_boot,
-        "calibration_bins": calibration_bins,
-        "seed": seed,
+        "threshold_rule": rule,
+        "target_sensitivity": config.target_sensitivity,
+        "ci_method": config.ci_method,
+        "n_boot": config.n_boot,
+        "calibration_bins": config.calibration_bins,
+        "seed": config.seed,
         "ci_level": LEVEL,
     }
     return Evaluation(

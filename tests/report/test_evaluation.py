@@ -7,12 +7,15 @@ import json
 import numpy as np
 import pytest
 
+from pipeline.config import EvaluateConfig
 from pipeline.report.evaluation import EvaluationError, compare_tables, evaluate_table
 from pipeline.report.predictions import PatientTable
 from pipeline.report.provenance import REDACTED, collect_provenance, read_lock, redact_params
 from pipeline.report.writers import jsonable, write_outputs
 
-SETTINGS = dict(threshold_rule="youden", target_sensitivity=0.9, ci_method="delong", n_boot=200, calibration_bins=5)
+SETTINGS = EvaluateConfig(
+    seed=0, threshold="youden", target_sensitivity=0.9, ci_method="delong", n_boot=200, calibration_bins=5
+)
 
 
 def _table(seed: int = 0, n_val: int = 40, n_test: int = 50) -> PatientTable:
@@ -39,7 +42,7 @@ def _table(seed: int = 0, n_val: int = 40, n_test: int = 50) -> PatientTable:
 
 def test_threshold_chosen_on_val_and_applied_unchanged_to_test():
     table = _table()
-    ev = evaluate_table(table, **SETTINGS)
+    ev = evaluate_table(table, SETTINGS)
     test, val = ev.metrics["test"], ev.metrics["val"]
     assert test["threshold"] == val["threshold"]
     v = table.select("val")
@@ -61,7 +64,7 @@ def test_split_with_one_class_stops_with_a_message():
     label[table.split == "test"] = 1
     one_class = PatientTable(**{**table.__dict__, "label": label})
     with pytest.raises(EvaluationError, match=r"split 'test' must contain both classes; got 50 patient\(s\), all positive"):
-        evaluate_table(one_class, **SETTINGS)
+        evaluate_table(one_class, SETTINGS)
 
 
 def test_split_with_a_single_positive_names_the_counts_and_the_fix():
@@ -73,13 +76,13 @@ def test_split_with_a_single_positive_names_the_counts_and_the_fix():
     one_positive = PatientTable(**{**table.__dict__, "label": label})
     with pytest.raises(EvaluationError, match=r"split 'test' must have at least 2 positive and 2 negative patients "
                                               r"for an AUC interval; got 1 positive and 49 negative\. Re-split"):
-        evaluate_table(one_positive, **SETTINGS)
+        evaluate_table(one_positive, SETTINGS)
 
 
 def test_missing_split_stops_with_a_message():
     table = _table().select("test")
     with pytest.raises(EvaluationError, match="split 'val' must have patients; got none"):
-        evaluate_table(table, **SETTINGS)
+        evaluate_table(table, SETTINGS)
 
 
 def test_comparison_requires_the_same_patients():
@@ -87,7 +90,7 @@ def test_comparison_requires_the_same_patients():
     noise = np.random.default_rng(9).random(table.score.size)
     other = PatientTable(**{**table.__dict__, "score": noise})
     result = compare_tables(table, other)
-    assert result["n_patients"] == 50 and result["auc"] == pytest.approx(evaluate_table(table, **SETTINGS).metrics["test"]["auc"])
+    assert result["n_patients"] == 50 and result["auc"] == pytest.approx(evaluate_table(table, SETTINGS).metrics["test"]["auc"])
     assert result["auc_difference"] == pytest.approx(result["auc"] - result["auc_other"])
     relabelled = PatientTable(**{**table.__dict__, "label": 1 - table.label})
     with pytest.raises(EvaluationError, match=r"must give each patient the same label; got 50 patient\(s\)"):
@@ -115,7 +118,7 @@ def test_secrets_are_redacted_and_lock_is_read(tmp_path):
 
 
 def test_outputs_written_with_random_init_banner_and_no_secret(tmp_path):
-    ev = evaluate_table(_table(), **SETTINGS)
+    ev = evaluate_table(_table(), SETTINGS)
     preds = tmp_path / "predictions.csv"
     preds.write_text("unused for hashing only\n")
     summary = tmp_path / "train_summary.json"
@@ -133,7 +136,7 @@ def test_outputs_written_with_random_init_banner_and_no_secret(tmp_path):
 
 
 def test_inputs_not_given_are_each_stated_once(tmp_path):
-    ev = evaluate_table(_table(), **SETTINGS)
+    ev = evaluate_table(_table(), SETTINGS)
     preds = tmp_path / "predictions.csv"
     preds.write_text("unused for hashing only\n")
     write_outputs(ev, collect_provenance(preds), tmp_path / "out")
@@ -144,7 +147,7 @@ def test_inputs_not_given_are_each_stated_once(tmp_path):
 
 
 def test_a_summary_without_a_weights_source_is_unknown_not_random(tmp_path):
-    ev = evaluate_table(_table(), **SETTINGS)
+    ev = evaluate_table(_table(), SETTINGS)
     preds = tmp_path / "predictions.csv"
     preds.write_text("unused for hashing only\n")
     summary = tmp_path / "train_summary.json"
