@@ -65,6 +65,7 @@ class Setup:
     arch: str = "resnet18"
     stem: str = "imagenet"  # "imagenet" (project) or "monai" (MONAI's default stride-1 stem)
     tutorial_workers: int = min(4, os.cpu_count() or 1)
+    loader_workers: int = 0  # (b)'s DataLoader workers, as train.num_workers
     seed: int = 0
 
 
@@ -202,7 +203,7 @@ def part_pipeline(setup: Setup, cache: Path) -> dict[str, Any]:
         num_sanity_val_steps=0,
         deterministic=setup.deterministic,
     )
-    data = CachedDataModule(cache, batch_size=setup.batch, num_workers=0, seed=setup.seed)
+    data = CachedDataModule(cache, batch_size=setup.batch, num_workers=setup.loader_workers, seed=setup.seed)
     trainer.fit(system_for(setup, augment=True), datamodule=data)
     return {"sps": setup.batch * setup.steps / (clock.end - clock.start)}
 
@@ -362,6 +363,7 @@ def choose_setup(args: argparse.Namespace) -> Setup:
         channels_last=args.channels_last if args.channels_last is not None else gpu,
         compile=args.compile,
         deterministic=not gpu,  # as pipeline.training sets it
+        loader_workers=args.loader_workers,
         **chosen,
     )
 
@@ -381,6 +383,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbone in (a) and (b)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of (a) and (b); best kept")
     parser.add_argument("--knobs", action="store_true", help="also time (a) for each model knob")
+    parser.add_argument("--loader-workers", dest="loader_workers", type=int, default=0,
+                        help="DataLoader workers of (b), as train.num_workers (default 0)")
     parser.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)
     parser.add_argument("--setup", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
