@@ -381,6 +381,10 @@ class TrainConfig:
         strategy: Lightning strategy, ``auto`` or ``ddp``.
         num_nodes: nodes for multi-node DDP.
         num_workers: DataLoader processes (0 reads the memory map in the main process).
+        device_cache: hold the train and val splits on the training device and gather
+            each batch there, so the host does no per-step reading. ``auto``: on a
+            CUDA GPU when both fit in a quarter of its free memory; ``true``: always (on
+            a CPU that is RAM, growing with the cohort); ``false``: stream from the cache.
         augment: random flips, intensity shift and noise on each training batch.
         augment_shift_voxels: largest random translation per axis, voxels (0: none).
         resume: continue from ``last.ckpt`` when a previous run was interrupted.
@@ -402,6 +406,7 @@ class TrainConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     num_workers: int = 0
+    device_cache: bool | str = "auto"
     augment: bool = True
     augment_shift_voxels: int = 0
     resume: bool = True
@@ -422,6 +427,8 @@ class TrainConfig:
         check_choice("train.strategy", self.strategy, ("auto", "ddp", "ddp_spawn"))
         check_range("train.num_nodes", self.num_nodes, low=1, integer=True)
         check_range("train.num_workers", self.num_workers, low=0, integer=True)
+        if not (isinstance(self.device_cache, bool) or self.device_cache == "auto"):  # 1/0 are not booleans here
+            raise ConfigError(f"'train.device_cache' must be true, false or auto; got {self.device_cache!r}.")
         check_choice("train.augment", self.augment, (True, False))
         check_range("train.augment_shift_voxels", self.augment_shift_voxels, low=0, integer=True)
         check_choice("train.resume", self.resume, (True, False))

@@ -1,41 +1,67 @@
 """LightningDataModule over the memory-mapped cache.
 
-It only reads what ``preprocess`` wrote; it never splits, never decodes DICOM or NIfTI,
-and holds no volume in RAM beyond the batch being assembled.
+It only reads what ``preprocess`` wrote; it never splits, never decodes DICOM or NIfTI.
+A batch is read straight into one buffer (no per-sample arrays, no collate copy).
+On a GPU whose free memory holds the training and validation splits, both are copied
+there once and every batch is a gather on the device (``device_cache``): the host then
+reads nothing per step, and its memory stays flat whatever the cohort.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from pipeline.cache import CacheError, CachedSplit, open_split
+from pipeline.cache import CachedSplit, CacheError, open_split
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+# Share of the GPU's free memory that ``device_cache: auto`` may fill; the rest is left
+# to activations, which for a 3D ResNet at batch 16 of 96^3 take several GB.
+DEVICE_CACHE_SHARE = 0.25
+_UPLOAD_CHUNK_BYTES = 64 * 2**20  # host staging buffer when copying a split to the device
 
 
 class CachedDataset(Dataset):
-    """Samples of one cached split as ``(image, label, index)``.
+    """Samples of one cached split as ``(image, label, index)``; batches via ``__getitems__``.
 
     ``image`` stays float16 (1, *roi): it is cast on the device after the transfer,
     which halves host-to-device traffic. ``index`` lets the model de-duplicate the
     padded samples a ``DistributedSampler`` adds under DDP.
 
-    A sample is read from the ``.npy`` file with ``os.preadv`` rather than through the
+    Samples are read from the ``.npy`` file with ``os.preadv`` rather than through the
     memory map: pages touched through a map stay in the process's resident set, so
     one epoch over 1,000 volumes of 96^3 showed 2.3 GB RSS, growing with the cohort,
     which a scheduler enforcing RSS limits (Slurm) kills. ``pread`` goes through the
     kernel page cache (still shared, still reclaimable) and the process keeps only the
     batch (benchmarks/README.md). ``pread`` has no file position, so forked loader
     workers can share the descriptor.
+
+    Args:
+        split: the memory-mapped split.
+        resident: the whole split already on a device, (N, 1, *roi) float16; batches are
+            then gathered there instead of read from the file.
+        pin: read batches into page-locked memory, so the copy to a GPU is a DMA with
+            no staging copy (only in the process that owns the GPU, not in loader workers).
     """
 
-    def __init__(self, split: CachedSplit) -> None:
+    def __init__(self, split: CachedSplit, *, resident: torch.Tensor | None = None, pin: bool = False) -> None:
+        if resident is not None and tuple(resident.shape) != tuple(split.images.shape):
+            raise CacheError(
+                f"a device copy of the split must have the cache's shape {tuple(split.images.shape)}; "
+                f"got {tuple(resident.shape)}. Re-create the DataModule after re-running preprocess."
+            )
         self.split = split
-        self.labels = split.labels
+        self.labels = torch.as_tensor(split.labels, dtype=torch.float32)
+        self.resident = resident
+        self._resident_labels = self.labels.to(resident.device) if resident is not None else None
+        self.pin = pin
         self._path = getattr(split.images, "filename", None)  # None: an in-memory array
         self._offset = int(getattr(split.images, "offset", 0))
         self._fd: int | None = None
@@ -47,27 +73,88 @@ class CachedDataset(Dataset):
         if getattr(self, "_fd", None) is not None:
             os.close(self._fd)
 
-    def _read(self, i: int) -> np.ndarray:
-        images = self.split.images
-        if self._path is None:
-            return np.array(images[i])
-        if self._fd is None:
-            self._fd = os.open(self._path, os.O_RDONLY)
-        out = np.empty(images.shape[1:], dtype=images.dtype)
-        got = os.preadv(self._fd, [memoryview(out).cast("B")], self._offset + i * out.nbytes)
-        if got != out.nbytes:
-            raise CacheError(
-                f"cache file {self._path!r} must hold {len(images)} samples of {out.nbytes} bytes; sample {i} "
-                f"returned {got} bytes. The cache is truncated: re-run preprocess (dvc repro -f preprocess)."
-            )
-        return out
-
     def __len__(self) -> int:
         return len(self.split)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        image = torch.from_numpy(self._read(i))
-        return image, torch.tensor(self.labels[i], dtype=torch.float32), i
+        x, y, index = self.__getitems__([i])
+        return x[0], y[0], int(index[0])
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        """The batch of ``indices`` in that order: images (B, 1, *roi), labels (B,), indices (B,)."""
+        index = torch.as_tensor(list(indices), dtype=torch.long)
+        if self.resident is not None:
+            # A blocking copy would make the host wait for the GPU's queue on every step;
+            # from page-locked memory the index goes by DMA and the host moves on.
+            source = index.pin_memory() if self.resident.is_cuda else index
+            on_device = source.to(self.resident.device, non_blocking=True)
+            return self.resident.index_select(0, on_device), self._resident_labels.index_select(0, on_device), index
+        images = self.split.images
+        pin = self.pin and get_worker_info() is None
+        out = torch.empty((len(index), *images.shape[1:]), dtype=torch.float16, pin_memory=pin)
+        self.read_into(out.numpy(), index.tolist())
+        return out, self.labels[index], index
+
+    def read_into(self, out: np.ndarray, indices: Sequence[int]) -> None:
+        """Read samples ``indices`` into consecutive rows of ``out``; runs of consecutive
+        indices (validation, prediction, the device upload) take one system call each."""
+        images = self.split.images
+        if self._path is None:
+            out[...] = images[np.asarray(indices)]
+            return
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDONLY)
+        sample_bytes = out[0].nbytes if len(out) else 0
+        flat = memoryview(out).cast("B")
+        start = 0
+        while start < len(indices):
+            stop = start + 1
+            while stop < len(indices) and indices[stop] == indices[stop - 1] + 1:
+                stop += 1
+            want = (stop - start) * sample_bytes
+            got = os.preadv(self._fd, [flat[start * sample_bytes : stop * sample_bytes]],
+                            self._offset + indices[start] * sample_bytes)
+            if got != want:
+                raise CacheError(
+                    f"cache file {str(self._path)!r} must hold {len(images)} samples of {sample_bytes} bytes; reading "
+                    f"samples {indices[start]}..{indices[stop - 1]} returned {got} of {want} bytes. The cache is "
+                    "truncated: re-run preprocess (dvc repro -f preprocess)."
+                )
+            start = stop
+
+
+def copy_to_device(dataset: CachedDataset, device: torch.device) -> torch.Tensor:
+    """The whole split as one float16 tensor on ``device``, staged in small host chunks
+    so host memory never holds more than one chunk."""
+    images = dataset.split.images
+    resident = torch.empty(images.shape, dtype=torch.float16, device=device)
+    per_chunk = max(1, _UPLOAD_CHUNK_BYTES // max(1, images[0].nbytes)) if len(images) else 1
+    staging = torch.empty((min(per_chunk, len(images)), *images.shape[1:]), dtype=torch.float16,
+                          pin_memory=device.type == "cuda")
+    for start in range(0, len(images), per_chunk):
+        stop = min(start + per_chunk, len(images))
+        dataset.read_into(staging.numpy()[: stop - start], range(start, stop))
+        resident[start:stop].copy_(staging[: stop - start])  # blocking: the staging buffer is reused next
+    return resident
+
+
+def choose_placement(device_cache: bool | str, device_type: str, nbytes: int, free_bytes: int | None) -> str:
+    """``"device"`` or ``"stream"`` for the fit splits (``nbytes`` together).
+
+    ``"auto"`` holds them on a CUDA device when they fill at most ``DEVICE_CACHE_SHARE``
+    of its ``free_bytes``. Not on a CPU: there the "device" is RAM, which would then grow
+    with the cohort, and the page cache already serves the file at memory speed.
+    """
+    if device_cache is True:
+        return "device"
+    if device_cache is False or device_type != "cuda" or free_bytes is None:
+        return "stream"
+    return "device" if nbytes <= DEVICE_CACHE_SHARE * free_bytes else "stream"
+
+
+def _already_batched(batch: Batch) -> Batch:
+    """``collate_fn`` for ``__getitems__``, which returns the finished batch."""
+    return batch
 
 
 class CachedDataModule(pl.LightningDataModule):
@@ -77,17 +164,38 @@ class CachedDataModule(pl.LightningDataModule):
         cache_dir: folder written by ``preprocess``.
         batch_size: samples per batch.
         num_workers: loader processes; 0 reads in the main process, which is enough for
-            memory-mapped float16 on CPU.
+            a memory-mapped float16 cache on CPU. Unused when the splits are held on the device.
         seed: seeds the shuffling generator.
+        device_cache: hold the train and val splits on the training device and gather
+            batches there. ``"auto"``: on a CUDA device when both fit in
+            ``DEVICE_CACHE_SHARE`` of its free memory; ``True``: always (on a CPU that
+            means in RAM, which then grows with the cohort); ``False``: stream from the file.
+        device: where batches go when no Trainer is attached (benchmarks); with a
+            Trainer, its root device.
     """
 
-    def __init__(self, cache_dir: str | Path, *, batch_size: int, num_workers: int = 0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        *,
+        batch_size: int,
+        num_workers: int = 0,
+        seed: int = 0,
+        device_cache: bool | str = False,
+        device: torch.device | str = "cpu",
+    ) -> None:
         super().__init__()
+        if not (isinstance(device_cache, bool) or device_cache == "auto"):
+            raise ValueError(f"device_cache must be True, False or 'auto'; got {device_cache!r}")
         self.cache_dir = Path(cache_dir)
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self.device_cache = device_cache
+        self.device = torch.device(device)
         self.splits: dict[str, CachedSplit] = {}
+        self._resident: dict[str, torch.Tensor] = {}
+        self._placement: str | None = None  # "device" or "stream", decided at the first fit loader
 
     def setup(self, stage: str | None = None) -> None:
         for part in ("train", "val", "test"):
@@ -105,24 +213,61 @@ class CachedDataModule(pl.LightningDataModule):
     def dataset(self, part: str) -> CachedDataset:
         return CachedDataset(self.splits[part])
 
-    def _loader(self, part: str, *, shuffle: bool) -> DataLoader:
+    @property
+    def placement(self) -> str | None:
+        """``"device"`` when the fit splits are held on the device, ``"stream"`` when read
+        from the file, None before the first loader."""
+        return self._placement
+
+    def _device(self) -> torch.device:
+        trainer = self.trainer
+        return trainer.strategy.root_device if trainer is not None else self.device
+
+    def _decide(self, device: torch.device) -> str:
+        nbytes = sum(self.splits[p].images.nbytes for p in ("train", "val"))
+        auto = self.device_cache == "auto" and device.type == "cuda"
+        free = torch.cuda.mem_get_info(device)[0] if auto else None
+        placement = choose_placement(self.device_cache, device.type, nbytes, free)
+        if self.trainer is None or self.trainer.is_global_zero:
+            where = f"held on {device}" if placement == "device" else "streamed from the cache file"
+            reason = f"; {free / 2**30:.1f} GiB free there (train.device_cache: auto)" if auto else ""
+            print(f"train: train+val cache of {nbytes / 2**30:.2f} GiB {where}{reason}")
+        return placement
+
+    def _fit_dataset(self, part: str) -> CachedDataset:
+        device = self._device()
+        if self._placement is None:
+            self._placement = self._decide(device)
+        if self._placement == "device":
+            if part not in self._resident:
+                self._resident[part] = copy_to_device(self.dataset(part), device)
+            return CachedDataset(self.splits[part], resident=self._resident[part])
+        return CachedDataset(self.splits[part], pin=device.type == "cuda" and self.num_workers == 0)
+
+    def _loader(self, dataset: CachedDataset, *, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        workers = 0 if dataset.resident is not None else self.num_workers
         return DataLoader(
-            self.dataset(part),
+            dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
             generator=generator,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            # Batches read in the main process are page-locked already (``pin``).
+            pin_memory=workers > 0 and torch.cuda.is_available(),
+            collate_fn=_already_batched,
             drop_last=False,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader(self._fit_dataset("train"), shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader(self._fit_dataset("val"), shuffle=False)
 
     def predict_loader(self, part: str) -> DataLoader:
-        return self._loader(part, shuffle=False)
+        return self._loader(CachedDataset(self.splits[part], pin=torch.cuda.is_available()), shuffle=False)
+
+    def teardown(self, stage: str | None = None) -> None:
+        self._resident.clear()  # gives the device memory back once fitting is over

@@ -37,7 +37,7 @@ from pipeline.tables import write_rows
 from pipeline.transforms import BatchAugment
 
 PREDICTION_COLUMNS = ("patient_id", "series_key", "split", "label", "score")
-SPEED_ONLY_SETTINGS = frozenset({"resume", "num_workers", "channels_last", "compile"})
+SPEED_ONLY_SETTINGS = frozenset({"resume", "num_workers", "device_cache", "channels_last", "compile"})
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,8 @@ def train_and_predict(
     pl.seed_everything(train.seed, workers=True)
 
     config = {"model": dataclasses.asdict(model), "train": dataclasses.asdict(train)}
-    # Settings that do not change the result (resume, loader workers, memory layout,
-    # compilation) stay out of the fingerprint.
+    # Settings that do not change the result (resume, loader workers, where the cache
+    # is held, memory layout, compilation) stay out of the fingerprint.
     fingerprint = run_fingerprint(
         meta,
         {**config, "train": {k: v for k, v in config["train"].items() if k not in SPEED_ONLY_SETTINGS}},
@@ -145,7 +145,10 @@ def train_and_predict(
         augment=BatchAugment(spatial_dims, seed=train.seed, max_shift=train.augment_shift_voxels) if train.augment else None,
         channels_last=train.channels_last,
     )
-    data = CachedDataModule(cache_dir, batch_size=train.batch_size, num_workers=train.num_workers, seed=train.seed)
+    data = CachedDataModule(
+        cache_dir, batch_size=train.batch_size, num_workers=train.num_workers, seed=train.seed,
+        device_cache=train.device_cache,
+    )
 
     # No version counter: a resumed run must overwrite best.ckpt and last.ckpt (the
     # declared outs), not write best-v1.ckpt beside them.

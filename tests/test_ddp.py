@@ -5,7 +5,9 @@ The run is the real one (``train_and_predict`` with ``strategy: ddp_spawn``,
 ``DistributedSampler`` pads rank 1 with a repeat of sample 0. Labels alternate, so rank
 0's shard holds negatives only: a rank-local AUC would be 0.5 there, and an AUC over the
 padded, gathered scores would count sample 0 twice. The selected AUC must instead equal
-the AUC that one process computes from the best checkpoint's predictions.
+the AUC that one process computes from the best checkpoint's predictions. It runs with
+the splits streamed from the file and with them held in (here CPU) device memory, where
+each rank gathers its shard from its own full copy.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from pipeline.training import train_and_predict
 from tests.test_training import COUNTS, logged_val_auc, read_csv, run_paths, tiny_configs, write_cache
 
 
-def test_ddp_two_cpu_processes_select_by_the_auc_of_the_whole_validation_set(tmp_path):
+@pytest.mark.parametrize("device_cache", [False, True], ids=["streamed", "held-in-device-memory"])
+def test_ddp_two_cpu_processes_select_by_the_auc_of_the_whole_validation_set(tmp_path, device_cache):
     cache = write_cache(tmp_path)
     paths = run_paths(tmp_path)
-    model, train = tiny_configs(max_epochs=2, strategy="ddp_spawn", devices=2, augment=True)
+    model, train = tiny_configs(max_epochs=2, strategy="ddp_spawn", devices=2, augment=True, device_cache=device_cache)
 
     summary = train_and_predict(cache, **paths, model=model, train=train)
 

@@ -181,3 +181,23 @@ def test_channels_last_changes_the_layout_not_the_result():
 def test_speed_knobs_must_be_booleans(key):
     with pytest.raises(ConfigError, match=rf"'train.{key}' must be one of \[True, False\]; got 'yes'"):
         tiny_configs(**{key: "yes"})
+
+
+def test_holding_the_splits_in_device_memory_does_not_change_the_run(tmp_path, capsys):
+    cache = write_cache(tmp_path)
+    results = {}
+    for held in (False, True):
+        paths = run_paths(tmp_path / f"held-{held}")
+        model, train = tiny_configs(max_epochs=2, device_cache=held)
+        summary = train_and_predict(cache, **paths, model=model, train=train)
+        scores = [(r["series_key"], r["score"]) for r in read_csv(paths["predictions_csv"])]
+        results[held] = (summary.best_epoch, summary.best_val_auc, scores)
+    assert results[True] == results[False]  # same batches, same order: bit-identical on CPU
+    printed = capsys.readouterr().out
+    assert "cache of 0.00 GiB streamed from the cache file" in printed and "held on cpu" in printed
+
+
+@pytest.mark.parametrize("value", ["yes", 1])
+def test_device_cache_is_a_boolean_or_auto(value):
+    with pytest.raises(ConfigError, match=rf"'train.device_cache' must be true, false or auto; got {value!r}"):
+        tiny_configs(device_cache=value)

@@ -1,0 +1,104 @@
+"""The DataModule over the cache: batch reads, the device-resident splits, placement."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import pipeline.data as data_module
+from pipeline.cache import CacheError, open_split
+from pipeline.data import (
+    CachedDataModule,
+    CachedDataset,
+    choose_placement,
+    copy_to_device,
+)
+
+SAMPLE_BYTES = 16 * 16 * 8 * 2  # one float16 sample of the tiny cache
+
+
+def test_datamodule_streams_float16_with_indices(tiny_cache):
+    data = CachedDataModule(tiny_cache, batch_size=5, seed=0)
+    data.setup("fit")
+    x, y, idx = next(iter(data.val_dataloader()))
+    assert x.dtype == torch.float16 and tuple(x.shape) == (5, 1, 16, 16, 8)
+    assert y.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0]
+    assert idx.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_datamodule_refuses_one_class_validation(tiny_cache):
+    rows = (tiny_cache / "val.csv").read_text().splitlines()
+    fixed = [rows[0]] + [r.rsplit(",", 2)[0] + ",0," + r.rsplit(",", 1)[1] for r in rows[1:]]
+    (tiny_cache / "val.csv").write_text("\n".join(fixed) + "\n")
+    with pytest.raises(CacheError, match=r"'val' split must hold both classes.*labels \[0\]"):
+        CachedDataModule(tiny_cache, batch_size=4).setup("fit")
+
+
+def test_a_batch_holds_the_samples_asked_for_in_that_order(tiny_cache):
+    split = open_split(tiny_cache, "train")
+    order = [5, 6, 7, 0, 23, 22, 3]  # a run of three, a jump back, a descending pair
+    x, y, idx = CachedDataset(split).__getitems__(order)
+    assert x.dtype == torch.float16 and tuple(x.shape) == (7, 1, 16, 16, 8)
+    assert np.array_equal(x.numpy(), np.asarray(split.images)[order])
+    assert y.tolist() == split.labels[order].astype(float).tolist()
+    assert idx.tolist() == order
+    single_x, single_y, single_i = CachedDataset(split)[23]
+    assert torch.equal(single_x, x[4]) and float(single_y) == y[4] and single_i == 23
+
+
+def test_a_truncated_cache_file_names_the_samples_and_the_fix(tiny_cache):
+    split = open_split(tiny_cache, "train")
+    path = tiny_cache / "train.npy"
+    os.truncate(path, path.stat().st_size - SAMPLE_BYTES - 10)  # 23 gone, 22 short by 10 bytes
+    dataset = CachedDataset(split)
+    assert dataset.__getitems__([0, 1])[0].shape[0] == 2  # intact samples still read
+    expected = (r"cache file '.*train.npy' must hold 24 samples of 4096 bytes; reading samples 20\.\.23 "
+                r"returned 12278 of 16384 bytes.*dvc repro -f preprocess")
+    with pytest.raises(CacheError, match=expected):
+        dataset.__getitems__([20, 21, 22, 23])
+
+
+def test_a_split_copied_in_chunks_keeps_every_sample(tiny_cache, monkeypatch):
+    monkeypatch.setattr(data_module, "_UPLOAD_CHUNK_BYTES", 5 * SAMPLE_BYTES)  # 24 = 4 chunks of 5 + 4
+    dataset = CachedDataset(open_split(tiny_cache, "train"))
+    resident = copy_to_device(dataset, torch.device("cpu"))
+    assert resident.dtype == torch.float16
+    assert torch.equal(resident, torch.from_numpy(np.asarray(dataset.split.images)))
+
+
+def test_splits_held_on_the_device_give_the_batches_streaming_gives(tiny_cache):
+    streamed = CachedDataModule(tiny_cache, batch_size=5, seed=3, num_workers=2)
+    held = CachedDataModule(tiny_cache, batch_size=5, seed=3, num_workers=2, device_cache=True)
+    for data in (streamed, held):
+        data.setup("fit")
+    for loader in ("train_dataloader", "val_dataloader"):
+        pairs = list(zip(getattr(streamed, loader)(), getattr(held, loader)(), strict=True))
+        assert len(pairs) == (5 if loader == "train_dataloader" else 3)
+        for a, b in pairs:
+            assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert streamed.placement == "stream" and held.placement == "device"
+    loader = held.train_dataloader()
+    assert loader.num_workers == 0 and loader.dataset.resident is not None  # nothing left to read in workers
+
+
+def test_device_cache_must_be_a_boolean_or_auto(tiny_cache):
+    with pytest.raises(ValueError, match=r"device_cache must be True, False or 'auto'; got 1"):
+        CachedDataModule(tiny_cache, batch_size=4, device_cache=1)
+
+
+@pytest.mark.parametrize(
+    ("setting", "device", "nbytes", "free", "expected"),
+    [
+        ("auto", "cuda", 25, 100, "device"),  # exactly DEVICE_CACHE_SHARE of the free memory
+        ("auto", "cuda", 26, 100, "stream"),
+        ("auto", "cpu", 1, None, "stream"),  # RAM would grow with the cohort
+        (True, "cpu", 10**12, None, "device"),
+        (False, "cuda", 1, 100, "stream"),
+    ],
+)
+def test_placement_rule(setting, device, nbytes, free, expected):
+    assert data_module.DEVICE_CACHE_SHARE == 0.25
+    assert choose_placement(setting, device, nbytes, free) == expected
