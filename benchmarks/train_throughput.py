@@ -16,6 +16,9 @@ One run prints, for the same model input size, batch and precision:
 (d) the data path alone: one full epoch of (b)'s loader over the whole cohort, cast and
     augmented, without the model: the rate the cache can feed and its resident memory.
 
+On a GPU, ``train.device_cache: auto`` holds the cohort in device memory when it fits;
+(b) is then also run with the cache streamed from the file, and both are printed.
+
 Each part runs in its own child process, so the peak resident memory reported for a part
 (``VmHWM`` of that process; loader workers of (c) reported apart) is its own. Throughputs are
 samples per second after ``--warmup`` steps. The last line is one JSON object.
@@ -26,6 +29,7 @@ Usage::
     python benchmarks/train_throughput.py                   # GPU: 1x96^3, batch 16, bf16
     python benchmarks/train_throughput.py --cohort 1000     # RSS over 1,000 volumes
     python benchmarks/train_throughput.py --knobs           # (a) per model knob
+    python benchmarks/train_throughput.py --device-cache false  # (b) and (d) streamed
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ class Setup:
     stem: str = "imagenet"  # "imagenet" (project) or "monai" (MONAI's default stride-1 stem)
     tutorial_workers: int = min(4, os.cpu_count() or 1)
     loader_workers: int = 0  # (b)'s DataLoader workers, as train.num_workers
+    device_cache: bool | str = "auto"  # as train.device_cache: "auto" holds the cohort on a GPU
     seed: int = 0
 
 
@@ -203,28 +208,36 @@ def part_pipeline(setup: Setup, cache: Path) -> dict[str, Any]:
         num_sanity_val_steps=0,
         deterministic=setup.deterministic,
     )
-    data = CachedDataModule(cache, batch_size=setup.batch, num_workers=setup.loader_workers, seed=setup.seed)
+    data = CachedDataModule(cache, batch_size=setup.batch, num_workers=setup.loader_workers, seed=setup.seed,
+                            device_cache=setup.device_cache)
     trainer.fit(system_for(setup, augment=True), datamodule=data)
-    return {"sps": setup.batch * setup.steps / (clock.end - clock.start)}
+    return {"sps": setup.batch * setup.steps / (clock.end - clock.start), "placement": data.placement}
 
 
 def part_stream(setup: Setup, cache: Path) -> dict[str, Any]:
-    """(d) one epoch of the project's loader over the whole cohort: cast and augment, no model."""
+    """(d) one epoch of the project's loader over the whole cohort: cast and augment, no model.
+
+    With the cohort held on the device, the time includes copying it there (``upload_s``).
+    """
     from pipeline.data import CachedDataModule
     from pipeline.transforms import BatchAugment
 
-    data = CachedDataModule(cache, batch_size=setup.batch, num_workers=0, seed=setup.seed)
+    data = CachedDataModule(cache, batch_size=setup.batch, num_workers=0, seed=setup.seed,
+                            device_cache=setup.device_cache, device=setup.device)
     data.setup("fit")
     augment = BatchAugment(3, seed=setup.seed)
     checksum, n = 0.0, 0
     synchronize(setup.device)
     start = time.perf_counter()
-    for x, _, _ in data.train_dataloader():
+    loader = data.train_dataloader()
+    upload = time.perf_counter() - start
+    for x, _, _ in loader:
         x = augment(x.to(setup.device, non_blocking=True).float())
         checksum += float(x[:, :, 0, 0, 0].sum())  # forces the work, and a sync per batch
         n += len(x)
     seconds = time.perf_counter() - start
-    return {"sps": n / seconds, "samples": n, "cache_resident_mb": resident_mb_of(cache), "checksum": checksum}
+    return {"sps": n / seconds, "samples": n, "cache_resident_mb": resident_mb_of(cache), "checksum": checksum,
+            "placement": data.placement, "upload_s": upload}
 
 
 def resident_mb_of(folder: Path) -> float | None:
@@ -235,8 +248,8 @@ def resident_mb_of(folder: Path) -> float | None:
     total_kb, inside = 0, False
     for line in smaps.read_text().splitlines():
         fields = line.split()
-        if len(fields) >= 6 and "-" in fields[0] and ":" in fields[3]:  # a mapping's header line
-            inside = fields[-1].startswith(str(folder))
+        if len(fields) >= 5 and "-" in fields[0] and ":" in fields[3]:  # a mapping's header line
+            inside = len(fields) >= 6 and fields[5].startswith(str(folder))  # anonymous maps have no path
         elif inside and fields and fields[0] == "Rss:":
             total_kb += int(fields[1])
     return total_kb / 1024
@@ -364,6 +377,7 @@ def choose_setup(args: argparse.Namespace) -> Setup:
         compile=args.compile,
         deterministic=not gpu,  # as pipeline.training sets it
         loader_workers=args.loader_workers,
+        device_cache={"auto": "auto", "true": True, "false": False}[args.device_cache],
         **chosen,
     )
 
@@ -385,6 +399,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--knobs", action="store_true", help="also time (a) for each model knob")
     parser.add_argument("--loader-workers", dest="loader_workers", type=int, default=0,
                         help="DataLoader workers of (b), as train.num_workers (default 0)")
+    parser.add_argument("--device-cache", dest="device_cache", default="auto", choices=("auto", "true", "false"),
+                        help="as train.device_cache: auto holds the cohort in GPU memory when it fits")
     parser.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)
     parser.add_argument("--setup", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -417,6 +433,8 @@ def main(argv: list[str] | None = None) -> None:
             "tutorial": run_part("tutorial", setup, nifti),
             "stream": run_part("stream", setup, cache),
         }
+        if results["pipeline"]["placement"] == "device":  # the same path streamed, to show what holding it buys
+            results["pipeline_streamed"] = run_part("pipeline", replace(setup, device_cache=False), cache)
         print("rounds (a, b) samples/s: " + ", ".join(f"({a['sps']:.3f}, {b['sps']:.3f})" for a, b in rounds))
         knobs = {}
         if args.knobs:
@@ -441,10 +459,16 @@ def main(argv: list[str] | None = None) -> None:
     # OpenMP threads slow down many-fold when other processes share the cores: say so
     print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}; cores: {os.cpu_count()}")
     print(f"(a) compute limit (model alone)      {a:10.2f} samples/s   peak RSS {results['compute']['peak_rss_mb']:8.0f} MB")
-    print(f"(b) project path (cache + Trainer)   {b:10.2f} samples/s   peak RSS {results['pipeline']['peak_rss_mb']:8.0f} MB")
+    print(f"(b) project path (cache + Trainer)   {b:10.2f} samples/s   peak RSS {results['pipeline']['peak_rss_mb']:8.0f} MB"
+          f" (cache {results['pipeline']['placement']})")
+    if "pipeline_streamed" in results:
+        streamed = results["pipeline_streamed"]
+        print(f"    (b) with the cache streamed          {streamed['sps']:10.2f} samples/s   peak RSS "
+              f"{streamed['peak_rss_mb']:8.0f} MB")
     print(f"(c) MONAI tutorial loop (NIfTI)      {c:10.2f} samples/s   peak RSS {results['tutorial']['peak_rss_mb']:8.0f} MB")
     print(f"(d) data path alone, {setup.cohort} volumes {d:10.2f} samples/s   peak RSS {results['stream']['peak_rss_mb']:8.0f} MB"
-          f" (cache pages mapped: {results['stream']['cache_resident_mb']} MB)")
+          f" (cache {results['stream']['placement']}, placed in {results['stream']['upload_s']:.2f} s;"
+          f" cache pages mapped: {results['stream']['cache_resident_mb']} MB)")
     print(f"b/a = {b / a:.3f}   b/c = {b / c:.2f}")
     for name, sps in knobs.items():
         print(f"knob  {name:<52} {sps:10.2f} samples/s")
@@ -458,6 +482,8 @@ def main(argv: list[str] | None = None) -> None:
         "peak_rss_mb": results["pipeline"]["peak_rss_mb"],
         "data_path_sps": round(d, 3),
         "data_path_peak_rss_mb": results["stream"]["peak_rss_mb"],
+        "cache_placement": results["pipeline"]["placement"],
+        "pipeline_streamed_sps": round(results["pipeline_streamed"]["sps"], 3) if "pipeline_streamed" in results else None,
         "setup": asdict(setup),
         "knobs_sps": {k: round(v, 3) for k, v in knobs.items()},
         "load_average": os.getloadavg(),
