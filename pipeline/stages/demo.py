@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 from pipeline.config import DemoConfig, load_params
 from pipeline.demo.cohort import make_cohort
 from pipeline.demo.phantom import DEFAULT_PHANTOM
+from pipeline.stages.outcome import run_stage
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.stages.demo", description=__doc__.splitlines()[0])
     parser.add_argument("raw_dir", type=Path, help="folder for the raw DICOM/NIfTI files (emptied first)")
     parser.add_argument("manifest", type=Path, help="manifest CSV to write: patient_id,label,path,site")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     args = parser.parse_args(argv)
+    return run_stage("demo", lambda: write_demo(args))
 
+
+def write_demo(args: argparse.Namespace) -> str:
     config = DemoConfig.from_params(load_params(args.params))
     summary = make_cohort(
         args.raw_dir,
@@ -39,8 +44,8 @@ def main(argv: list[str] | None = None) -> None:
             lung_lesion_fraction=config.lung_lesion_fraction,
         ),
     )
-    print(summary.line())
+    return summary.line()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

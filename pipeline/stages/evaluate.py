@@ -7,7 +7,7 @@ Usage::
         [--compare other/predictions.csv]
 
 Reads ``base.seed`` and ``evaluate.*`` from params. Bad input stops the stage with one
-message naming the rule and the fix (exit status 1), never a traceback.
+message naming the rule and the fix (exit status 2), never a traceback.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.config import ConfigError, EvaluateConfig, load_params
-from pipeline.report import EvaluationError, PredictionsError, ProvenanceError, run_evaluation
+from pipeline.config import EvaluateConfig, load_params
+from pipeline.report import run_evaluation
+from pipeline.stages.outcome import run_stage
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,30 +34,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        params = load_params(args.params)
-        config = EvaluateConfig.from_params(params)
-        evaluation = run_evaluation(
-            args.predictions,
-            args.out_dir,
-            config,
-            compare=args.compare,
-            train_summary=args.train_summary,
-            params=params,
-            params_file=args.params,
-            lock=args.lock,
-            lock_skip_stages=("evaluate",),
-        )
-    except (ConfigError, PredictionsError, EvaluationError, ProvenanceError) as err:
-        raise SystemExit(f"evaluate: {err}") from err
+    return run_stage("evaluate", lambda: evaluate(args))
+
+
+def evaluate(args: argparse.Namespace) -> str:
+    params = load_params(args.params)
+    config = EvaluateConfig.from_params(params)
+    evaluation = run_evaluation(
+        args.predictions,
+        args.out_dir,
+        config,
+        compare=args.compare,
+        train_summary=args.train_summary,
+        params=params,
+        params_file=args.params,
+        lock=args.lock,
+        lock_skip_stages=("evaluate",),
+    )
     test = evaluation.metrics["test"]
     lo, hi = test["auc_ci95"]
-    print(
+    return (
         f"evaluate: test AUC {test['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}) on {test['n_patients']} patients; "
         f"sensitivity {test['sensitivity']:.3f}, specificity {test['specificity']:.3f} at threshold "
         f"{test['threshold']:.4f} chosen on val. Report: {args.out_dir / 'report.html'}"
     )
-    return 0
 
 
 if __name__ == "__main__":

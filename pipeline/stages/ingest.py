@@ -15,9 +15,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.config import DEMO_PSEUDONYM_KEY, PSEUDONYM_KEY_ENV, ConfigError, IngestConfig, load_params
+from pipeline.config import (
+    DEMO_PSEUDONYM_KEY,
+    PSEUDONYM_KEY_ENV,
+    IngestConfig,
+    load_params,
+)
 from pipeline.io.ingest import ingest_cohort
-from pipeline.io.manifest import ManifestError
+from pipeline.stages.outcome import run_stage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,30 +32,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", help="receives volumes/, index.csv and ledger.csv")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     args = parser.parse_args(argv)
-    try:
-        config = IngestConfig.from_params(load_params(args.params))
-        if config.pseudonym_key == DEMO_PSEUDONYM_KEY:
-            print(
-                "ingest: WARNING: the pseudonym key is the public demo key from params.yaml; anyone can "
-                "reverse pseudonyms made with it by hashing candidate IDs. For patient data, export "
-                f"{PSEUDONYM_KEY_ENV}='<a long random secret>' and run 'dvc repro -f ingest' (DVC does "
-                "not see environment variables, so it will not re-run ingest by itself).",
-                file=sys.stderr,
-            )
-        summary = ingest_cohort(
-            args.raw_dir,
-            args.manifest,
-            args.out_dir,
-            pseudonym_key=config.pseudonym_key,
-            series_choice=config.series_choice,
-            spacing_policy=config.spacing_policy,
-            workers=config.workers,
+    return run_stage("ingest", lambda: ingest(args))
+
+
+def ingest(args: argparse.Namespace) -> str:
+    config = IngestConfig.from_params(load_params(args.params))
+    if config.pseudonym_key == DEMO_PSEUDONYM_KEY:
+        print(
+            "ingest: WARNING: the pseudonym key is the public demo key from params.yaml; anyone can "
+            "reverse pseudonyms made with it by hashing candidate IDs. For patient data, export "
+            f"{PSEUDONYM_KEY_ENV}='<a long random secret>' and run 'dvc repro -f ingest' (DVC does "
+            "not see environment variables, so it will not re-run ingest by itself).",
+            file=sys.stderr,
         )
-    except (ConfigError, ManifestError, ValueError) as error:
-        print(f"ingest failed: {error}", file=sys.stderr)
-        return 2
-    print(summary.line())
-    return 0
+    summary = ingest_cohort(
+        args.raw_dir,
+        args.manifest,
+        args.out_dir,
+        pseudonym_key=config.pseudonym_key,
+        series_choice=config.series_choice,
+        spacing_policy=config.spacing_policy,
+        workers=config.workers,
+    )
+    return summary.line()
 
 
 if __name__ == "__main__":

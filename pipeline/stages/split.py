@@ -6,19 +6,24 @@ Usage: ``python -m pipeline.stages.split INDEX_CSV SPLIT_CSV``
 from __future__ import annotations
 
 import argparse
+import sys
 
 from pipeline.config import SplitConfig, load_params
 from pipeline.splits import assign_splits, summarise
+from pipeline.stages.outcome import run_stage
 from pipeline.tables import read_rows, write_rows
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("index", help="index.csv written by ingest")
     parser.add_argument("out", help="split.csv to write: patient_id, split, label")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
+    return run_stage("split", lambda: write_split(args))
 
+
+def write_split(args: argparse.Namespace) -> str:
     config = SplitConfig.from_params(load_params(args.params))
     rows = read_rows(args.index, required=("patient_id", "label"))
     splits = assign_splits(
@@ -27,8 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     write_rows(args.out, ({"patient_id": s.patient_id, "split": s.split, "label": s.label} for s in splits),
                ("patient_id", "split", "label"))
     counts = summarise(splits)
-    print("split: " + ", ".join(f"{part} {c['patients']} patients ({c['positive']} positive)" for part, c in counts.items()))
+    return "split: " + ", ".join(f"{part} {c['patients']} patients ({c['positive']} positive)" for part, c in counts.items())
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

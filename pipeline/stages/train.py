@@ -6,12 +6,14 @@ Usage: ``python -m pipeline.stages.train CACHE_DIR MODEL_DIR PREDICTIONS_CSV SUM
 from __future__ import annotations
 
 import argparse
+import sys
 
 from pipeline.config import ModelConfig, TrainConfig, load_params
+from pipeline.stages.outcome import run_stage
 from pipeline.training import train_and_predict
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("cache_dir", help="folder written by preprocess")
     parser.add_argument("model_dir", help="checkpoints (best.ckpt, last.ckpt)")
@@ -20,7 +22,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("live_dir", help="DVCLive folder")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
+    return run_stage("train", lambda: train(args))
 
+
+def train(args: argparse.Namespace) -> str:
     params = load_params(args.params)
     summary = train_and_predict(
         args.cache_dir,
@@ -31,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
         model=ModelConfig.from_params(params),
         train=TrainConfig.from_params(params),
     )
-    print(summary.line())
+    return summary.line()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
-import pytest
 
 from pipeline.stages.evaluate import main
 
@@ -93,18 +93,21 @@ def test_stage_writes_every_output(tmp_path, capsys):
     assert "Data hashes are not shown" in page
 
 
-def test_one_class_test_split_stops_the_stage(tmp_path):
+def test_one_class_test_split_stops_the_stage(tmp_path, capsys):
     preds = _setup(tmp_path, test_label=0)
-    with pytest.raises(SystemExit, match=r"split 'test' must contain both classes; got 36 patient\(s\), all negative"):
-        main([str(preds), str(tmp_path / "reports"), "--params", str(tmp_path / "params.yaml")])
+    assert main([str(preds), str(tmp_path / "reports"), "--params", str(tmp_path / "params.yaml")]) == 2
+    assert "evaluate failed: split 'test' must contain both classes; got 36 patient(s), all negative" in (
+        capsys.readouterr().err
+    )
     assert not (tmp_path / "reports" / "metrics.json").exists()
 
 
-def test_bad_scores_stop_the_stage_naming_lines(tmp_path):
+def test_bad_scores_stop_the_stage_naming_lines(tmp_path, capsys):
     preds = _setup(tmp_path)
     lines = preds.read_text().splitlines()
     lines[4] = lines[4].replace(lines[4].split(",")[4], "1.7")
     lines[9] = lines[9].replace(lines[9].split(",")[4], "NaN")
     preds.write_text("\n".join(lines) + "\n")
-    with pytest.raises(SystemExit, match=r"'score' must be a finite probability in \[0, 1\].*line\(s\) 5, 10"):
-        main([str(preds), str(tmp_path / "reports"), "--params", str(tmp_path / "params.yaml")])
+    assert main([str(preds), str(tmp_path / "reports"), "--params", str(tmp_path / "params.yaml")]) == 2
+    assert re.search(r"evaluate failed: .*'score' must be a finite probability in \[0, 1\].*line\(s\) 5, 10",
+                     capsys.readouterr().err, flags=re.DOTALL)
