@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, RandomSampler, get_worker_info
 
-from pipeline.cache import CachedSplit, CacheError, open_split
+from pipeline.cache import CACHE_DTYPE, CachedSplit, CacheError, open_split
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -52,6 +52,11 @@ class CachedDataset(Dataset):
     """
 
     def __init__(self, split: CachedSplit, *, resident: torch.Tensor | None = None, pin: bool = False) -> None:
+        if split.images.dtype != CACHE_DTYPE:  # offsets and buffers below are float16
+            raise CacheError(
+                f"cache split arrays must be {np.dtype(CACHE_DTYPE).name}; got {split.images.dtype}. The cache "
+                "was not written by this version's preprocess: re-run it (dvc repro -f preprocess)."
+            )
         if resident is not None and tuple(resident.shape) != tuple(split.images.shape):
             raise CacheError(
                 f"a device copy of the split must have the cache's shape {tuple(split.images.shape)}; "
@@ -86,14 +91,19 @@ class CachedDataset(Dataset):
         if self.resident is not None:
             # A blocking copy would make the host wait for the GPU's queue on every step;
             # from page-locked memory the index goes by DMA and the host moves on.
+            # The index is returned on the device too, so Lightning has nothing to copy.
             source = index.pin_memory() if self.resident.is_cuda else index
             on_device = source.to(self.resident.device, non_blocking=True)
-            return self.resident.index_select(0, on_device), self._resident_labels.index_select(0, on_device), index
+            return self.resident.index_select(0, on_device), self._resident_labels.index_select(0, on_device), on_device
         images = self.split.images
         pin = self.pin and get_worker_info() is None
         out = torch.empty((len(index), *images.shape[1:]), dtype=torch.float16, pin_memory=pin)
         self.read_into(out.numpy(), index.tolist())
         return out, self.labels[index], index
+
+    def release(self) -> None:
+        """Drop the device copy (the loader that holds this dataset then streams)."""
+        self.resident = self._resident_labels = None
 
     def read_into(self, out: np.ndarray, indices: Sequence[int]) -> None:
         """Read samples ``indices`` into consecutive rows of ``out``; runs of consecutive
@@ -127,7 +137,14 @@ def copy_to_device(dataset: CachedDataset, device: torch.device) -> torch.Tensor
     """The whole split as one float16 tensor on ``device``, staged in small host chunks
     so host memory never holds more than one chunk."""
     images = dataset.split.images
-    resident = torch.empty(images.shape, dtype=torch.float16, device=device)
+    try:
+        resident = torch.empty(images.shape, dtype=torch.float16, device=device)
+    except torch.cuda.OutOfMemoryError as error:
+        free = torch.cuda.mem_get_info(device)[0] / 2**30
+        raise CacheError(
+            f"train.device_cache: true must fit the split on {device}; it needs {images.nbytes / 2**30:.2f} GiB "
+            f"and {free:.2f} GiB are free. Set train.device_cache: auto (holds it only when it fits) or false."
+        ) from error
     per_chunk = max(1, _UPLOAD_CHUNK_BYTES // max(1, images[0].nbytes)) if len(images) else 1
     staging = torch.empty((min(per_chunk, len(images)), *images.shape[1:]), dtype=torch.float16,
                           pin_memory=device.type == "cuda")
@@ -186,7 +203,9 @@ class CachedDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if not (isinstance(device_cache, bool) or device_cache == "auto"):
-            raise ValueError(f"device_cache must be True, False or 'auto'; got {device_cache!r}")
+            raise ValueError(
+                f"device_cache must be True, False or 'auto'; got {device_cache!r}. Set train.device_cache to one of them."
+            )
         self.cache_dir = Path(cache_dir)
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -195,6 +214,7 @@ class CachedDataModule(pl.LightningDataModule):
         self.device = torch.device(device)
         self.splits: dict[str, CachedSplit] = {}
         self._resident: dict[str, torch.Tensor] = {}
+        self._holding: list[CachedDataset] = []  # datasets handed to loaders with a device copy
         self._placement: str | None = None  # "device" or "stream", decided at the first fit loader
 
     def setup(self, stage: str | None = None) -> None:
@@ -231,7 +251,8 @@ class CachedDataModule(pl.LightningDataModule):
         if self.trainer is None or self.trainer.is_global_zero:
             where = f"held on {device}" if placement == "device" else "streamed from the cache file"
             reason = f"; {free / 2**30:.1f} GiB free there (train.device_cache: auto)" if auto else ""
-            print(f"train: train+val cache of {nbytes / 2**30:.2f} GiB {where}{reason}")
+            idle = "; no loader workers needed" if placement == "device" and self.num_workers > 0 else ""
+            print(f"train: train+val cache of {nbytes / 2**30:.2f} GiB {where}{reason}{idle}")
         return placement
 
     def _fit_dataset(self, part: str) -> CachedDataset:
@@ -241,17 +262,23 @@ class CachedDataModule(pl.LightningDataModule):
         if self._placement == "device":
             if part not in self._resident:
                 self._resident[part] = copy_to_device(self.dataset(part), device)
-            return CachedDataset(self.splits[part], resident=self._resident[part])
+            dataset = CachedDataset(self.splits[part], resident=self._resident[part])
+            self._holding.append(dataset)
+            return dataset
         return CachedDataset(self.splits[part], pin=device.type == "cuda" and self.num_workers == 0)
 
     def _loader(self, dataset: CachedDataset, *, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         workers = 0 if dataset.resident is not None else self.num_workers
+        # The order has a generator of its own: torch draws the workers' base seed from
+        # the loader's generator each time an epoch's iterator starts (once in all with
+        # persistent workers), so one shared generator would make the shuffle depend on
+        # num_workers, and on device_cache, which runs without workers.
+        order = torch.Generator().manual_seed(self.seed)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            sampler=RandomSampler(dataset, generator=order) if shuffle else None,
+            generator=torch.Generator().manual_seed(self.seed),
             num_workers=workers,
             persistent_workers=workers > 0,
             # Batches read in the main process are page-locked already (``pin``).
@@ -270,4 +297,9 @@ class CachedDataModule(pl.LightningDataModule):
         return self._loader(CachedDataset(self.splits[part], pin=torch.cuda.is_available()), shuffle=False)
 
     def teardown(self, stage: str | None = None) -> None:
-        self._resident.clear()  # gives the device memory back once fitting is over
+        # The Trainer's loops still hold the loaders, and through them the datasets:
+        # the device memory comes back only once those datasets drop their copy too.
+        for dataset in self._holding:
+            dataset.release()
+        self._holding.clear()
+        self._resident.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -69,7 +70,7 @@ def test_a_split_copied_in_chunks_keeps_every_sample(tiny_cache, monkeypatch):
     assert torch.equal(resident, torch.from_numpy(np.asarray(dataset.split.images)))
 
 
-def test_splits_held_on_the_device_give_the_batches_streaming_gives(tiny_cache):
+def test_splits_held_on_the_device_give_the_batches_streaming_gives(tiny_cache, capsys):
     streamed = CachedDataModule(tiny_cache, batch_size=5, seed=3, num_workers=2)
     held = CachedDataModule(tiny_cache, batch_size=5, seed=3, num_workers=2, device_cache=True)
     for data in (streamed, held):
@@ -82,6 +83,7 @@ def test_splits_held_on_the_device_give_the_batches_streaming_gives(tiny_cache):
     assert streamed.placement == "stream" and held.placement == "device"
     loader = held.train_dataloader()
     assert loader.num_workers == 0 and loader.dataset.resident is not None  # nothing left to read in workers
+    assert "held on cpu; no loader workers needed" in capsys.readouterr().out
 
 
 def test_device_cache_must_be_a_boolean_or_auto(tiny_cache):
@@ -102,3 +104,36 @@ def test_device_cache_must_be_a_boolean_or_auto(tiny_cache):
 def test_placement_rule(setting, device, nbytes, free, expected):
     assert data_module.DEVICE_CACHE_SHARE == 0.25
     assert choose_placement(setting, device, nbytes, free) == expected
+
+
+def test_the_shuffle_is_the_same_with_or_without_workers_or_a_device_copy(tiny_cache):
+    """Epoch after epoch: Lightning iterates one loader once per epoch."""
+    orders = {}
+    for name, settings in {"main process": {}, "two workers": {"num_workers": 2},
+                           "device copy": {"num_workers": 2, "device_cache": True}}.items():
+        data = CachedDataModule(tiny_cache, batch_size=5, seed=7, **settings)
+        data.setup("fit")
+        loader = data.train_dataloader()
+        orders[name] = [[i for _, _, idx in loader for i in idx.tolist()] for _ in range(3)]
+    epochs = orders["main process"]
+    assert epochs[0] != epochs[1] != epochs[2]  # reshuffled each epoch
+    assert sorted(epochs[0]) == list(range(24))
+    assert orders["two workers"] == epochs and orders["device copy"] == epochs
+
+
+def test_teardown_drops_the_device_copy_the_loaders_still_hold(tiny_cache):
+    data = CachedDataModule(tiny_cache, batch_size=5, seed=0, device_cache=True)
+    data.setup("fit")
+    train, val = data.train_dataloader(), data.val_dataloader()
+    assert train.dataset.resident is not None and val.dataset.resident is not None
+    data.teardown("fit")
+    assert train.dataset.resident is None and val.dataset.resident is None
+    x, _, idx = next(iter(val))  # a loader used after teardown reads the file instead
+    assert torch.equal(x, torch.from_numpy(np.asarray(data.splits["val"].images[:5]))) and idx.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_a_cache_of_another_dtype_is_refused(tiny_cache):
+    split = open_split(tiny_cache, "val")
+    wrong = dataclasses.replace(split, images=np.asarray(split.images, dtype=np.float32))
+    with pytest.raises(CacheError, match=r"cache split arrays must be float16; got float32.*dvc repro -f preprocess"):
+        CachedDataset(wrong)

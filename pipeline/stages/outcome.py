@@ -1,11 +1,13 @@
 """How every stage ends: its summary line and status 0, or one line on bad input and status 2.
 
-The library raises ``ValueError`` subclasses (``ConfigError``, ``ManifestError``,
+The library's checks raise ``ValueError`` (``ConfigError``, ``ManifestError``,
 ``CacheError``, ...), ``FileNotFoundError`` and ``WeightsError`` with messages that name
 the thing, the rule, the value and the fix. A traceback would bury that one line under
 frames a user cannot act on, so a stage prints ``<stage> failed: <message>`` on stderr
-and exits with status 2, which DVC reports as the stage's failure. Other exceptions are
-bugs and keep their traceback; ``PIPELINE_TRACEBACK=1`` shows it for input errors too.
+and exits with status 2, which DVC reports as the stage's failure. A ``ValueError`` or
+``FileNotFoundError`` raised outside ``pipeline/`` (numpy broadcasting, a bad unpack in
+a library) is a bug, not a checked input, and keeps its traceback like any other
+exception; ``PIPELINE_TRACEBACK=1`` shows it for input errors too.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 TRACEBACK_ENV = "PIPELINE_TRACEBACK"
+_PACKAGE = Path(__file__).resolve().parents[1]
 # Raised by modules only some stages load (torch, Lightning): named here and looked up
 # in sys.modules, so that ingest and split do not import torch to catch them. An
 # exception of a class whose module was never imported cannot have been raised.
@@ -27,11 +31,22 @@ _LAZY_ERRORS = (
 
 
 def input_errors() -> tuple[type[BaseException], ...]:
-    """Exception classes that mean bad input or settings, not a bug."""
-    lazy = tuple(
-        getattr(sys.modules[module], name) for module, name in _LAZY_ERRORS if module in sys.modules
-    )
-    return (ValueError, FileNotFoundError, *lazy)
+    """Exception classes that mean bad input or settings wherever they are raised."""
+    return tuple(getattr(sys.modules[module], name) for module, name in _LAZY_ERRORS if module in sys.modules)
+
+
+def raised_in_pipeline(error: BaseException) -> bool:
+    """Whether the innermost frame of ``error``'s traceback is in the ``pipeline`` package."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
+
+
+def is_input_error(error: BaseException) -> bool:
+    if isinstance(error, input_errors()):
+        return True
+    return isinstance(error, (ValueError, FileNotFoundError)) and raised_in_pipeline(error)
 
 
 def run_stage(stage: str, body: Callable[[], str]) -> int:
@@ -39,7 +54,7 @@ def run_stage(stage: str, body: Callable[[], str]) -> int:
     try:
         line = body()
     except Exception as error:
-        if not isinstance(error, input_errors()) or os.environ.get(TRACEBACK_ENV) == "1":
+        if not is_input_error(error) or os.environ.get(TRACEBACK_ENV) == "1":
             raise
         print(f"{stage} failed: {error}", file=sys.stderr)
         return 2
