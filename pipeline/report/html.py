@@ -217,7 +217,7 @@ def _metrics_table(ev: Evaluation) -> str:
     rows = [
         row("Patients (positive)", lambda x: f"{x['n_patients']} ({x['n_positive']})"),
         row("AUC", lambda x: f"{_num(x['auc'])}<br><small>{_ci_num(x['auc_ci95'])}</small>"),
-        row("Threshold (chosen on val)", lambda x: f"{x['threshold']:.4f}"),
+        row("Threshold (chosen on val)", lambda x: f"{x['threshold']:.4g}"),
         row("Sensitivity", prop("sensitivity")),
         row("Specificity", prop("specificity")),
         row("PPV (precision)", prop("ppv")),

@@ -56,7 +56,7 @@ def evaluate(args: argparse.Namespace) -> str:
     return (
         f"evaluate: test AUC {test['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}) on {test['n_patients']} patients; "
         f"sensitivity {test['sensitivity']:.3f}, specificity {test['specificity']:.3f} at threshold "
-        f"{test['threshold']:.4f} chosen on val. Report: {args.out_dir / 'report.html'}"
+        f"{test['threshold']:.4g} chosen on val. Report: {args.out_dir / 'report.html'}"
     )
 
 
