@@ -25,16 +25,21 @@ from pipeline.report.provenance import Provenance
 _DIGITS = 6
 
 
-def jsonable(value: Any) -> Any:
+def jsonable(value: Any, *, exact: bool = False) -> Any:
     """Plain JSON types; numpy scalars and arrays converted, floats rounded, ``inf`` -> ``None``.
+
+    Values under a key naming a threshold keep every digit (``exact``): a threshold is
+    one of the observed scores, which can be 1e-7 for a confident model, and rounded to
+    6 decimals it became 0.0, calling every case positive for anyone who applies it to
+    predictions.csv.
 
     Raises:
         ValueError: a NaN reached the writer (a metric should have been ``None`` with a reason).
     """
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, exact=exact or "threshold" in str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, exact=exact) for v in value]
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
@@ -42,7 +47,9 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         if math.isnan(value):
             raise ValueError("metric values must not be NaN; got NaN. An undefined metric must be None with a reason.")
-        return None if math.isinf(value) else round(float(value), _DIGITS)
+        if math.isinf(value):
+            return None
+        return float(value) if exact else round(float(value), _DIGITS)
     return value
 
 

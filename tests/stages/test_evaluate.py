@@ -93,6 +93,39 @@ def test_stage_writes_every_output(tmp_path, capsys):
     assert "Data hashes are not shown" in page
 
 
+def test_the_threshold_of_a_confident_model_is_written_exactly(tmp_path, capsys):
+    """Scores near 1e-7 (a confident model's negatives and positives alike): the threshold
+    in metrics.json, applied to predictions.csv, must give the confusion it reports."""
+    preds = _setup(tmp_path)
+    lines = preds.read_text().splitlines()
+    scaled = [lines[0]]
+    for line in lines[1:]:
+        cells = line.split(",")
+        cells[4] = format(float(cells[4]) * 1e-6, ".17g")
+        scaled.append(",".join(cells))
+    preds.write_text("\n".join(scaled) + "\n")
+    out = tmp_path / "reports"
+    assert main([str(preds), str(out), "--params", str(tmp_path / "params.yaml")]) == 0
+    assert re.search(r"at threshold \d\.\d+e-0[67] chosen on val", capsys.readouterr().out)
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    threshold = metrics["test"]["threshold"]
+    assert 0 < threshold < 1e-6
+    patients: dict[str, tuple[int, float]] = {}
+    with preds.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["split"] == "test":  # per patient, the max over series (evaluate.aggregate: max)
+                label, score = patients.get(row["patient_id"], (0, 0.0))
+                patients[row["patient_id"]] = (int(row["label"]), max(score, float(row["score"])))
+    called = {pid: score >= threshold for pid, (_, score) in patients.items()}
+    tp = sum(called[pid] and label == 1 for pid, (label, _) in patients.items())
+    fp = sum(called[pid] and label == 0 for pid, (label, _) in patients.items())
+    assert (tp, fp) == (metrics["test"]["confusion"]["tp"], metrics["test"]["confusion"]["fp"])
+    assert 0 < fp < 18 and 0 < tp < 18  # not everyone called positive, as 0.0 would
+    roc = json.loads((out / "roc.json").read_text())
+    assert any(0 < (row["threshold"] or 0) < 1e-6 for row in roc)
+
+
 def test_one_class_test_split_stops_the_stage(tmp_path, capsys):
     preds = _setup(tmp_path, test_label=0)
     assert main([str(preds), str(tmp_path / "reports"), "--params", str(tmp_path / "params.yaml")]) == 2
