@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,7 +180,12 @@ def train_and_predict(
     if ckpt_path is not None:
         resumed_epoch = _epoch_of(ckpt_path)
         print(f"train: resuming from {ckpt_path} (epoch {resumed_epoch}); set train.resume: false to start over")
-    trainer.fit(system, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    with warnings.catch_warnings():
+        # MODEL_DIR holds fingerprint.json (and last.ckpt when resuming) by design, and this
+        # stage empties it itself when a run starts over: Lightning's warning that the
+        # folder is not empty would print on every run and mean nothing.
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        trainer.fit(system, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None)
 
     summary = TrainSummary(
         best_epoch=_epoch_of(best.best_model_path),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +202,13 @@ def test_holding_the_splits_in_device_memory_does_not_change_the_run(tmp_path, c
 def test_device_cache_is_a_boolean_or_auto(value):
     with pytest.raises(ConfigError, match=rf"'train.device_cache' must be true, false or auto; got {value!r}"):
         tiny_configs(device_cache=value)
+
+
+def test_a_run_does_not_warn_that_its_own_model_folder_is_not_empty(tmp_path):
+    cache = write_cache(tmp_path)
+    model, train = tiny_configs(max_epochs=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train_and_predict(cache, **run_paths(tmp_path), model=model, train=train)
+    assert (tmp_path / "models" / "fingerprint.json").is_file()  # the file Lightning would have warned about
+    assert not [w for w in caught if "exists and is not empty" in str(w.message)]
