@@ -185,6 +185,9 @@ def train_and_predict(
         # stage empties it itself when a run starts over: Lightning's warning that the
         # folder is not empty would print on every run and mean nothing.
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        # By design the module casts and augments after the transfer, and the DataModule
+        # leaves that hook alone; Lightning notes on every run which one it uses.
+        warnings.filterwarnings("ignore", message=r"You have overridden `on_after_batch_transfer` in `LightningModule`")
         trainer.fit(system, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None)
 
     summary = TrainSummary(
