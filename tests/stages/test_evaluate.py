@@ -115,7 +115,7 @@ def test_the_threshold_of_a_confident_model_is_written_exactly(tmp_path, capsys)
     with preds.open(newline="") as handle:
         for row in csv.DictReader(handle):
             if row["split"] == "test":  # per patient, the max over series (evaluate.aggregate: max)
-                label, score = patients.get(row["patient_id"], (0, 0.0))
+                _, score = patients.get(row["patient_id"], (0, 0.0))
                 patients[row["patient_id"]] = (int(row["label"]), max(score, float(row["score"])))
     called = {pid: score >= threshold for pid, (_, score) in patients.items()}
     tp = sum(called[pid] and label == 1 for pid, (label, _) in patients.items())
