@@ -5,13 +5,15 @@ The library's checks raise ``ValueError`` (``ConfigError``, ``ManifestError``,
 the thing, the rule, the value and the fix. A traceback would bury that one line under
 frames a user cannot act on, so a stage prints ``<stage> failed: <message>`` on stderr
 and exits with status 2, which DVC reports as the stage's failure. A ``ValueError`` or
-``FileNotFoundError`` raised outside ``pipeline/`` (numpy broadcasting, a bad unpack in
-a library) is a bug, not a checked input, and keeps its traceback like any other
-exception; ``PIPELINE_TRACEBACK=1`` shows it for input errors too.
+``FileNotFoundError`` that no ``raise`` statement in ``pipeline/`` raised (numpy
+broadcasting, ``int("x")``, an error inside a library) is a bug, not a checked input,
+and keeps its traceback like any other exception; ``PIPELINE_TRACEBACK=1`` shows it for
+input errors too.
 """
 
 from __future__ import annotations
 
+import dis
 import os
 import sys
 from collections.abc import Callable
@@ -35,18 +37,26 @@ def input_errors() -> tuple[type[BaseException], ...]:
     return tuple(getattr(sys.modules[module], name) for module, name in _LAZY_ERRORS if module in sys.modules)
 
 
-def raised_in_pipeline(error: BaseException) -> bool:
-    """Whether the innermost frame of ``error``'s traceback is in the ``pipeline`` package."""
+def raised_by_pipeline(error: BaseException) -> bool:
+    """Whether a ``raise`` statement in the ``pipeline`` package raised ``error``.
+
+    The innermost traceback entry must be in ``pipeline/`` and stopped at a raise
+    instruction: an error raised inside a C function called from our code (``int("x")``,
+    numpy broadcasting) stops at the call instead (CPython 3.10 to 3.13 alike).
+    """
     tb = error.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
+    if tb is None or not Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE):
+        return False
+    at = next((i.opname for i in dis.get_instructions(tb.tb_frame.f_code) if i.offset == tb.tb_lasti), None)
+    return at in ("RAISE_VARARGS", "RERAISE")
 
 
 def is_input_error(error: BaseException) -> bool:
     if isinstance(error, input_errors()):
         return True
-    return isinstance(error, (ValueError, FileNotFoundError)) and raised_in_pipeline(error)
+    return isinstance(error, (ValueError, FileNotFoundError)) and raised_by_pipeline(error)
 
 
 def run_stage(stage: str, body: Callable[[], str]) -> int:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 
-from pipeline.cache import CacheError, open_split
+from pipeline.cache import CachedSplit, CacheError, open_split
 from pipeline.models.weights import WeightsNotFoundError
 from pipeline.stages import train
 from pipeline.stages.outcome import TRACEBACK_ENV, input_errors, run_stage
@@ -48,10 +48,14 @@ def test_bad_input_prints_one_line_and_exits_2(body, message, tmp_path, capsys):
     assert captured.err.count("\n") == 1
 
 
+_CORRUPT = CachedSplit(images=np.zeros((1, 1, 2, 2, 2), np.float16), rows=[{"label": "x"}])
+
+
 @pytest.mark.parametrize(
     "bug",
-    [lambda: {}["missing"], lambda: np.zeros(2) + np.zeros(3), lambda: _raise(ValueError("from a library"))],
-    ids=["KeyError", "numpy ValueError", "ValueError raised outside pipeline/"],
+    [lambda: {}["missing"], lambda: np.zeros(2) + np.zeros(3), lambda: _raise(ValueError("from a library")),
+     lambda: _CORRUPT.labels],
+    ids=["KeyError", "numpy ValueError", "ValueError raised outside pipeline/", "int() failing inside pipeline/"],
 )
 def test_a_bug_keeps_its_traceback(bug):
     with pytest.raises((KeyError, ValueError)):
