@@ -87,7 +87,8 @@ class CachedDataset(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> Batch:
         """The batch of ``indices`` in that order: images (B, 1, *roi), labels (B,), indices (B,)."""
-        index = torch.as_tensor(list(indices), dtype=torch.long)
+        order = list(indices)
+        index = torch.as_tensor(order, dtype=torch.long)
         if self.resident is not None:
             # A blocking copy would make the host wait for the GPU's queue on every step;
             # from page-locked memory the index goes by DMA and the host moves on.
@@ -98,7 +99,7 @@ class CachedDataset(Dataset):
         images = self.split.images
         pin = self.pin and get_worker_info() is None
         out = torch.empty((len(index), *images.shape[1:]), dtype=torch.float16, pin_memory=pin)
-        self.read_into(out.numpy(), index.tolist())
+        self.read_into(out.numpy(), order)
         return out, self.labels[index], index
 
     def release(self) -> None:

@@ -58,7 +58,6 @@ class WeightsNotFoundError(WeightsError, FileNotFoundError):
     """A named checkpoint is neither at hand nor downloadable; the message says how to get it."""
 
 
-
 @functools.lru_cache(maxsize=32)
 def _channel_constants(values: tuple[float, ...], dtype: torch.dtype, device: torch.device, ndim: int) -> torch.Tensor:
     """Per-channel constants shaped ``(1, C, 1, ...)``, built once per dtype and device.
@@ -68,6 +67,7 @@ def _channel_constants(values: tuple[float, ...], dtype: torch.dtype, device: to
     the host blocked 426 ms per step behind the queue, 0.09 ms with the cached tensor).
     """
     return torch.tensor(values, dtype=dtype, device=device).view((1, len(values)) + (1,) * (ndim - 2))
+
 
 @dataclass(frozen=True)
 class Normalization:
