@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from pipeline.errors import PipelineInputError
 from pipeline.tables import read_rows, write_rows
 
 CACHE_DTYPE = np.float16
@@ -32,7 +33,7 @@ ROW_COLUMNS = ("patient_id", "series_key", "label")
 _COPY_CHUNK = 16  # samples per copy when a split is truncated after exclusions
 
 
-class CacheError(ValueError):
+class CacheError(PipelineInputError):
     """The cache is missing, incomplete, or does not match the config using it."""
 
 

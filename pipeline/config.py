@@ -17,13 +17,15 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from pipeline.errors import PipelineInputError
+
 PSEUDONYM_KEY_ENV = "PIPELINE_PSEUDONYM_KEY"
 #: The key params.yaml ships for the synthetic demo. It is public, so pseudonyms made with
 #: it can be reversed by hashing every candidate ID: fine for fake patients only.
 DEMO_PSEUDONYM_KEY = "demo-cohort-not-a-secret"
 
 
-class ConfigError(ValueError):
+class ConfigError(PipelineInputError):
     """A value in ``params.yaml`` breaks a rule; the message names key, rule, value, fix."""
 
 

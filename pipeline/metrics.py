@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from pipeline.errors import PipelineInputError
+
 __all__ = [
     "UndefinedMetricError",
     "PairedDelongResult",
@@ -47,7 +49,7 @@ __all__ = [
 _BOOT_BLOCK_VALUES = 2_000_000
 
 
-class UndefinedMetricError(ValueError):
+class UndefinedMetricError(PipelineInputError):
     """A metric cannot be computed on these data (for example only one class is present)."""
 
 

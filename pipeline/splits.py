@@ -14,10 +14,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from pipeline.errors import PipelineInputError
+
 PARTS = ("train", "val", "test")
 
 
-class SplitError(ValueError):
+class SplitError(PipelineInputError):
     """The index cannot be split without leaking or without a usable part."""
 
 

@@ -16,6 +16,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from pipeline.errors import PipelineInputError
 from pipeline.io.deid import TECHNICAL_KEYWORDS, is_identifier_column
 
 LOCATOR_COLUMNS: tuple[str, ...] = ("path", "series_uid", "study_uid")
@@ -48,7 +49,7 @@ class RowError:
         return f"line {self.line}: {self.message}" if self.line else self.message
 
 
-class ManifestError(ValueError):
+class ManifestError(PipelineInputError):
     """The manifest breaks one or more rules; the message lists every bad row."""
 
     def __init__(self, manifest: str | Path, errors: list[RowError]) -> None:

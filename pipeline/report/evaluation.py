@@ -12,12 +12,18 @@ import numpy as np
 
 from pipeline import metrics as M
 from pipeline.config import EvaluateConfig
-from pipeline.report.predictions import SPLITS, PatientTable, PredictionsError, subgroup_columns
+from pipeline.errors import PipelineInputError
+from pipeline.report.predictions import (
+    SPLITS,
+    PatientTable,
+    PredictionsError,
+    subgroup_columns,
+)
 
 LEVEL = 0.95
 
 
-class EvaluationError(ValueError):
+class EvaluationError(PipelineInputError):
     """The predictions cannot be evaluated as asked; the message says why and what to do."""
 
 

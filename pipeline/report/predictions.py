@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import PipelineInputError
+
 REQUIRED_COLUMNS = ("patient_id", "series_key", "split", "label", "score")
 SPLITS = ("val", "test")
 MAX_SUBGROUP_LEVELS = 20
@@ -37,7 +39,7 @@ PHI_COLUMNS = frozenset(
 _SHOWN_LINES = 10
 
 
-class PredictionsError(ValueError):
+class PredictionsError(PipelineInputError):
     """``predictions.csv`` breaks a rule; the message names the rule, the lines and the fix."""
 
 

@@ -16,13 +16,15 @@ from typing import Any, Mapping
 
 import yaml
 
+from pipeline.errors import PipelineInputError
+
 # Params whose values are secrets (the pseudonymisation key above all) are never copied
 # into a report: with the key, anyone could re-identify the pseudonyms.
 _SECRET_KEY = re.compile(r"(^|_)key$|secret|password|token|pseudonym", re.IGNORECASE)
 REDACTED = "<redacted>"
 
 
-class ProvenanceError(ValueError):
+class ProvenanceError(PipelineInputError):
     """A provenance file was given but cannot be read; the message names it and the fix."""
 
 

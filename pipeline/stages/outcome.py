@@ -19,6 +19,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.errors import PipelineInputError
+
 TRACEBACK_ENV = "PIPELINE_TRACEBACK"
 _PACKAGE = Path(__file__).resolve().parents[1]
 # Raised by modules only some stages load (torch, Lightning): named here and looked up
@@ -54,7 +56,7 @@ def raised_by_pipeline(error: BaseException) -> bool:
 
 
 def is_input_error(error: BaseException) -> bool:
-    if isinstance(error, input_errors()):
+    if isinstance(error, (PipelineInputError, *input_errors())):
         return True
     return isinstance(error, (ValueError, FileNotFoundError)) and raised_by_pipeline(error)
 
