@@ -25,8 +25,12 @@ samples per second after ``--warmup`` steps. The last line is one JSON object.
 
 Usage::
 
-    python benchmarks/train_throughput.py --quick           # CPU: 1x64^3, batch 4, < 5 min
+    python benchmarks/train_throughput.py --quick           # CPU: 1x64^3, batch 4, < 3 min
     python benchmarks/train_throughput.py                   # GPU: 1x96^3, batch 16, bf16
+
+``--precision auto`` (the default) trains in bf16-mixed where the GPU or CPU computes bf16
+natively and in fp32 on a CPU without it (AVX2 only), where bf16 is emulated and many times
+slower; the choice and its reason are printed and recorded in the JSON line.
     python benchmarks/train_throughput.py --cohort 1000     # RSS over 1,000 volumes
     python benchmarks/train_throughput.py --knobs           # (a) per model knob
     python benchmarks/train_throughput.py --device-cache false  # (b) and (d) streamed
@@ -360,6 +364,8 @@ def describe_device(device: str) -> str:
 def choose_setup(args: argparse.Namespace) -> Setup:
     import torch
 
+    from pipeline.precision import fast_precision
+
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     gpu = device == "cuda"
     if args.quick:
@@ -371,7 +377,7 @@ def choose_setup(args: argparse.Namespace) -> Setup:
     chosen = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in defaults.items()}
     return Setup(
         device=device,
-        precision=args.precision,
+        precision=args.precision if args.precision != "auto" else fast_precision(device)[0],
         # channels-last pays on NVIDIA tensor cores; on CPU it measured slower (README)
         channels_last=args.channels_last if args.channels_last is not None else gpu,
         compile=args.compile,
@@ -391,7 +397,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, help="timed steps per part")
     parser.add_argument("--warmup", type=int, help="untimed steps first")
     parser.add_argument("--cohort", type=int, help="volumes in the cache (d streams them all)")
-    parser.add_argument("--precision", default="bf16-mixed", choices=("32", "bf16-mixed", "16-mixed"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "32", "bf16-mixed", "16-mixed"),
+                        help="auto: bf16-mixed where the GPU or CPU computes bf16 natively, else fp32 on a CPU")
     parser.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction,
                         default=None, help="default: on for CUDA, off for CPU")
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbone in (a) and (b)")
@@ -413,9 +420,13 @@ def main(argv: list[str] | None = None) -> None:
                           "workers_peak_rss_mb": round(workers_peak_rss_mb(), 1)}))
         return
 
+    from pipeline.precision import cpu_capability, cpu_has_native_bf16, fast_precision
+
     setup = choose_setup(args)
     device_name = describe_device(setup.device)
     print(f"device: {device_name}")
+    reason = fast_precision(setup.device)[1] if args.precision == "auto" else "set by --precision"
+    print(f"precision {setup.precision}: {reason}")
     print(f"input 1x{setup.size}^3, batch {setup.batch}, precision {setup.precision}, "
           f"channels_last {setup.channels_last}, compile {setup.compile}, deterministic {setup.deterministic}, "
           f"{setup.steps} timed steps after "
@@ -476,7 +487,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"(d) data path alone, {setup.cohort} volumes {d:10.2f} samples/s   peak RSS {results['stream']['peak_rss_mb']:8.0f} MB"
           f" (cache {results['stream']['placement']}, placed in {results['stream']['upload_s']:.2f} s;"
           f" cache pages mapped: {results['stream']['cache_resident_mb']} MB)")
-    print(f"b/a = {b / a:.3f}   b/c = {b / c:.2f}")
+    print(f"b/a = {b / a:.3f}   b/c = {b / c:.3f}")
     for name, sps in knobs.items():
         print(f"knob  {name:<52} {sps:10.2f} samples/s")
     summary = {
@@ -492,6 +503,9 @@ def main(argv: list[str] | None = None) -> None:
         "cache_placement": results["pipeline"]["placement"],
         "pipeline_streamed_sps": round(results["pipeline_streamed"]["sps"], 3) if "pipeline_streamed" in results else None,
         "setup": asdict(setup),
+        "precision_reason": reason,
+        "cpu_capability": cpu_capability(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "knobs_sps": {k: round(v, 3) for k, v in knobs.items()},
         "load_average": os.getloadavg(),
     }

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from pipeline.cache import CACHE_DTYPE, CachedSplit, CacheError, open_split
+from pipeline.seeds import epoch_seed
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -170,6 +171,32 @@ def choose_placement(device_cache: bool | str, device_type: str, nbytes: int, fr
     return "device" if nbytes <= DEVICE_CACHE_SHARE * free_bytes else "stream"
 
 
+class EpochShuffle(Sampler[int]):
+    """A permutation of ``range(n)`` drawn from the seed and the epoch number alone.
+
+    Lightning calls ``set_epoch`` before every training epoch. Because nothing carries
+    over from one epoch's draw to the next, a run resumed from a checkpoint at epoch k
+    trains epoch k on the order an uninterrupted run uses there; a generator shared
+    across epochs would restart at the first epoch's order after a resume. The order
+    does not depend on loader workers or on where the cache is held either.
+    """
+
+    def __init__(self, n: int, *, seed: int) -> None:
+        self.n = n
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):  # noqa: ANN204 - an iterator of ints, as Sampler declares
+        order = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        return iter(torch.randperm(self.n, generator=order).tolist())
+
+
 def _already_batched(batch: Batch) -> Batch:
     """``collate_fn`` for ``__getitems__``, which returns the finished batch."""
     return batch
@@ -270,15 +297,15 @@ class CachedDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: CachedDataset, *, shuffle: bool) -> DataLoader:
         workers = 0 if dataset.resident is not None else self.num_workers
-        # The order has a generator of its own: torch draws the workers' base seed from
-        # the loader's generator each time an epoch's iterator starts (once in all with
-        # persistent workers), so one shared generator would make the shuffle depend on
-        # num_workers, and on device_cache, which runs without workers.
-        order = torch.Generator().manual_seed(self.seed)
+        # The order has a generator of its own (EpochShuffle), apart from the loader's:
+        # torch draws the workers' base seed from the loader's generator each time an
+        # epoch's iterator starts (once in all with persistent workers), so one shared
+        # generator would make the shuffle depend on num_workers, and on device_cache,
+        # which runs without workers.
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=RandomSampler(dataset, generator=order) if shuffle else None,
+            sampler=EpochShuffle(len(dataset), seed=self.seed) if shuffle else None,
             generator=torch.Generator().manual_seed(self.seed),
             num_workers=workers,
             persistent_workers=workers > 0,

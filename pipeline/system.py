@@ -92,6 +92,10 @@ class ClassifierSystem(pl.LightningModule):
         if self.augment is not None:
             self.augment.seed = self._augment_seed + self.global_rank
 
+    def on_train_epoch_start(self) -> None:
+        if self.augment is not None:
+            self.augment.set_epoch(self.current_epoch)
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:  # noqa: ANN001
         x, y, _ = batch
         loss = self.loss(self._logits(x), y)

@@ -18,6 +18,7 @@ import hashlib
 import json
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ def train_and_predict(
     *,
     model: ModelConfig,
     train: TrainConfig,
+    extra_callbacks: Sequence[pl.Callback] = (),
 ) -> TrainSummary:
     """Train, select the best epoch by validation AUC, predict val and test.
 
@@ -102,6 +104,8 @@ def train_and_predict(
         live_dir: DVCLive folder.
         model: backbone and weights.
         train: optimisation and Trainer settings.
+        extra_callbacks: Lightning callbacks added to the run's own, for tools that watch
+            or stop a run (the resume test kills its process from one).
     """
     start = time.perf_counter()
     cache_dir, model_dir = Path(cache_dir), Path(model_dir)
@@ -154,10 +158,15 @@ def train_and_predict(
     # No version counter: a resumed run must overwrite best.ckpt and last.ckpt (the
     # declared outs), not write best-v1.ckpt beside them.
     best = ModelCheckpoint(
-        dirpath=model_dir, filename="best", monitor="val_auc", mode="max", save_last=True, save_top_k=1,
-        enable_version_counter=False,
+        dirpath=model_dir, filename="best", monitor="val_auc", mode="max", save_top_k=1, enable_version_counter=False
     )
-    callbacks: list[pl.Callback] = [best]
+    # last.ckpt comes from a second, unmonitored callback that writes it after every
+    # epoch. Lightning's save_last writes it only at an epoch that also saved a top-k
+    # checkpoint, i.e. when val AUC improved: a run killed later resumed from the last
+    # improvement and trained the epochs since then twice (9 optimiser steps instead of
+    # 15 in tests/test_resume.py on a CPU whose rounding made the best epoch an early one).
+    last = ModelCheckpoint(dirpath=model_dir, filename="last", save_top_k=1, enable_version_counter=False)
+    callbacks: list[pl.Callback] = [best, last, *extra_callbacks]
     if model.freeze_until_epoch > 0:
         callbacks.append(FreezeEarlyLayers(unfreeze_at_epoch=model.freeze_until_epoch))
     logger = DVCLiveLogger(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, resume=ckpt_path is not None)

@@ -29,6 +29,8 @@ from monai.transforms import (
     Spacingd,
 )
 
+from pipeline.seeds import epoch_seed
+
 # Body versus air on CT: anything above -500 HU is tissue (lung parenchyma sits near
 # -850 but is enclosed by the body outline, so the crop keeps it).
 BODY_THRESHOLD_HU = -500.0
@@ -167,12 +169,22 @@ class BatchAugment(torch.nn.Module):
         self.shift = shift
         self.noise_std = noise_std
         self.max_shift = max_shift
+        self.epoch = 0
         self._generator: torch.Generator | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw this epoch's augmentations from (seed, epoch) alone.
+
+        Called at the start of every training epoch, so a run resumed from a checkpoint
+        augments each remaining epoch exactly as an uninterrupted run does.
+        """
+        self.epoch = epoch
+        self._generator = None
 
     def _gen(self, device: torch.device) -> torch.Generator:
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device=device)
-            self._generator.manual_seed(self.seed)
+            self._generator.manual_seed(epoch_seed(self.seed, self.epoch))
         return self._generator
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -106,6 +106,11 @@ def test_placement_rule(setting, device, nbytes, free, expected):
     assert choose_placement(setting, device, nbytes, free) == expected
 
 
+def _epoch_order(loader, epoch: int) -> list[int]:
+    loader.sampler.set_epoch(epoch)  # as Lightning's fit loop does before each epoch
+    return [i for _, _, idx in loader for i in idx.tolist()]
+
+
 def test_the_shuffle_is_the_same_with_or_without_workers_or_a_device_copy(tiny_cache):
     """Epoch after epoch: Lightning iterates one loader once per epoch."""
     orders = {}
@@ -114,11 +119,23 @@ def test_the_shuffle_is_the_same_with_or_without_workers_or_a_device_copy(tiny_c
         data = CachedDataModule(tiny_cache, batch_size=5, seed=7, **settings)
         data.setup("fit")
         loader = data.train_dataloader()
-        orders[name] = [[i for _, _, idx in loader for i in idx.tolist()] for _ in range(3)]
+        orders[name] = [_epoch_order(loader, epoch) for epoch in range(3)]
     epochs = orders["main process"]
     assert epochs[0] != epochs[1] != epochs[2]  # reshuffled each epoch
     assert sorted(epochs[0]) == list(range(24))
     assert orders["two workers"] == epochs and orders["device copy"] == epochs
+
+
+def test_an_epochs_order_does_not_depend_on_the_epochs_drawn_before_it(tiny_cache):
+    """What a resumed run relies on: a fresh loader starting at epoch 2 draws epoch 2's order."""
+    def loader(seed: int):
+        data = CachedDataModule(tiny_cache, batch_size=5, seed=seed)
+        data.setup("fit")
+        return data.train_dataloader()
+
+    uninterrupted = [_epoch_order(loader(7), epoch) for epoch in range(3)]
+    assert _epoch_order(loader(7), 2) == uninterrupted[2]
+    assert _epoch_order(loader(8), 0) != uninterrupted[0]  # the seed matters too
 
 
 def test_teardown_drops_the_device_copy_the_loaders_still_hold(tiny_cache):

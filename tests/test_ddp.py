@@ -22,8 +22,23 @@ from pipeline.training import train_and_predict
 from tests.test_training import COUNTS, logged_val_auc, read_csv, run_paths, tiny_configs, write_cache
 
 
+def _blank_first_val_image(cache) -> None:
+    """Make validation sample 0, the one DDP repeats, a black image.
+
+    The padded repeat of sample 0 changes the AUC unless the share of positives ranked
+    above it equals the AUC itself; with scores from a network barely trained that can
+    happen by chance (it did on one CPU: 28/42 either way). A black image is far from
+    every other input, so its score lies outside theirs, above or below all positives,
+    and the repeat then leaves the AUC unchanged only at AUC 0 or 1.
+    """
+    images = np.load(cache / "val.npy", mmap_mode="r+")
+    images[0] = 0
+    images.flush()
+
+
 def test_ddp_two_cpu_processes_select_by_the_auc_of_the_whole_validation_set(tmp_path):
     cache = write_cache(tmp_path)
+    _blank_first_val_image(cache)
     scores_by_placement = {}
     for device_cache in (False, True):
         paths = run_paths(tmp_path / f"held-{device_cache}")
@@ -40,6 +55,7 @@ def test_ddp_two_cpu_processes_select_by_the_auc_of_the_whole_validation_set(tmp
         single_process_auc = roc_auc_score(labels, scores)
         assert single_process_auc != 0.5  # else a rank-0-only AUC could not be told apart
         assert summary.best_val_auc == pytest.approx(single_process_auc, abs=1e-6)
+        assert labels[0] == 0 and np.mean(scores[labels == 1] > scores[0]) in (0.0, 1.0)  # see the helper
         padded = np.r_[scores, scores[:1]], np.r_[labels, labels[:1]]  # what no de-duplication would score
         assert roc_auc_score(padded[1], padded[0]) != pytest.approx(single_process_auc, abs=1e-6)
 

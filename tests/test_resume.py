@@ -1,9 +1,11 @@
-"""A killed ``train`` stage, re-run, continues from ``last.ckpt`` and says so; a changed
+"""A killed ``train`` run, re-run, continues from ``last.ckpt`` and says so; a changed
 config starts over and says so.
 
-The interruption is real: the stage runs as ``python -m pipeline.stages.train`` in a
-child process and gets SIGKILL (what an out-of-memory kill or a preempted job gets, with
-no chance to clean up) once its first ``last.ckpt`` is on disk.
+The interruption is real: the run trains in a child process that gets SIGKILL (what an
+out-of-memory kill or a preempted job gets, with no chance to clean up). It kills itself
+as its fourth epoch starts (``tests/interrupted_train.py``), so the moment is the same on
+every CPU, and late enough that the best epoch so far need not be the last one: the
+case where Lightning's own ``save_last`` left a stale ``last.ckpt``.
 """
 
 from __future__ import annotations
@@ -12,57 +14,46 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from pipeline.training import train_and_predict
-from tests.test_training import COUNTS, logged_val_auc, run_paths, tiny_configs, write_cache
+from tests.interrupted_train import MAX_EPOCHS
+from tests.test_training import COUNTS, logged_val_auc, read_csv, run_paths, tiny_configs, write_cache
 
-MAX_EPOCHS = 5
-STEPS_PER_EPOCH = COUNTS["train"] // 8  # batch_size 8
+KILL_AT_EPOCH = 3
+STEPS_PER_EPOCH = -(-COUNTS["train"] // 8)  # batch_size 8, last batch kept
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout_s: float = 240.0) -> None:
-    """Return as soon as ``path`` exists; Lightning writes checkpoints atomically."""
-    deadline = time.monotonic() + timeout_s
-    while not path.is_file():
-        if proc.poll() is not None:
-            raise AssertionError(f"the train stage ended (exit {proc.returncode}) before it could be killed")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear within {timeout_s} s")
-        time.sleep(0.02)
+def _checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The same run trained in one go: what a resumed run must reproduce."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    write_cache(root)
+    model, train = tiny_configs(max_epochs=MAX_EPOCHS)
+    train_and_predict(root / "cache", **run_paths(root), model=model, train=train)
+    return root
 
 
 @pytest.fixture(scope="module")
 def killed_run(tmp_path_factory):
-    """Folder holding a cache and the model dir of a train stage killed after an epoch."""
+    """Folder holding a cache and the model dir of a run killed as epoch KILL_AT_EPOCH began."""
     root = tmp_path_factory.mktemp("killed")
-    cache = write_cache(root)
-    paths = run_paths(root)
-    model, train = tiny_configs(max_epochs=MAX_EPOCHS)
-    params = {
-        "base": {"seed": train.seed},
-        "model": {"arch": model.arch, "weights": model.weights},
-        "train": {k: getattr(train, k) for k in ("max_epochs", "batch_size", "lr", "accelerator", "devices", "precision")},
-    }
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    command = [sys.executable, "-m", "pipeline.stages.train", str(cache), *(str(paths[k]) for k in
-               ("model_dir", "predictions_csv", "summary_json", "live_dir")), "--params", str(root / "params.yaml")]
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        _wait_for(paths["model_dir"] / "last.ckpt", proc)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    write_cache(root)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.interrupted_train", str(root), str(KILL_AT_EPOCH)],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert done.returncode == -9, f"the run was not killed (exit {done.returncode}): {done.stderr[-2000:]}"
     shutil.copytree(root, root.with_name(root.name + "-pristine"))
     return root
 
@@ -79,16 +70,18 @@ def interrupted(killed_run):
     return killed_run
 
 
-def test_killed_run_is_marked_incomplete(interrupted):
+def test_killed_run_is_marked_incomplete_and_its_last_checkpoint_is_its_last_epoch(interrupted):
     paths = run_paths(interrupted)
     assert json.loads((paths["model_dir"] / "fingerprint.json").read_text())["complete"] is False
     assert not paths["predictions_csv"].exists()
+    last = _checkpoint(paths["model_dir"] / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (KILL_AT_EPOCH - 1, KILL_AT_EPOCH * STEPS_PER_EPOCH)
 
 
 def test_rerun_continues_from_last_checkpoint_and_says_so(interrupted, capsys, caplog):
     root = interrupted
     paths = run_paths(root)
-    stopped_at = torch.load(paths["model_dir"] / "last.ckpt", map_location="cpu", weights_only=False)["epoch"]
+    stopped_at = KILL_AT_EPOCH - 1
     model, train = tiny_configs(max_epochs=MAX_EPOCHS)
 
     with caplog.at_level(logging.INFO):
@@ -99,15 +92,31 @@ def test_rerun_continues_from_last_checkpoint_and_says_so(interrupted, capsys, c
     assert "Restored all states from the checkpoint" in caplog.text
     assert f"resumed from epoch {stopped_at}" in summary.line()
     assert json.loads(paths["summary_json"].read_text())["resumed_from_epoch"] == stopped_at
-    final = torch.load(paths["model_dir"] / "last.ckpt", map_location="cpu", weights_only=False)
-    assert final["global_step"] == MAX_EPOCHS * STEPS_PER_EPOCH  # no epoch trained twice
-    # the epochs done before the kill are not trained again: one logged AUC per epoch,
-    # and the best of all of them, before and after the kill, is the one kept
+    final = _checkpoint(paths["model_dir"] / "last.ckpt")
+    # no epoch lost, none trained twice
+    assert (final["epoch"], final["global_step"]) == (MAX_EPOCHS - 1, MAX_EPOCHS * STEPS_PER_EPOCH)
+    # one logged AUC per epoch, and the best of all of them, before and after the kill, is kept
     per_epoch = logged_val_auc(paths["live_dir"])
     assert len(per_epoch) == MAX_EPOCHS
     assert summary.best_val_auc == pytest.approx(max(per_epoch), abs=1e-6)
     assert sorted(p.name for p in paths["model_dir"].glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]
     assert json.loads((paths["model_dir"] / "fingerprint.json").read_text())["complete"] is True
+
+
+def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(interrupted, uninterrupted):
+    model, train = tiny_configs(max_epochs=MAX_EPOCHS)
+    train_and_predict(interrupted / "cache", **run_paths(interrupted), model=model, train=train)
+
+    for name in ("last.ckpt", "best.ckpt"):
+        resumed = _checkpoint(run_paths(interrupted)["model_dir"] / name)
+        reference = _checkpoint(run_paths(uninterrupted)["model_dir"] / name)
+        assert (resumed["epoch"], resumed["global_step"]) == (reference["epoch"], reference["global_step"])
+        assert resumed["state_dict"].keys() == reference["state_dict"].keys()
+        for key, value in reference["state_dict"].items():
+            assert torch.equal(resumed["state_dict"][key], value), f"{name}: {key} differs after the resume"
+    scores = [[(r["series_key"], r["score"]) for r in read_csv(run_paths(root)["predictions_csv"])]
+              for root in (interrupted, uninterrupted)]
+    assert scores[0] == scores[1]
 
 
 def test_changed_config_starts_over_and_says_so(interrupted, capsys, caplog):

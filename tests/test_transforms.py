@@ -89,3 +89,16 @@ def test_batch_augment_shift_moves_each_sample_and_fills_with_zeros():
     assert all(float(out[i].sum()) == 1.0 for i in range(6))  # moved, not duplicated or lost
     assert all(all(2 <= c <= 6 for c in p) for p in peaks)
     assert len(set(peaks)) > 1
+
+
+def test_batch_augment_draws_an_epoch_from_the_seed_and_the_epoch_alone():
+    """A resumed run augments epoch 1 as an uninterrupted run does after epoch 0's draws."""
+    x = torch.rand(4, 1, 8, 8, 8)
+    uninterrupted = BatchAugment(3, seed=3, max_shift=2)
+    uninterrupted(x)  # epoch 0
+    uninterrupted.set_epoch(1)
+    resumed = BatchAugment(3, seed=3, max_shift=2)
+    resumed.set_epoch(1)
+    assert torch.equal(resumed(x), uninterrupted(x))
+    fresh = BatchAugment(3, seed=3, max_shift=2)
+    assert not torch.equal(fresh(x), resumed(x))  # epoch 0 draws differently from epoch 1

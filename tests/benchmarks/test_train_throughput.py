@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 KEYS = ("device", "compute_limit_sps", "pipeline_sps", "monai_tutorial_sps", "pipeline_vs_compute",
         "pipeline_vs_tutorial", "peak_rss_mb")
@@ -32,8 +30,15 @@ def test_prints_every_part_and_a_consistent_summary_with_the_cohort_held_in_memo
     assert summary["device"].startswith("CPU")
     a, b, c = summary["compute_limit_sps"], summary["pipeline_sps"], summary["monai_tutorial_sps"]
     assert min(a, b, c) > 0 and summary["peak_rss_mb"] > 0
-    assert summary["pipeline_vs_compute"] == pytest.approx(b / a, abs=1e-3)
-    assert summary["pipeline_vs_tutorial"] == pytest.approx(b / c, abs=1e-3)
+    # the ratios a reader quotes are the ones printed, measured in this run
+    ratios = next(line for line in lines if line.startswith("b/a = "))
+    assert ratios.split() == ["b/a", "=", f"{summary['pipeline_vs_compute']:.3f}",
+                              "b/c", "=", f"{summary['pipeline_vs_tutorial']:.3f}"]
+    # the precision is the fast one for this CPU, and the run says why
+    native = summary["cpu_native_bf16"]
+    assert summary["setup"]["precision"] == ("bf16-mixed" if native else "32")
+    assert summary["cpu_capability"] in summary["precision_reason"]
+    assert f"precision {summary['setup']['precision']}: {summary['precision_reason']}" in lines
     # forced into (CPU) memory, (b) is also timed streamed, and both are printed
     assert summary["cache_placement"] == "device" and summary["pipeline_streamed_sps"] > 0
     assert any(line.startswith("(b) project path") and "(cache device)" in line for line in lines)
