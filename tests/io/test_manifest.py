@@ -55,15 +55,17 @@ def test_every_bad_row_is_listed_with_its_line_number(tmp_path: Path) -> None:
     message = str(caught.value)
     assert "found 7 problem(s)" in message
     for expected in (
-        "line 3: 'patient_id' must not be empty",
-        "line 4: 'label' must be 0 or 1; got '2'",
-        "line 5: 'path' must name a file or folder",
-        "line 6: 'path' must be relative to the raw folder",
+        "line 3: 'patient_id' (column 1) must not be empty",
+        "line 4: 'label' (column 2) must be 0 or 1; got a 1-digit number",
+        "line 5: 'path' (column 3) must name a file or folder",
+        "line 6: 'path' (column 3) must be relative to the raw folder and stay inside it; got a path with a '..' part",
         "line 7: at least one locator",
-        "line 8: locator (path 'p1') must be unique; it repeats line 2",
-        "line 9: 'split' must be one of ['train', 'val', 'test']; got 'holdout'",
+        "line 8: locator (path) must be unique; it repeats line 2",
+        "line 9: 'split' (column 4) must be one of ['train', 'val', 'test']; got a word of 7 letters",
     ):
         assert expected in message
+    for cell in ("missing_folder", "outside", "holdout"):
+        assert cell not in message
 
 
 def test_a_patient_with_two_labels_is_an_error(tmp_path: Path) -> None:
