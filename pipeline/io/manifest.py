@@ -10,7 +10,7 @@ give up and delete rows by hand. Every problem found is collected as a
 :class:`RowError` with its CSV line number, and :class:`ManifestError` lists them all.
 
 Messages name a bad cell by line and column and say what kind of value it holds (an
-empty cell, a 9-digit number, a date-like value...), never its text: the cells are
+empty cell, a number of 9 digits, a date-like value...), never its text: the cells are
 patient ids, birth dates and folders named after patients, and these messages go to
 logs. Header cells are echoed only when they are column names ingest knows.
 
@@ -274,7 +274,7 @@ def value_kind(text: str) -> str:
     if not text:
         return "an empty cell"
     if text.isdigit():
-        return f"a {len(text)}-digit number"
+        return f"a number of {len(text)} digit(s)"
     if _DATE_LIKE.fullmatch(text):
         return "a date-like value"
     try:
