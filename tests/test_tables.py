@@ -46,4 +46,4 @@ def test_write_rows_survives_a_name_that_is_not_utf8(tmp_path: Path) -> None:
     name = b"M\xfcller.dcm".decode("utf-8", "surrogateescape")
     write_rows(tmp_path / "t.csv", [{"reason": f"cannot read {name}"}], ["reason"])
     with (tmp_path / "t.csv").open(newline="", encoding="utf-8") as handle:
-        assert list(csv.DictReader(handle))[0]["reason"] == "cannot read M\\udcfcller.dcm"
+        assert next(csv.DictReader(handle))["reason"] == "cannot read M\\udcfcller.dcm"

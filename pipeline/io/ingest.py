@@ -25,6 +25,7 @@ Outputs (under ``out_dir``)::
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -240,7 +241,7 @@ def ingest_cohort(
             ledger.record(path, "unreferenced", where + (f" ({_kind_words(record)})" if record else ""))
 
     out.mkdir(parents=True, exist_ok=True)
-    tokenise = lambda rel: path_token(pseudonym_key, rel)  # noqa: E731
+    tokenise = functools.partial(path_token, pseudonym_key)
     _write_index(out / INDEX_FILE, manifest, index_rows, redact, tokenise)
     ledger.write(out / LEDGER_FILE, redact, tokenise)
     lines_with = {int(r["_line"]) for r in index_rows}
