@@ -213,12 +213,18 @@ class IngestConfig:
             (recorded in the ledger) or ``resample`` it onto the median spacing
             (recorded too).
         workers: processes reading headers and pixels in parallel.
+        manifest_encoding: ``auto`` (UTF-8 with or without BOM, UTF-16/32 with BOM)
+            or a Python codec name for other manifests (``cp1252``).
+        assume_missing_geometry: ingest DICOM files whose geometry values are present
+            but unparseable with 1 mm / axial assumed, instead of quarantining them.
     """
 
     pseudonym_key: str
     series_choice: str = "most_slices"
     spacing_policy: str = "reject"
     workers: int = 2
+    manifest_encoding: str = "auto"
+    assume_missing_geometry: bool = False
 
     def __post_init__(self) -> None:
         # The value is a secret: errors say what is wrong with it, never what it is.
@@ -235,6 +241,11 @@ class IngestConfig:
         check_choice("ingest.series_choice", self.series_choice, ("most_slices", "error"))
         check_choice("ingest.spacing_policy", self.spacing_policy, ("reject", "resample"))
         check_range("ingest.workers", self.workers, low=1, integer=True)
+        _check_codec("ingest.manifest_encoding", self.manifest_encoding)
+        if not isinstance(self.assume_missing_geometry, bool):
+            raise ConfigError(
+                f"'ingest.assume_missing_geometry' must be true or false; got {self.assume_missing_geometry!r}."
+            )
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> "IngestConfig":
@@ -485,6 +496,19 @@ class EvaluateConfig:
             seed=BaseConfig.from_params(params).seed,
             **_known(section(params, "evaluate"), cls, "evaluate", skip={"seed"}),
         )
+
+
+def _check_codec(name: str, value: Any) -> None:
+    """``auto`` or a codec Python knows (``cp1252``, ``latin-1``, ``utf-16``)."""
+    import codecs
+
+    try:
+        if value != "auto":
+            codecs.lookup(value)
+    except (LookupError, TypeError):
+        raise ConfigError(
+            f"{name!r} must be 'auto' or a Python codec name such as 'cp1252' or 'latin-1'; got {value!r}."
+        ) from None
 
 
 def _known(values: Mapping[str, Any], cls: type, prefix: str, skip: set[str] = frozenset()) -> dict[str, Any]:

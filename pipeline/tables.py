@@ -2,6 +2,10 @@
 
 The tables are small (one row per series), so plain ``csv`` keeps the dependency list
 short and the behaviour explicit: every value stays a string until a reader parses it.
+
+Every CSV the pipeline writes goes through :func:`write_rows`, which neutralises cells a
+spreadsheet would run as a formula (see :func:`neutralise`): clinicians open these files
+in Excel, and a manifest cell such as ``=cmd|' /C calc'!A0`` must arrive there as text.
 """
 
 from __future__ import annotations
@@ -9,6 +13,32 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
+
+FORMULA_STARTS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make Excel, LibreOffice or Google Sheets read a cell as a
+formula (OWASP "CSV injection"); tab and CR hide such a start behind white space."""
+
+
+def neutralise(value: object) -> str:
+    """``value`` as CSV text that no spreadsheet evaluates.
+
+    A cell starting with one of :data:`FORMULA_STARTS` gets the usual leading apostrophe
+    (which spreadsheets show as text, not as a character), unless it parses as a number:
+    ``-3.5`` and ``+1e-4`` stay numbers. Applying it twice changes nothing.
+    """
+    text = "" if value is None else str(value)
+    if text.startswith(FORMULA_STARTS) and not _is_number(text):
+        return "'" + text
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    # float() forgives surrounding white space and digit underscores; a spreadsheet does not.
+    return text == text.strip() and "_" not in text
 
 
 def read_rows(path: str | Path, *, required: Sequence[str] = ()) -> list[dict[str, str]]:
@@ -21,7 +51,7 @@ def read_rows(path: str | Path, *, required: Sequence[str] = ()) -> list[dict[st
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"table {str(path)!r} must exist; it was not found. Run the stage that writes it first (dvc repro).")
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
         missing = [c for c in required if c not in columns]
@@ -33,11 +63,16 @@ def read_rows(path: str | Path, *, required: Sequence[str] = ()) -> list[dict[st
 
 
 def write_rows(path: str | Path, rows: Iterable[Mapping[str, object]], columns: Sequence[str]) -> None:
-    """Write dicts as CSV with a fixed column order (stable files keep DVC hashes stable)."""
+    """Write dicts as CSV with a fixed column order (stable files keep DVC hashes stable).
+
+    Cells pass through :func:`neutralise`. The file is UTF-8; text that cannot be encoded
+    (surrogate-escaped bytes of a file name that is not UTF-8) is written as ``\\udcXX``
+    escapes instead of failing the stage after its work is done.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
+    with path.open("w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="raise", lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({c: row.get(c, "") for c in columns})
+            writer.writerow({c: neutralise(row.get(c, "")) for c in columns})

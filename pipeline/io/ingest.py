@@ -25,21 +25,23 @@ Outputs (under ``out_dir``)::
 from __future__ import annotations
 
 import bisect
-import csv
+import functools
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from pipeline.io.deid import TECHNICAL_KEYWORDS, Redactor, pseudonym
+from pipeline.io.deid import TECHNICAL_KEYWORDS, Redactor, file_ref, path_token, pseudonym, resolve_file_refs
 from pipeline.io.ledger import Ledger
-from pipeline.io.manifest import RESERVED_COLUMNS, Manifest, ManifestRow, RowError, read_manifest
+from pipeline.io.manifest import AUTO_ENCODING, RESERVED_COLUMNS, Manifest, ManifestRow, RowError, read_manifest
 from pipeline.io.nifti import LPS_TO_RAS, NiftiShapeError, image_shape_problem, load_nifti, write_canonical
-from pipeline.io.scan import FileRecord, read_headers, short_error, uid_name, walk
+from pipeline.io.scan import FileRecord, environment_error, read_headers, short_error, uid_name, walk
 from pipeline.io.series import Candidate, PixelError, VolumePlan, group_series, plan_volume, read_planes
+from pipeline.tables import write_rows
 
 SERIES_CHOICES: tuple[str, ...] = ("most_slices", "error")
 SPACING_POLICIES: tuple[str, ...] = ("reject", "resample")
@@ -141,6 +143,8 @@ def ingest_cohort(
     series_choice: str = "most_slices",
     spacing_policy: str = "reject",
     workers: int = 1,
+    manifest_encoding: str = AUTO_ENCODING,
+    assume_missing_geometry: bool = False,
 ) -> IngestSummary:
     """Ingest a raw DICOM/NIfTI export listed by a manifest.
 
@@ -155,12 +159,17 @@ def ingest_cohort(
             as skipped; ``error``: stop and list such rows.
         spacing_policy: ``reject`` or ``resample`` a series with non-uniform spacing.
         workers: processes for header reading and volume building.
+        manifest_encoding: ``auto`` or a codec name (see :func:`read_manifest`).
+        assume_missing_geometry: ingest a DICOM file whose spacing, orientation or
+            position is present but unparseable, with 1 mm / axial assumed and noted;
+            by default such a file is quarantined.
 
     Returns:
         The run's summary; its counts add up to the number of files found.
 
     Raises:
         ManifestError: the manifest has problems; every bad line is listed.
+        DependencyError: reading files failed for want of a module (the environment).
         ValueError: an argument breaks its rule (message names it).
     """
     if series_choice not in SERIES_CHOICES:
@@ -179,7 +188,7 @@ def ingest_cohort(
             "Write outputs elsewhere, or the next run would ingest them."
         )
 
-    manifest = read_manifest(manifest_path, raw)
+    manifest = read_manifest(manifest_path, raw, manifest_encoding)
     files = walk(raw)
     manifest_rel = _relative_to(Path(manifest_path).resolve(), raw)
     ledger = Ledger(files)
@@ -202,7 +211,9 @@ def ingest_cohort(
 
     if manifest_rel is not None:
         ledger.record(manifest_rel, "not_image", "the manifest")
-    options_by_row, errors = _options(manifest, selected, records, pseudonym_key, ledger, series_choice)
+    options_by_row, errors = _options(
+        manifest, selected, records, pseudonym_key, ledger, series_choice, assume_missing_geometry
+    )
     manifest.raise_if_invalid(errors)
 
     jobs, chosen_rows = _choose_and_plan(manifest, options_by_row, records, ledger, raw, out, spacing_policy)
@@ -230,8 +241,9 @@ def ingest_cohort(
             ledger.record(path, "unreferenced", where + (f" ({_kind_words(record)})" if record else ""))
 
     out.mkdir(parents=True, exist_ok=True)
-    _write_index(out / INDEX_FILE, manifest, index_rows, redact)
-    ledger.write(out / LEDGER_FILE, redact)
+    tokenise = functools.partial(path_token, pseudonym_key)
+    _write_index(out / INDEX_FILE, manifest, index_rows, redact, tokenise)
+    ledger.write(out / LEDGER_FILE, redact, tokenise)
     lines_with = {int(r["_line"]) for r in index_rows}
     return IngestSummary(
         n_files=len(files),
@@ -267,7 +279,7 @@ def _resolve_rows(
         else:
             paths = [p for p in reach[row.line] if p != manifest_rel]
         if not paths:
-            where = f"under {row.path!r}" if row.path is not None else "in the raw folder"
+            where = "under its path" if row.path is not None else "in the raw folder"
             errors.append(RowError(row.line, f"locator ({row.describe()}) must match at least one file; none {where} does."))
             continue
         clash = sorted({owner[p] for p in paths if p in owner})
@@ -290,6 +302,7 @@ def _options(
     key: str,
     ledger: Ledger,
     series_choice: str,
+    assume_missing_geometry: bool = False,
 ) -> tuple[dict[int, list[_Option]], list[RowError]]:
     """Group each row's image files into options; record non-images and bad files."""
     errors: list[RowError] = []
@@ -301,6 +314,11 @@ def _options(
             record = records[path]
             if record.kind in ("quarantined", "not_image"):
                 ledger.record(path, record.kind, record.reason)
+            elif record.kind == "dicom" and record.geometry and not assume_missing_geometry:
+                ledger.record(
+                    path, "quarantined", f"unusable geometry: {record.geometry}. Fix the header, or set "
+                    "ingest.assume_missing_geometry: true to ingest it with 1 mm / axial assumed (noted)"
+                )
             elif record.kind == "dicom":
                 headers[path] = record.dicom
             elif record.kind == "nifti":
@@ -413,13 +431,21 @@ def _build(job: _Job) -> _Built:
             minimum = float(array.min()) if array.size else 0.0
             shape, spacing = write_canonical(array, affine_ras, job.out_path)
             return _Built(job.series_key, shape, spacing, notes, minimum)
-        except PixelError as error:
-            return _Built(job.series_key, failed_path=error.path, failure=error.reason)
-        except NiftiShapeError as error:
-            return _Built(job.series_key, failed_path=job.nifti or "", failure=str(error))
         except Exception as error:
-            path = job.nifti or ""
-            return _Built(job.series_key, failed_path=path, failure=f"{type(error).__name__}: {short_error(error)}")
+            return _failed(job, error)
+
+
+def _failed(job: _Job, error: Exception) -> _Built:
+    """What a failed build reports; a missing dependency stops the stage instead."""
+    environment = environment_error(error)
+    if environment is not None:
+        raise environment from error
+    if isinstance(error, PixelError):
+        return _Built(job.series_key, failed_path=error.path, failure=error.reason)
+    if isinstance(error, NiftiShapeError):
+        return _Built(job.series_key, failed_path=job.nifti or "", failure=str(error))
+    full = os.path.join(job.raw_dir, job.nifti) if job.nifti else ""
+    return _Built(job.series_key, failed_path=job.nifti or "", failure=f"{type(error).__name__}: {short_error(error, full)}")
 
 
 def _record_failure(ledger: Ledger, option: _Option, result: _Built) -> None:
@@ -429,7 +455,7 @@ def _record_failure(ledger: Ledger, option: _Option, result: _Built) -> None:
         if path == result.failed_path:
             ledger.record(path, "quarantined", result.failure, result.series_key)
         else:
-            blame = result.failed_path or "the volume"
+            blame = file_ref(result.failed_path) if result.failed_path else "the volume"
             ledger.record(path, "skipped", f"series not built: {blame}: {result.failure}", result.series_key)
 
 
@@ -471,20 +497,23 @@ def _index_row(
     return values
 
 
-def _write_index(path: Path, manifest: Manifest, rows: list[dict[str, str]], redact: Redactor) -> None:
-    """Write the index; free-text cells pass through ``redact``.
+def _write_index(
+    path: Path, manifest: Manifest, rows: list[dict[str, str]], redact: Redactor, tokenise: Callable[[str], str]
+) -> None:
+    """Write the index; free-text cells pass through ``redact``, paths they name through ``tokenise``.
 
     Even allow-listed technical values can carry an identifier (test files exist whose
     InstitutionName is the manufacturer's name); the tokens are deterministic, so a
-    redacted value still groups correctly as a subgroup attribute.
+    redacted value still groups correctly as a subgroup attribute. Formula-like cells
+    are neutralised by :func:`pipeline.tables.write_rows`.
     """
     columns = ["series_key", "patient_id", "label"] + (["split"] if manifest.has_split else [])
     columns += [c for c in RESERVED_COLUMNS if c != "series_key"] + list(manifest.extra_columns)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in sorted(rows, key=lambda r: int(r["_line"])):
-            writer.writerow({k: v if k in _STRUCTURED_COLUMNS else redact(v) for k, v in row.items()})
+    cleaned = (
+        {k: v if k in _STRUCTURED_COLUMNS else redact(resolve_file_refs(v, tokenise)) for k, v in row.items() if k in columns}
+        for row in sorted(rows, key=lambda r: int(r["_line"]))
+    )
+    write_rows(path, cleaned, columns)
 
 
 def _patient_key(key: str, patient_id: str) -> str:

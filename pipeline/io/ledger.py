@@ -3,15 +3,28 @@
 A retrospective study must be able to say, for any file the hospital exported, whether
 it is in the analysis and if not, why. The ledger holds exactly one row per file found;
 :meth:`Ledger.check_complete` refuses to write one that does not add up.
+
+Paths are written as keyed tokens (:func:`pipeline.io.deid.path_token`), whatever the
+row's status: a folder named after a patient must not reach the ledger even when no
+header was read. On the machine holding the raw folder and the key, the tokens map back::
+
+    python -m pipeline.io.ledger RAW_DIR [--params params.yaml] [TOKEN_PATH ...]
+
+prints ``token<TAB>path`` for every file (or only the tokens asked for) to the terminal;
+nothing is written.
 """
 
 from __future__ import annotations
 
-import csv
+import argparse
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from pipeline.io.deid import path_token, resolve_file_refs
+from pipeline.tables import write_rows
 
 STATUSES: tuple[str, ...] = ("ingested", "skipped", "quarantined", "not_image", "unreferenced")
 """``ingested``: part of a written volume. ``skipped``: readable but not used (another
@@ -59,18 +72,55 @@ class Ledger:
         missing = [p for p in self._files if p not in self._entries]
         extra = sorted(set(self._entries) - set(self._files))
         if missing or extra:
+            # Counts only: the paths themselves may name a patient.
             raise RuntimeError(
-                f"ledger must have one row per file found; {len(missing)} file(s) without a row "
-                f"(first: {missing[:3]}), {len(extra)} row(s) for files not found (first: {extra[:3]}). "
-                "This is a bug in ingest; please report it."
+                f"ledger must have one row per file found; {len(missing)} file(s) without a row, "
+                f"{len(extra)} row(s) for files not found. This is a bug in ingest; please report it."
             )
 
-    def write(self, path: str | Path, redact: Callable[[str], str]) -> None:
-        """Write the ledger CSV; paths and reasons pass through ``redact`` (identifiers)."""
+    def write(self, path: str | Path, redact: Callable[[str], str], tokenise: Callable[[str], str]) -> None:
+        """Write the ledger CSV with every path tokenised and every reason redacted.
+
+        Args:
+            path: the CSV to write.
+            redact: replaces identifier values inside reasons.
+            tokenise: the written form of a raw-folder path (:func:`path_token` with the
+                run's key); also applied to the paths a reason names with ``file_ref``
+                and to the row's own path where an error message quotes it.
+        """
         self.check_complete()
-        with Path(path).open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(COLUMNS)
-            for file in self._files:
-                entry = self._entries[file]
-                writer.writerow([redact(entry.path), entry.status, redact(entry.reason), entry.series_key])
+        rows = []
+        for file in self._files:
+            entry = self._entries[file]
+            token = tokenise(entry.path)
+            reason = resolve_file_refs(entry.reason, tokenise).replace(entry.path, token) if entry.reason else ""
+            rows.append({"path": token, "status": entry.status, "reason": redact(reason), "series_key": entry.series_key})
+        write_rows(path, rows, COLUMNS)
+
+
+def locate(raw_dir: str | Path, key: str, tokens: list[str] | None = None) -> list[tuple[str, str]]:
+    """``(token path, real path)`` for the files under ``raw_dir`` (only ``tokens`` when given)."""
+    from pipeline.io.scan import walk
+
+    wanted = set(tokens or [])
+    pairs = [(path_token(key, rel), rel) for rel in walk(raw_dir)]
+    return [pair for pair in pairs if not wanted or pair[0] in wanted]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the real path of ledger tokens, on the machine that holds the raw folder."""
+    from pipeline.config import IngestConfig, load_params
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline.io.ledger", description=main.__doc__)
+    parser.add_argument("raw_dir", help="the raw folder ingest read")
+    parser.add_argument("tokens", nargs="*", help="ledger paths to look up (default: all files)")
+    parser.add_argument("--params", default="params.yaml", help="params file with the pseudonym key")
+    args = parser.parse_args(argv)
+    key = IngestConfig.from_params(load_params(args.params)).pseudonym_key
+    for token, real in locate(args.raw_dir, key, args.tokens):
+        print(f"{token}\t{real}".encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

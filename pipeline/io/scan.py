@@ -11,17 +11,28 @@ Each file becomes one :class:`FileRecord` with a ``kind``:
 * ``nifti``: a ``.nii`` / ``.nii.gz`` image;
 * ``not_image``: a valid object that is not a patient image (SR, RTSTRUCT, RTPLAN,
   RT Dose, SEG, PDF, presentation state, DICOMDIR, waveform...);
-* ``quarantined``: anything unreadable (junk, truncated, broken header), with the reason.
+* ``quarantined``: anything unreadable (junk, truncated, broken header), with the reason;
+  also, without being opened, anything that is not a regular file inside the raw folder
+  (a symbolic link whose target lies outside it or is missing, a FIFO, a socket, a
+  device): opening a FIFO blocks forever, and a link to ``/etc/passwd`` is not data.
+
+A missing dependency (``ImportError`` while reading) is not the file's fault: it raises
+:class:`DependencyError` and stops the stage instead of quarantining every file.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import stat
+import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pipeline.errors import PipelineInputError
 
 DEFER_BYTES = 4096
 """Elements larger than this (pixel data, big private blobs) are not loaded with the header."""
@@ -62,6 +73,47 @@ _NON_IMAGE_MODALITIES: dict[str, str] = {
 }
 
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+
+GEOMETRY_KEYWORDS: tuple[tuple[str, int], ...] = (
+    ("PixelSpacing", 2),
+    ("ImagerPixelSpacing", 2),
+    ("ImageOrientationPatient", 6),
+    ("ImagePositionPatient", 3),
+    ("SliceThickness", 1),
+    ("SpacingBetweenSlices", 1),
+)
+"""Geometry attributes and their value counts; present but unparseable means the file's
+geometry is unknown, which is not the same as absent (see :func:`geometry_problem`)."""
+
+_ENVIRONMENT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+"""OS errors that describe the machine (no file handles, no memory), not a file."""
+
+
+class DependencyError(PipelineInputError):
+    """The interpreter running the stage lacks something every file needs (a module)."""
+
+
+def environment_error(error: BaseException) -> DependencyError | None:
+    """The stage-stopping error for ``error`` (or its causes), or None when the file is to blame.
+
+    An ``ImportError`` while reading one file would fail on every file: recording it as
+    each file's quarantine reason hides the real problem (a stage run by a Python
+    without the project's packages, e.g. ``dvc repro`` without the venv activated).
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ImportError) or (isinstance(seen, OSError) and seen.errno in _ENVIRONMENT_ERRNOS):
+            what = f"{type(seen).__name__}: {short_error(seen)}"
+            return DependencyError(
+                f"ingest must run under the project's Python environment; reading a file failed with {what} "
+                f"under the interpreter {sys.executable!r}. This is not the file's fault, so no file was "
+                "quarantined. Activate the project's virtual environment (source .venv/bin/activate) or run "
+                "'make setup', then re-run (dvc repro)."
+            )
+        # Only explicit causes (``raise ... from``): a library that tried an optional
+        # import and then failed on the file carries the ImportError as mere context.
+        seen = seen.__cause__
+    return None
 
 
 @dataclass
@@ -138,6 +190,9 @@ class FileRecord:
         dicom: the header of a DICOM image.
         nifti: the header of a NIfTI image.
         phi: identifier strings found in the header; kept in memory for redaction only.
+        geometry: for a DICOM image, which geometry value is present but unusable
+            (``PixelSpacing is not 2 positive numbers``); empty when none is. Ingest
+            quarantines such a file unless ``ingest.assume_missing_geometry``.
     """
 
     path: str
@@ -148,21 +203,56 @@ class FileRecord:
     phi: set[str] = field(default_factory=set)
     series_uid: str = ""
     study_uid: str = ""
+    geometry: str = ""
 
 
 def walk(raw_dir: str | Path) -> list[str]:
-    """Every file under ``raw_dir``, as sorted POSIX paths relative to it.
+    """Every entry under ``raw_dir`` that is not a folder, as sorted POSIX paths relative to it.
 
-    Hidden files count too: a ledger that hides ``.DS_Store`` would not add up.
+    Hidden files count too: a ledger that hides ``.DS_Store`` would not add up. So do
+    symbolic links (to files or folders, broken or not), FIFOs, sockets and devices, and
+    a folder that cannot be listed: each gets a ledger row, and :func:`read_header`
+    quarantines the ones it must not open. Links to folders are not descended into, so a
+    file is found once, under its own path.
     """
-    root = Path(raw_dir)
+    root = str(raw_dir)
     found = []
-    for folder, _dirs, files in os.walk(root, followlinks=False):
-        for name in files:
-            full = Path(folder) / name
-            if full.is_file():
-                found.append(full.relative_to(root).as_posix())
+
+    def unlisted(error: OSError) -> None:
+        if error.filename and os.path.abspath(error.filename) != os.path.abspath(root):
+            found.append(Path(os.path.relpath(error.filename, root)).as_posix())
+
+    for folder, dirs, files in os.walk(root, followlinks=False, onerror=unlisted):
+        linked = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
+        for name in files + linked:
+            found.append(Path(os.path.relpath(os.path.join(folder, name), root)).as_posix())
     return sorted(found)
+
+
+def not_regular(root: str, full: str) -> str:
+    """Why ``full`` must not be opened as a file of the raw folder ``root``; '' when it may.
+
+    Only ``lstat``/``stat``/``realpath`` are used: none of them opens the entry.
+    """
+    mode = os.lstat(full).st_mode
+    if stat.S_ISLNK(mode):
+        target = os.path.realpath(full)
+        real_root = os.path.realpath(root)
+        if not os.path.exists(target):
+            return "broken symbolic link (its target does not exist); not followed"
+        if os.path.commonpath([target, real_root]) != real_root:
+            return "symbolic link to a target outside the raw folder; not followed (copy the file in instead)"
+        mode = os.stat(full).st_mode
+        if stat.S_ISDIR(mode):
+            return "symbolic link to a folder inside the raw folder; not followed, its files have rows of their own"
+    if stat.S_ISDIR(mode):
+        return "folder that cannot be listed (permission denied?); its files are not counted"
+    if not stat.S_ISREG(mode):
+        kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                 (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+        kind = next((words for test, words in kinds if test(mode)), "not a regular file")
+        return f"not a regular file: {kind}; never opened"
+    return ""
 
 
 def read_headers(raw_dir: str | Path, paths: list[str], workers: int) -> list[FileRecord]:
@@ -187,23 +277,31 @@ def read_headers(raw_dir: str | Path, paths: list[str], workers: int) -> list[Fi
 
 def read_header(full_path: str | Path, rel_path: str) -> FileRecord:
     """Classify one file; see the module docstring for the kinds."""
-    return _classify(str(full_path), rel_path)
+    full = str(full_path)
+    root = full[: len(full) - len(rel_path)] if full.endswith(rel_path) else os.path.dirname(full)
+    return _classify(root or ".", full, rel_path)
 
 
 def _read_one(job: tuple[str, str]) -> FileRecord:
     root, rel = job
-    return _classify(os.path.join(root, rel), rel)
+    return _classify(root, os.path.join(root, rel), rel)
 
 
-def _classify(full: str, rel: str) -> FileRecord:
+def _classify(root: str, full: str, rel: str) -> FileRecord:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
+            refused = not_regular(root, full)
+            if refused:
+                return FileRecord(rel, "quarantined", refused)
             if rel.lower().endswith(NIFTI_SUFFIXES):
                 return _classify_nifti(full, rel)
             return _classify_dicom(full, rel)
         except Exception as error:  # one bad file must never stop the scan
-            return FileRecord(rel, "quarantined", f"unreadable: {type(error).__name__}: {short_error(error)}")
+            environment = environment_error(error)
+            if environment is not None:
+                raise environment from error
+            return FileRecord(rel, "quarantined", f"unreadable: {type(error).__name__}: {short_error(error, full)}")
 
 
 def _classify_nifti(full: str, rel: str) -> FileRecord:
@@ -212,7 +310,9 @@ def _classify_nifti(full: str, rel: str) -> FileRecord:
     try:
         image = nib.load(full)
     except Exception as error:
-        return FileRecord(rel, "quarantined", f"unreadable NIfTI header: {type(error).__name__}: {short_error(error)}")
+        if environment_error(error) is not None:
+            raise
+        return FileRecord(rel, "quarantined", f"unreadable NIfTI header: {type(error).__name__}: {short_error(error, full)}")
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         return FileRecord(rel, "quarantined", f"not a NIfTI-1/2 image; nibabel read it as {type(image).__name__}")
     shape = tuple(int(s) for s in image.shape)
@@ -223,7 +323,33 @@ def _classify_nifti(full: str, rel: str) -> FileRecord:
 def _classify_dicom(full: str, rel: str) -> FileRecord:
     ds_holder: list[object] = []
     record = _classify_dicom_dataset(full, rel, ds_holder)
+    if record.kind == "dicom" and ds_holder:
+        record.geometry = geometry_problem(ds_holder[0])
     return _with_uids(record, ds_holder[0]) if ds_holder else record
+
+
+def geometry_problem(ds: object) -> str:
+    """Which geometry attribute is present but not usable numbers; '' when all are fine.
+
+    Absent attributes are no problem here (a secondary capture has no spacing, and the
+    planner assumes 1 mm with a note); a value such as ``PixelSpacing = 'abc'`` means the
+    writer put something wrong there, and guessing 1 mm would silently mis-scale.
+    """
+    get = ds.get  # type: ignore[attr-defined]
+    for keyword, count in GEOMETRY_KEYWORDS:
+        try:
+            value = get(keyword)
+        except Exception:
+            return f"{keyword} cannot be read"
+        if value is None or (isinstance(value, (str, bytes)) and not value.strip()):
+            continue
+        numbers = _float(value) if count == 1 else _floats(value, count)
+        if numbers is None:
+            return f"{keyword} must be {count} finite number(s); got a value that is not"
+        positive = keyword.endswith(("Spacing", "Thickness"))
+        if positive and min((numbers,) if isinstance(numbers, float) else numbers) <= 0:
+            return f"{keyword} must be positive; got a value <= 0"
+    return ""
 
 
 def _classify_dicom_dataset(full: str, rel: str, ds_holder: list[object]) -> FileRecord:
@@ -239,7 +365,9 @@ def _classify_dicom_dataset(full: str, rel: str, ds_holder: list[object]) -> Fil
             ds = pydicom.dcmread(full, defer_size=DEFER_BYTES, force=True)
             if not _looks_like_dicom(ds):
                 return FileRecord(rel, "quarantined", "not DICOM or NIfTI (no DICOM preamble or SOP Class)")
-        except Exception:
+        except Exception as error:
+            if environment_error(error) is not None:
+                raise
             return FileRecord(rel, "quarantined", "not DICOM or NIfTI (no DICOM preamble or SOP Class)")
     from pipeline.io.deid import phi_values
 
@@ -261,7 +389,9 @@ def _classify_dicom_dataset(full: str, rel: str, ds_holder: list[object]) -> Fil
     try:
         header, problem = _image_header(ds, full, modality, sop_class)
     except Exception as error:
-        return FileRecord(rel, "quarantined", f"unusable image header: {type(error).__name__}: {short_error(error)}", phi=phi)
+        if environment_error(error) is not None:
+            raise
+        return FileRecord(rel, "quarantined", f"unusable image header: {type(error).__name__}: {short_error(error, full)}", phi=phi)
     if problem:
         return FileRecord(rel, "quarantined", problem, phi=phi)
     return FileRecord(rel, "dicom", dicom=header, phi=phi)
@@ -516,7 +646,14 @@ def _clean(value: object) -> str:
     return " ".join(str(value).replace(",", " ").split())
 
 
-def short_error(error: BaseException) -> str:
-    """The error's text on one line, at most 160 characters, for a ledger reason."""
-    text = " ".join(str(error).split())
+def short_error(error: BaseException, path: str = "") -> str:
+    """The error's text on one line, at most 160 characters, for a ledger reason.
+
+    ``path`` (the file's full path, which libraries quote in their messages) is replaced
+    by ``<file>`` before cutting: a cut path could leave a folder named after a patient.
+    """
+    text = str(error)
+    if path:
+        text = text.replace(path, "<file>")
+    text = " ".join(text.split())
     return text[:160]

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.io.deid import file_ref
 from pipeline.io.scan import DicomHeader, short_error
 
 DUPLICATE_TOLERANCE_MM = 0.01
@@ -137,7 +138,7 @@ def group_series(headers: dict[str, DicomHeader]) -> tuple[list[Candidate], dict
         header = headers[path]
         if header.sop_uid:
             if header.sop_uid in kept_by_sop:
-                skipped[path] = f"duplicate SOPInstanceUID: same object as {kept_by_sop[header.sop_uid]}, kept once"
+                skipped[path] = f"duplicate SOPInstanceUID: same object as {file_ref(kept_by_sop[header.sop_uid])}, kept once"
                 continue
             kept_by_sop[header.sop_uid] = path
         series = header.series_uid or f"no-series-uid:{os.path.dirname(path)}"
@@ -210,7 +211,7 @@ def plan_volume(candidate: Candidate, spacing_policy: str) -> PlanOutcome:
                 if candidate.multiframe:
                     notes.append(f"frame {plane.frame + 1} repeats the position {where} of frame {keeper.frame + 1}; dropped")
                 else:
-                    skipped[plane.path] = f"duplicate slice position {where} along the normal; kept {keeper.path}"
+                    skipped[plane.path] = f"duplicate slice position {where} along the normal; kept {file_ref(keeper.path)}"
                 continue
             kept.append(index)
         planes = [candidate.planes[i] for i in kept]
@@ -286,21 +287,16 @@ def read_planes(raw_dir: str, headers: dict[str, DicomHeader], plan: VolumePlan)
     notes: set[str] = set()
     for path, indices in by_file.items():
         header = headers[path]
+        full = os.path.join(raw_dir, path)
         try:
-            frames = _stored_frames(os.path.join(raw_dir, path), header, notes)
+            frames = _stored_frames(full, header, notes)
         except Exception as error:
-            raise PixelError(path, f"pixel data cannot be decoded: {type(error).__name__}: {short_error(error)}") from error
+            raise PixelError(path, f"pixel data cannot be decoded: {type(error).__name__}: {short_error(error, full)}") from error
         if frames.shape[1:] != (rows, cols):
             raise PixelError(path, f"matrix {frames.shape[1:]} differs from the series' {(rows, cols)}")
         for index in indices:
             plane = plan.planes[index]
-            stored = frames[plane.frame]
-            if out.dtype == np.int16 and _rescale_into_int16(out[index], stored, plane.slope, plane.intercept):
-                continue
-            values = _rescale(stored, plane.slope, plane.intercept)
-            if out.dtype == np.int16 and not _fits_int16(values):
-                out = out.astype(np.float32)
-            out[index] = values
+            out = _place(out, index, frames[plane.frame], plane, path)
     if plan.resample is not None:
         work = out.astype(np.float32)
         out = np.stack([(1.0 - w) * work[i] + w * work[min(i + 1, len(work) - 1)] for i, w in plan.resample])
@@ -308,6 +304,36 @@ def read_planes(raw_dir: str, headers: dict[str, DicomHeader], plan: VolumePlan)
     # Fortran order, the order NIfTI stores, so the writer streams it without a
     # strided copy of the whole volume.
     return out.transpose(2, 1, 0), sorted(notes)
+
+
+def _place(out: np.ndarray, index: int, stored: np.ndarray, plane: Plane, path: str) -> np.ndarray:
+    """Rescale one plane into ``out[index]``; returns ``out``, promoted to float32 if needed.
+
+    Raises:
+        PixelError: Rescale Slope/Intercept overflow (``RescaleSlope = 1e20``): the
+            blame is this file's header, not the series.
+    """
+    try:
+        if out.dtype == np.int16 and _rescale_into_int16(out[index], stored, plane.slope, plane.intercept):
+            return out
+        with np.errstate(over="raise", invalid="raise"):
+            values = _rescale(stored, plane.slope, plane.intercept)
+    except (OverflowError, FloatingPointError) as error:
+        raise PixelError(path, _overflow(plane, error)) from error
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise PixelError(path, _overflow(plane, None))
+    if out.dtype == np.int16 and not _fits_int16(values):
+        out = out.astype(np.float32)
+    out[index] = values
+    return out
+
+
+def _overflow(plane: Plane, error: BaseException | None) -> str:
+    why = f" ({type(error).__name__})" if error is not None else ""
+    return (
+        f"Rescale Slope {plane.slope:g} / Intercept {plane.intercept or 0:g} overflow the value range{why}; "
+        "this file's rescale values are wrong"
+    ) if plane.slope is not None else f"rescaled values overflow the value range{why}; this file's rescale values are wrong"
 
 
 class PixelError(RuntimeError):
@@ -372,7 +398,8 @@ def _rescale(stored: np.ndarray, slope: float | None, intercept: float | None) -
         return stored
     exact = _integer_rescale(stored, slope, intercept)
     if exact is not None:
-        return stored.astype(np.int32) * exact[0] + exact[1]
+        # int64: a large integer slope must raise (OverflowError), not wrap around in int32.
+        return stored.astype(np.int64) * exact[0] + exact[1]
     slope = 1.0 if slope is None else slope
     intercept = 0.0 if intercept is None else intercept
     return (stored.astype(np.float64) * slope + intercept).astype(np.float32)

@@ -5,7 +5,8 @@ Usage::
     python -m pipeline.stages.ingest RAW_DIR MANIFEST OUT_DIR [--params params.yaml]
 
 Reads ``ingest.pseudonym_key`` (overridden by the ``PIPELINE_PSEUDONYM_KEY`` environment
-variable), ``ingest.series_choice``, ``ingest.spacing_policy`` and ``ingest.workers``.
+variable), ``ingest.series_choice``, ``ingest.spacing_policy``, ``ingest.workers``,
+``ingest.manifest_encoding`` and ``ingest.assume_missing_geometry``.
 Prints one summary line whose counts add up to the files found; a manifest or params
 problem exits with status 2 and a message listing every bad row.
 """
@@ -53,6 +54,8 @@ def ingest(args: argparse.Namespace) -> str:
         series_choice=config.series_choice,
         spacing_policy=config.spacing_policy,
         workers=config.workers,
+        manifest_encoding=config.manifest_encoding,
+        assume_missing_geometry=config.assume_missing_geometry,
     )
     return summary.line()
 

@@ -2,14 +2,16 @@ from __future__ import annotations
 
 import csv
 import gzip
+import os
 import shutil
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 
-from pipeline.io.deid import pseudonym
+from pipeline.io.deid import path_token, pseudonym
 from pipeline.io.ingest import ingest_cohort
 from pipeline.io.manifest import ManifestError
 from tests.io.dicom_builders import (
@@ -123,10 +125,13 @@ def test_manifest_errors_list_every_bad_row_before_anything_is_written(cohort: d
         ingest_cohort(cohort["raw"], cohort["manifest"], cohort["out"], pseudonym_key=KEY)
     message = str(caught.value)
     assert "found 4 problem(s)" in message
-    assert "line 3: 'label' must be 0 or 1; got 'yes'" in message
-    assert "line 4: locator (series_uid ....7.8.9) must match at least one file" in message
-    assert "line 5: 'path' must name a file or folder" in message
-    assert "line 6: locator (path 'f3a9') must be unique; it repeats line 2" in message
+    assert "line 3: 'label' (column 2) must be 0 or 1; got a word of 3 letters" in message
+    assert "line 4: locator (series_uid) must match at least one file" in message
+    assert "line 5: 'path' (column 3) must name a file or folder" in message
+    assert "line 6: locator (path) must be unique; it repeats line 2" in message
+    # Cells are described, never quoted: they may be ids, dates or folders named after patients.
+    for cell in ("yes", "7.8.9", "nowhere", "f3a9"):
+        assert cell not in message
     assert not (cohort["out"] / "index.csv").exists()
 
 
@@ -140,7 +145,7 @@ def test_series_uid_locators_select_one_series_and_the_rest_is_unreferenced(coho
 
 
 def test_series_choice_error_stops_and_names_the_row(cohort: dict) -> None:
-    with pytest.raises(ManifestError, match=r"line 2: locator \(path 'f3a9'\) must match one series .* got 2 \(planes: \[10, 2\]\)"):
+    with pytest.raises(ManifestError, match=r"line 2: locator \(path\) must match one series .* got 2 \(planes: \[10, 2\]\)"):
         ingest_cohort(cohort["raw"], cohort["manifest"], cohort["out"], pseudonym_key=KEY, series_choice="error")
 
 
@@ -155,7 +160,7 @@ def test_a_row_whose_files_are_all_unreadable_is_recorded_and_the_run_goes_on(co
     assert summary.rows_without_volume == (5,)
     assert "1 rows without a volume (see ledger.csv): lines 5" in summary.line()
     statuses = {r["path"]: r["status"] for r in _rows(cohort["out"] / "ledger.csv")}
-    assert statuses["broken/a.dcm"] == statuses["broken/b.dcm"] == "quarantined"
+    assert statuses[path_token(KEY, "broken/a.dcm")] == statuses[path_token(KEY, "broken/b.dcm")] == "quarantined"
 
 
 def test_a_gap_is_rejected_by_default_and_resampled_on_request(tmp_path: Path) -> None:
@@ -193,3 +198,73 @@ def test_the_io_package_stays_free_of_torch_and_lightning() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _one_series_cohort(tmp_path: Path, n: int = 4) -> tuple[Path, Path, dict]:
+    raw = tmp_path / "raw"
+    info = write_ct_series(raw / "p", n, seed=4)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("patient_id,label,path,site\nA,1,p,=cmd|' /C calc'!A0\n")
+    return raw, manifest, info
+
+
+def _set_header(path: Path, **values: object) -> None:
+    ds = pydicom.dcmread(path)
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path)
+
+
+def test_a_rescale_overflow_quarantines_the_file_that_declares_it(tmp_path: Path) -> None:
+    raw, manifest, info = _one_series_cohort(tmp_path)
+    bad = info["paths"][2]
+    _set_header(bad, RescaleSlope=1e20)
+    ingest_cohort(raw, manifest, tmp_path / "out", pseudonym_key=KEY)
+    ledger = {r["path"]: r for r in _rows(tmp_path / "out" / "ledger.csv")}
+    row = ledger[path_token(KEY, bad.relative_to(raw).as_posix())]
+    assert row["status"] == "quarantined" and "Rescale Slope 1e+20" in row["reason"]
+    others = [ledger[path_token(KEY, p.relative_to(raw).as_posix())] for p in info["paths"] if p != bad]
+    assert all(r["status"] == "skipped" and f"series not built: {path_token(KEY, 'p/' + bad.name)}:" in r["reason"] for r in others)
+    assert "the volume" not in " ".join(r["reason"] for r in others)
+
+
+def test_unparseable_pixel_spacing_quarantines_unless_assumed(tmp_path: Path) -> None:
+    raw, manifest, info = _one_series_cohort(tmp_path)
+    for path in info["paths"]:
+        _set_header(path, PixelSpacing=[7.25, 7.25])
+        path.write_bytes(path.read_bytes().replace(b"7.25\\7.25", b"abc\\abc\\ "))
+    summary = ingest_cohort(raw, manifest, tmp_path / "out", pseudonym_key=KEY)
+    assert summary.n_volumes == 0 and summary.counts["quarantined"] == 4
+    reasons = {r["reason"] for r in _rows(tmp_path / "out" / "ledger.csv")}
+    assert any("unusable geometry: PixelSpacing must be 2 finite number(s)" in r and "assume_missing_geometry" in r for r in reasons)
+    assumed = ingest_cohort(raw, manifest, tmp_path / "out2", pseudonym_key=KEY, assume_missing_geometry=True)
+    assert assumed.n_volumes == 1
+    assert "1 mm pixels assumed" in _rows(tmp_path / "out2" / "index.csv")[0]["ingest_note"]
+
+
+def test_an_absent_pixel_spacing_is_still_assumed_with_a_note(tmp_path: Path) -> None:
+    raw, manifest, info = _one_series_cohort(tmp_path)
+    for path in info["paths"]:
+        ds = pydicom.dcmread(path)
+        del ds.PixelSpacing
+        ds.save_as(path)
+    assert ingest_cohort(raw, manifest, tmp_path / "out", pseudonym_key=KEY).n_volumes == 1
+
+
+def test_index_cells_that_look_like_formulas_are_neutralised(tmp_path: Path) -> None:
+    raw, manifest, _ = _one_series_cohort(tmp_path)
+    ingest_cohort(raw, manifest, tmp_path / "out", pseudonym_key=KEY)
+    assert _rows(tmp_path / "out" / "index.csv")[0]["site"] == "'=cmd|' /C calc'!A0"
+
+
+def test_file_names_that_are_not_utf8_are_hashed_and_ledgered(tmp_path: Path) -> None:
+    raw, manifest, info = _one_series_cohort(tmp_path)
+    folder = os.fsencode(raw / "p")
+    os.rename(os.fsencode(info["paths"][0]), folder + b"/M\xfcller.dcm")  # referenced, in the series
+    (raw / "x").mkdir()
+    with open(os.fsencode(raw / "x") + b"/M\xfcller_2.dcm", "wb") as handle:  # unreferenced
+        handle.write(b"junk")
+    summary = ingest_cohort(raw, manifest, tmp_path / "out", pseudonym_key=KEY)
+    assert summary.n_volumes == 1 and summary.counts["ingested"] == 4 and summary.counts["unreferenced"] == 1
+    text = (tmp_path / "out" / "ledger.csv").read_bytes()
+    assert b"ller" not in text and len(_rows(tmp_path / "out" / "ledger.csv")) == 5

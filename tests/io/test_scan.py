@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 
-from pipeline.io.scan import read_header, read_headers, walk
+from pipeline.io.scan import DependencyError, environment_error, read_header, read_headers, walk
 from pipeline.io.series import Plane, VolumePlan, read_planes
 from tests.io.dicom_builders import PYDICOM_FILES, site_packages, truncate
 
@@ -110,3 +112,59 @@ def test_a_modality_lut_sequence_is_applied_like_pydicom() -> None:
     ds = pydicom.dcmread(path)
     np.testing.assert_array_equal(ours[:, :, 0].T, apply_modality_lut(ds.pixel_array, ds))
     assert "Modality LUT Sequence applied" in notes
+
+
+def _special_folder(tmp_path: Path) -> Path:
+    raw = tmp_path / "raw"
+    (raw / "in").mkdir(parents=True)
+    shutil.copyfile(PYDICOM_FILES / "CT_small.dcm", raw / "in" / "ct.dcm")
+    outside = tmp_path / "secret.txt"
+    outside.write_text("root:x:0:0")
+    os.symlink(outside, raw / "in" / "to_outside.dcm")
+    os.symlink(raw / "in" / "ct.dcm", raw / "in" / "to_inside.dcm")
+    os.symlink(tmp_path / "nothing", raw / "in" / "broken.dcm")
+    os.symlink(tmp_path, raw / "in" / "folder_outside")
+    os.mkfifo(raw / "in" / "pipe.dcm")
+    return raw
+
+
+def test_every_non_folder_entry_is_walked_and_only_files_inside_are_opened(tmp_path: Path) -> None:
+    raw = _special_folder(tmp_path)
+    files = walk(raw)
+    assert files == sorted(
+        f"in/{n}" for n in ("ct.dcm", "to_outside.dcm", "to_inside.dcm", "broken.dcm", "folder_outside", "pipe.dcm")
+    )
+    records = {r.path: r for r in read_headers(raw, files, workers=1)}  # a FIFO opened would block here
+    assert records["in/ct.dcm"].kind == records["in/to_inside.dcm"].kind == "dicom"
+    assert "outside the raw folder; not followed" in records["in/to_outside.dcm"].reason
+    assert "outside the raw folder" in records["in/folder_outside"].reason
+    assert "broken symbolic link" in records["in/broken.dcm"].reason
+    assert records["in/pipe.dcm"].reason == "not a regular file: a FIFO (named pipe); never opened"
+    assert all(records[p].kind == "quarantined" for p in files if p.split("/")[1] not in ("ct.dcm", "to_inside.dcm"))
+
+
+def test_a_missing_module_stops_the_scan_instead_of_quarantining_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for i in range(9):  # >= 8 files: read in the process pool (forked, so it inherits the patch)
+        shutil.copyfile(PYDICOM_FILES / "CT_small.dcm", raw / f"{i}.dcm")
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # what an interpreter without pydicom does
+    for workers in (1, 2):
+        with pytest.raises(DependencyError, match=r"ModuleNotFoundError: .*pydicom.* under the interpreter '.*python.*'.*\.venv.*make setup"):
+            read_headers(raw, walk(raw), workers=workers)
+
+
+def test_an_import_error_behind_a_pixel_error_is_an_environment_error() -> None:
+    from pipeline.io.series import PixelError
+
+    try:
+        try:
+            raise ModuleNotFoundError("No module named 'pylibjpeg'")
+        except ImportError as cause:
+            raise PixelError("a.dcm", "pixel data cannot be decoded") from cause
+    except PixelError as error:
+        found = environment_error(error)
+    assert isinstance(found, DependencyError) and "pylibjpeg" in str(found)
+    assert environment_error(ValueError("bad file")) is None

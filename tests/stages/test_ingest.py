@@ -61,8 +61,9 @@ def test_a_manifest_error_exits_2_with_every_bad_line(
     code = main([str(workspace["raw"]), str(workspace["manifest"]), str(workspace["out"]), "--params", str(workspace["params"])])
     assert code == 2
     error = capsys.readouterr().err
-    assert "line 2: 'label' must be 0 or 1; got '3'" in error
-    assert "line 3: 'patient_id' must not be empty" in error
+    assert "line 2: 'label' (column 2) must be 0 or 1; got a number of 1 digit(s)" in error
+    assert "line 3: 'patient_id' (column 1) must not be empty" in error
+    assert "P1" not in error and "a1" not in error
 
 
 def test_a_short_key_is_refused_with_the_fix(workspace: dict, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
