@@ -70,6 +70,7 @@ class Setup:
     warmup: int
     cohort: int
     deterministic: bool  # pipeline.training asks Lightning for deterministic algorithms on CPU
+    dims: int = 3  # 3: volumes size^3; 2: images size^2 (radiographs)
     arch: str = "resnet18"
     stem: str = "imagenet"  # "imagenet" (project) or "monai" (MONAI's default stride-1 stem)
     tutorial_workers: int = min(4, os.cpu_count() or 1)
@@ -123,10 +124,10 @@ def build_model(setup: Setup):  # noqa: ANN201
     if setup.stem == "monai":
         from monai.networks.nets import resnet18
 
-        return resnet18(spatial_dims=3, n_input_channels=1, num_classes=1)
+        return resnet18(spatial_dims=setup.dims, n_input_channels=1, num_classes=1)
     from pipeline.models import build_backbone
 
-    return build_backbone(setup.arch, spatial_dims=3, in_channels=1, num_classes=1, weights="none").model
+    return build_backbone(setup.arch, spatial_dims=setup.dims, in_channels=1, num_classes=1, weights="none").model
 
 
 def system_for(setup: Setup, *, augment: bool):  # noqa: ANN201
@@ -139,7 +140,7 @@ def system_for(setup: Setup, *, augment: bool):  # noqa: ANN201
         model.compile()
     return ClassifierSystem(
         model, lr=1e-4, weight_decay=1e-4, max_epochs=1,
-        augment=BatchAugment(3, seed=setup.seed) if augment else None, channels_last=setup.channels_last,
+        augment=BatchAugment(setup.dims, seed=setup.seed) if augment else None, channels_last=setup.channels_last,
     )
 
 
@@ -155,9 +156,9 @@ def part_compute(setup: Setup, _: Path) -> dict[str, Any]:
     system = system_for(setup, augment=False).to(setup.device).train()
     optimizer = system.configure_optimizers()["optimizer"]
     scaler = torch.amp.GradScaler(setup.device, enabled=setup.precision == "16-mixed")
-    x = torch.rand(setup.batch, 1, setup.size, setup.size, setup.size, device=setup.device)
+    x = torch.rand(setup.batch, 1, *(setup.size,) * setup.dims, device=setup.device)
     if setup.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d if setup.dims == 3 else torch.channels_last)
     y = (torch.arange(setup.batch, device=setup.device) % 2).float()
 
     def step() -> None:
@@ -229,7 +230,7 @@ def part_stream(setup: Setup, cache: Path) -> dict[str, Any]:
     data = CachedDataModule(cache, batch_size=setup.batch, num_workers=0, seed=setup.seed,
                             device_cache=setup.device_cache, device=setup.device)
     data.setup("fit")
-    augment = BatchAugment(3, seed=setup.seed)
+    augment = BatchAugment(setup.dims, seed=setup.seed)
     checksum, n = 0.0, 0
     synchronize(setup.device)
     start = time.perf_counter()
@@ -237,7 +238,7 @@ def part_stream(setup: Setup, cache: Path) -> dict[str, Any]:
     upload = time.perf_counter() - start
     for x, _, _ in loader:
         x = augment(x.to(setup.device, non_blocking=True).float())
-        checksum += float(x[:, :, 0, 0, 0].sum())  # forces the work, and a sync per batch
+        checksum += float(x.flatten(1)[:, 0].sum())  # forces the work, and a sync per batch
         n += len(x)
     seconds = time.perf_counter() - start
     return {"sps": n / seconds, "samples": n, "cache_resident_mb": resident_mb_of(cache), "checksum": checksum,
@@ -313,7 +314,7 @@ def write_cache(cache: Path, setup: Setup) -> None:
     from pipeline.cache import CacheWriter, write_meta
 
     rng = np.random.default_rng(setup.seed)
-    roi = (setup.size,) * 3
+    roi = (setup.size,) * setup.dims
     counts = {"train": setup.cohort, "val": 4, "test": 4}
     for part, n in counts.items():
         writer = CacheWriter(cache, part, n, roi)
@@ -321,7 +322,7 @@ def write_cache(cache: Path, setup: Setup) -> None:
             volume = rng.random(roi, dtype=np.float32)[None]
             writer.add(volume, {"patient_id": f"p{part}{i}", "series_key": f"{part}-{i}", "label": i % 2})
         writer.close(("patient_id", "series_key", "label"))
-    write_meta(cache, {"spatial_dims": 3, "roi": list(roi), "pixdim": [1.5] * 3, "counts": counts})
+    write_meta(cache, {"spatial_dims": setup.dims, "roi": list(roi), "pixdim": [1.5] * setup.dims, "counts": counts})
 
 
 def write_nifti(folder: Path, setup: Setup, n: int) -> None:
@@ -382,6 +383,8 @@ def choose_setup(args: argparse.Namespace) -> Setup:
         channels_last=args.channels_last if args.channels_last is not None else gpu,
         compile=args.compile,
         deterministic=not gpu,  # as pipeline.training sets it
+        dims=args.dims,
+        arch=args.arch,
         loader_workers=args.loader_workers,
         device_cache={"auto": "auto", "true": True, "false": False}[args.device_cache],
         **chosen,
@@ -392,7 +395,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="CPU-sized run: 1x64^3, batch 4, a few steps")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--size", type=int, help="cube edge of the model input, voxels")
+    parser.add_argument("--size", type=int, help="edge of the model input, voxels (pixels with --dims 2)")
+    parser.add_argument("--dims", type=int, default=3, choices=(2, 3), help="3: volumes; 2: images, without (c)")
+    parser.add_argument("--arch", default="resnet18", choices=("resnet18", "resnet34", "resnet50"))
     parser.add_argument("--batch", type=int)
     parser.add_argument("--steps", type=int, help="timed steps per part")
     parser.add_argument("--warmup", type=int, help="untimed steps first")
@@ -402,6 +407,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction,
                         default=None, help="default: on for CUDA, off for CPU")
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbone in (a) and (b)")
+    parser.add_argument("--no-tutorial", dest="tutorial", action="store_false",
+                        help="skip (c), e.g. when only a knob of (a) and (b) changes between runs")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of (a) and (b); best kept")
     parser.add_argument("--knobs", action="store_true", help="also time (a) for each model knob")
     parser.add_argument("--loader-workers", dest="loader_workers", type=int, default=0,
@@ -427,14 +434,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device: {device_name}")
     reason = fast_precision(setup.device)[1] if args.precision == "auto" else "set by --precision"
     print(f"precision {setup.precision}: {reason}")
-    print(f"input 1x{setup.size}^3, batch {setup.batch}, precision {setup.precision}, "
+    print(f"{setup.arch}, input 1x{setup.size}^{setup.dims}, batch {setup.batch}, precision {setup.precision}, "
           f"channels_last {setup.channels_last}, compile {setup.compile}, deterministic {setup.deterministic}, "
           f"{setup.steps} timed steps after "
           f"{setup.warmup}; cohort {setup.cohort} volumes; tutorial workers {setup.tutorial_workers}")
     with tempfile.TemporaryDirectory(prefix="train_throughput_") as tmp:
         cache, nifti = Path(tmp) / "cache", Path(tmp) / "nifti"
         write_cache(cache, setup)
-        write_nifti(nifti, setup, n=min(setup.cohort, setup.batch * (setup.warmup + setup.steps)))
+        tutorial = args.tutorial and setup.dims == 3  # MONAI's tutorial is 3D; a 2D run times (a), (b), (d)
+        if tutorial:
+            write_nifti(nifti, setup, n=min(setup.cohort, setup.batch * (setup.warmup + setup.steps)))
         # (a) and (b) alternate and each keeps its best round, so a burst of load from
         # another process on a shared machine does not decide the ratio b/a.
         # When (b) held the cohort on the device, the same path streamed joins each round,
@@ -448,7 +457,7 @@ def main(argv: list[str] | None = None) -> None:
         results = {
             "compute": max((r[0] for r in rounds), key=lambda r: r["sps"]),
             "pipeline": max((r[1] for r in rounds), key=lambda r: r["sps"]),
-            "tutorial": run_part("tutorial", setup, nifti),
+            **({"tutorial": run_part("tutorial", setup, nifti)} if tutorial else {}),
             "stream": run_part("stream", setup, cache),
         }
         if all(r[2] is not None for r in rounds):
@@ -473,7 +482,8 @@ def main(argv: list[str] | None = None) -> None:
                 variants.pop("ImageNet stem, bf16-mixed, channels-last, compile")
             knobs = {name: run_part("compute", v, cache)["sps"] for name, v in variants.items()}
 
-    a, b, c, d = (results[k]["sps"] for k in ("compute", "pipeline", "tutorial", "stream"))
+    a, b, d = (results[k]["sps"] for k in ("compute", "pipeline", "stream"))
+    c = results["tutorial"]["sps"] if "tutorial" in results else None
     # OpenMP threads slow down many-fold when other processes share the cores: say so
     print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}; cores: {os.cpu_count()}")
     print(f"(a) compute limit (model alone)      {a:10.2f} samples/s   peak RSS {results['compute']['peak_rss_mb']:8.0f} MB")
@@ -483,20 +493,22 @@ def main(argv: list[str] | None = None) -> None:
         streamed = results["pipeline_streamed"]
         print(f"    (b) with the cache streamed          {streamed['sps']:10.2f} samples/s   peak RSS "
               f"{streamed['peak_rss_mb']:8.0f} MB")
-    print(f"(c) MONAI tutorial loop (NIfTI)      {c:10.2f} samples/s   peak RSS {results['tutorial']['peak_rss_mb']:8.0f} MB")
+    if c is not None:
+        print(f"(c) MONAI tutorial loop (NIfTI)      {c:10.2f} samples/s   peak RSS "
+              f"{results['tutorial']['peak_rss_mb']:8.0f} MB")
     print(f"(d) data path alone, {setup.cohort} volumes {d:10.2f} samples/s   peak RSS {results['stream']['peak_rss_mb']:8.0f} MB"
           f" (cache {results['stream']['placement']}, placed in {results['stream']['upload_s']:.2f} s;"
           f" cache pages mapped: {results['stream']['cache_resident_mb']} MB)")
-    print(f"b/a = {b / a:.3f}   b/c = {b / c:.3f}")
+    print(f"b/a = {b / a:.3f}" + (f"   b/c = {b / c:.3f}" if c is not None else ""))
     for name, sps in knobs.items():
         print(f"knob  {name:<52} {sps:10.2f} samples/s")
     summary = {
         "device": device_name,
         "compute_limit_sps": round(a, 3),
         "pipeline_sps": round(b, 3),
-        "monai_tutorial_sps": round(c, 3),
+        "monai_tutorial_sps": round(c, 3) if c is not None else None,
         "pipeline_vs_compute": round(b / a, 3),
-        "pipeline_vs_tutorial": round(b / c, 3),
+        "pipeline_vs_tutorial": round(b / c, 3) if c is not None else None,
         "peak_rss_mb": results["pipeline"]["peak_rss_mb"],
         "data_path_sps": round(d, 3),
         "data_path_peak_rss_mb": results["stream"]["peak_rss_mb"],

@@ -388,7 +388,9 @@ class TrainConfig:
         batch_size: samples per step.
         lr: AdamW learning rate of the head.
         weight_decay: AdamW weight decay.
-        precision: Lightning precision, ``32``, ``bf16-mixed`` or ``16-mixed``.
+        precision: Lightning precision, ``32``, ``bf16-mixed`` or ``16-mixed``; ``auto``
+            picks bf16-mixed where the GPU or CPU computes bf16 natively and fp32 on a CPU
+            without it (AVX2 only), where bf16 is emulated and many times slower.
         accelerator: ``cpu``, ``gpu`` or ``auto``.
         devices: devices per node (``auto`` or an integer).
         strategy: Lightning strategy, ``auto`` or ``ddp``.
@@ -433,7 +435,7 @@ class TrainConfig:
         check_range("train.lr", self.lr, low=0.0, low_open=True)
         check_range("train.weight_decay", self.weight_decay, low=0.0)
         object.__setattr__(self, "precision", str(self.precision))
-        check_choice("train.precision", self.precision, ("32", "bf16-mixed", "16-mixed"))
+        check_choice("train.precision", self.precision, ("auto", "32", "bf16-mixed", "16-mixed"))
         check_choice("train.accelerator", self.accelerator, ("cpu", "gpu", "auto"))
         if self.devices != "auto":
             check_range("train.devices", self.devices, low=1, integer=True)

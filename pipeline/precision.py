@@ -39,3 +39,19 @@ def fast_precision(device_type: str) -> tuple[str, str]:
     if cpu_has_native_bf16():
         return "bf16-mixed", f"this CPU ({cpu_capability()}) computes bf16 natively (AVX-512 BF16 or AMX)"
     return "32", f"this CPU ({cpu_capability()}) has no native bf16, where bf16 autocast is emulated and slower than fp32"
+
+
+def resolve_precision(setting: str, accelerator: str) -> tuple[str, str]:
+    """``train.precision`` as Lightning takes it: ``auto`` becomes :func:`fast_precision`.
+
+    Args:
+        setting: ``auto``, ``32``, ``bf16-mixed`` or ``16-mixed``.
+        accelerator: ``train.accelerator``; ``auto`` trains on CUDA when there is one.
+
+    Returns:
+        The precision and the reason, for the stage to print.
+    """
+    if setting != "auto":
+        return setting, "set by train.precision"
+    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return fast_precision("cuda" if cuda else "cpu")

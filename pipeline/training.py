@@ -34,6 +34,7 @@ from pipeline.data import CachedDataModule
 from pipeline.finetuning import FreezeEarlyLayers
 from pipeline.folders import empty_folder
 from pipeline.models import build_backbone
+from pipeline.precision import resolve_precision
 from pipeline.system import ClassifierSystem
 from pipeline.tables import write_rows
 from pipeline.transforms import BatchAugment
@@ -169,6 +170,8 @@ def train_and_predict(
     callbacks: list[pl.Callback] = [best, last, *extra_callbacks]
     if model.freeze_until_epoch > 0:
         callbacks.append(FreezeEarlyLayers(unfreeze_at_epoch=model.freeze_until_epoch))
+    precision, why = resolve_precision(train.precision, train.accelerator)
+    print(f"train: precision {precision} ({why})")
     logger = DVCLiveLogger(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, resume=ckpt_path is not None)
     trainer = pl.Trainer(
         max_epochs=train.max_epochs,
@@ -176,7 +179,7 @@ def train_and_predict(
         devices=train.devices,
         strategy=train.strategy,
         num_nodes=train.num_nodes,
-        precision=train.precision,
+        precision=precision,
         callbacks=callbacks,
         logger=logger,
         deterministic=not torch.cuda.is_available() or train.accelerator == "cpu",
