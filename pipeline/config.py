@@ -213,12 +213,16 @@ class IngestConfig:
             (recorded in the ledger) or ``resample`` it onto the median spacing
             (recorded too).
         workers: processes reading headers and pixels in parallel.
+        max_voxels: a file whose header declares more voxels (Rows x Columns x frames,
+            or the NIfTI shape) is quarantined from its header alone, before any
+            allocation; 2**31 is above any clinical CT or MR.
     """
 
     pseudonym_key: str
     series_choice: str = "most_slices"
     spacing_policy: str = "reject"
     workers: int = 2
+    max_voxels: int = 2**31
 
     def __post_init__(self) -> None:
         # The value is a secret: errors say what is wrong with it, never what it is.
@@ -235,6 +239,7 @@ class IngestConfig:
         check_choice("ingest.series_choice", self.series_choice, ("most_slices", "error"))
         check_choice("ingest.spacing_policy", self.spacing_policy, ("reject", "resample"))
         check_range("ingest.workers", self.workers, low=1, integer=True)
+        check_range("ingest.max_voxels", self.max_voxels, low=1, integer=True)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> "IngestConfig":

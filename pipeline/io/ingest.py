@@ -38,7 +38,7 @@ from pipeline.io.deid import TECHNICAL_KEYWORDS, Redactor, pseudonym
 from pipeline.io.ledger import Ledger
 from pipeline.io.manifest import RESERVED_COLUMNS, Manifest, ManifestRow, RowError, read_manifest
 from pipeline.io.nifti import LPS_TO_RAS, NiftiShapeError, image_shape_problem, load_nifti, write_canonical
-from pipeline.io.scan import FileRecord, read_headers, short_error, uid_name, walk
+from pipeline.io.scan import DEFAULT_MAX_VOXELS, FileRecord, read_headers, short_error, uid_name, walk
 from pipeline.io.series import Candidate, PixelError, VolumePlan, group_series, plan_volume, read_planes
 
 SERIES_CHOICES: tuple[str, ...] = ("most_slices", "error")
@@ -141,6 +141,7 @@ def ingest_cohort(
     series_choice: str = "most_slices",
     spacing_policy: str = "reject",
     workers: int = 1,
+    max_voxels: int = DEFAULT_MAX_VOXELS,
 ) -> IngestSummary:
     """Ingest a raw DICOM/NIfTI export listed by a manifest.
 
@@ -155,6 +156,7 @@ def ingest_cohort(
             as skipped; ``error``: stop and list such rows.
         spacing_policy: ``reject`` or ``resample`` a series with non-uniform spacing.
         workers: processes for header reading and volume building.
+        max_voxels: a file declaring more voxels is quarantined from its header alone.
 
     Returns:
         The run's summary; its counts add up to the number of files found.
@@ -193,7 +195,7 @@ def ingest_cohort(
         manifest.raise_if_invalid()
     wanted = sorted(set(files) if uses_uid else set().union(*reach.values()) if reach else set())
     wanted = [p for p in wanted if p != manifest_rel]
-    records = {record.path: record for record in read_headers(raw, wanted, workers)}
+    records = {record.path: record for record in read_headers(raw, wanted, workers, max_voxels)}
     for record in records.values():
         redact.add(record.phi)
 

@@ -5,7 +5,7 @@ Usage::
     python -m pipeline.stages.ingest RAW_DIR MANIFEST OUT_DIR [--params params.yaml]
 
 Reads ``ingest.pseudonym_key`` (overridden by the ``PIPELINE_PSEUDONYM_KEY`` environment
-variable), ``ingest.series_choice``, ``ingest.spacing_policy`` and ``ingest.workers``.
+variable), ``ingest.series_choice``, ``ingest.spacing_policy``, ``ingest.workers`` and ``ingest.max_voxels``.
 Prints one summary line whose counts add up to the files found; a manifest or params
 problem exits with status 2 and a message listing every bad row.
 """
@@ -53,6 +53,7 @@ def ingest(args: argparse.Namespace) -> str:
         series_choice=config.series_choice,
         spacing_policy=config.spacing_policy,
         workers=config.workers,
+        max_voxels=config.max_voxels,
     )
     return summary.line()
 
