@@ -16,6 +16,7 @@ Each file becomes one :class:`FileRecord` with a ``kind``:
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import warnings
@@ -245,12 +246,14 @@ def _classify_dicom_dataset(full: str, rel: str, ds_holder: list[object], max_vo
     # point into the file: read it whole (its size was just bounded).
     defer = None if deflated else DEFER_BYTES
     try:
-        ds = pydicom.dcmread(full, defer_size=defer)
+        with _CappedReader(full) as handle:
+            ds = pydicom.dcmread(handle, defer_size=defer)
     except InvalidDicomError:
         # Files written without the 128-byte preamble are still DICOM; force=True reads
         # them, and the checks below reject junk that merely parsed.
         try:
-            ds = pydicom.dcmread(full, defer_size=defer, force=True)
+            with _CappedReader(full) as handle:
+                ds = pydicom.dcmread(handle, defer_size=defer, force=True)
             if not _looks_like_dicom(ds):
                 return FileRecord(rel, "quarantined", "not DICOM or NIfTI (no DICOM preamble or SOP Class)")
         except Exception:
@@ -279,6 +282,26 @@ def _classify_dicom_dataset(full: str, rel: str, ds_holder: list[object], max_vo
     if problem:
         return FileRecord(rel, "quarantined", problem, phi=phi)
     return FileRecord(rel, "dicom", dicom=header, phi=phi)
+
+
+class _CappedReader(io.BufferedReader):
+    """A file whose ``read(n)`` never asks for more bytes than remain in it.
+
+    Python allocates the ``n`` bytes a read asks for before reading; pydicom asks for
+    an element's declared length, so one corrupt length (4 GB) in a 40 KB file would
+    allocate 4 GB.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(io.FileIO(path, "rb"))
+        self._size = os.fstat(self.fileno()).st_size
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(0, self._size - self.tell()))
+            if size == 0:
+                return b""
+        return super().read(size)
 
 
 def _deflated_problem(full: str) -> tuple[bool, str]:
