@@ -246,13 +246,13 @@ def _classify_dicom_dataset(full: str, rel: str, ds_holder: list[object], max_vo
     # point into the file: read it whole (its size was just bounded).
     defer = None if deflated else DEFER_BYTES
     try:
-        with _CappedReader(full) as handle:
+        with CappedReader(full) as handle:
             ds = pydicom.dcmread(handle, defer_size=defer)
     except InvalidDicomError:
         # Files written without the 128-byte preamble are still DICOM; force=True reads
         # them, and the checks below reject junk that merely parsed.
         try:
-            with _CappedReader(full) as handle:
+            with CappedReader(full) as handle:
                 ds = pydicom.dcmread(handle, defer_size=defer, force=True)
             if not _looks_like_dicom(ds):
                 return FileRecord(rel, "quarantined", "not DICOM or NIfTI (no DICOM preamble or SOP Class)")
@@ -284,7 +284,7 @@ def _classify_dicom_dataset(full: str, rel: str, ds_holder: list[object], max_vo
     return FileRecord(rel, "dicom", dicom=header, phi=phi)
 
 
-class _CappedReader(io.BufferedReader):
+class CappedReader(io.BufferedReader):
     """A file whose ``read(n)`` never asks for more bytes than remain in it.
 
     Python allocates the ``n`` bytes a read asks for before reading; pydicom asks for

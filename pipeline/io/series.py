@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.io.scan import DicomHeader, short_error
+from pipeline.io.scan import CappedReader, DicomHeader, short_error
 
 DUPLICATE_TOLERANCE_MM = 0.01
 """Two planes closer than this along the normal are the same slice position."""
@@ -332,7 +332,8 @@ def _stored_frames(full: str, header: DicomHeader, notes: set[str]) -> np.ndarra
         import pydicom
         from pydicom.pixels import apply_color_lut, apply_modality_lut
 
-        ds = pydicom.dcmread(full, force=True)
+        with CappedReader(full) as handle:
+            ds = pydicom.dcmread(handle, force=True)
         if "TransferSyntaxUID" not in ds.file_meta:
             ds.file_meta.TransferSyntaxUID = header.transfer_syntax
         array = ds.pixel_array
