@@ -133,14 +133,16 @@ def build_cases(root: Path, slices: int) -> list[dict]:
     )
     _gzip_zeros(case("gzip_stream_1GiB_past_a_64x64x64_header", "hostile", 0) / "a.nii.gz",
                 _nifti_header((64, 64, 64), np.int16), 64**3 * 2 + 2**30)
-    _ct_series(case(f"legit_dicom_512x512x{slices}", "legit", 512 * 512 * slices * 2), slices)
+    series = case(f"legit_dicom_512x512x{slices}", "legit", 512 * 512 * slices * 2) / "series"
+    series.mkdir()
+    _ct_series(series, slices)
     _nifti_volume(case(f"legit_nifti_512x512x{slices}", "legit", 512 * 512 * slices * 2) / "a.nii.gz", slices)
     return cases
 
 
 def measure(case: dict) -> dict:
     folder = case["raw"].parent
-    target = next(case["raw"].iterdir()).name if len(list(case["raw"].iterdir())) == 1 else ""
+    target = next(case["raw"].iterdir()).name  # one file, or the one folder of a series
     (folder / "manifest.csv").write_text(f"patient_id,label,path\nP1,1,{target}\n")
     (folder / "params.yaml").write_text("ingest:\n  pseudonym_key: benchmark-key-123\n  workers: 1\n")
     argv = [sys.executable, "-m", "pipeline.stages.ingest", str(case["raw"]), str(folder / "manifest.csv"),

@@ -260,6 +260,7 @@ def _classify_dicom_dataset(full: str, rel: str, ds_holder: list[object], max_vo
             return FileRecord(rel, "quarantined", "not DICOM or NIfTI (no DICOM preamble or SOP Class)")
     from pipeline.io.deid import phi_values
 
+    ds.fileobj_type = CappedReader  # deferred elements are read later through a re-opened file
     ds_holder.append(ds)
     if len(ds) == 0:
         return FileRecord(rel, "quarantined", "no readable DICOM elements (truncated or corrupt file)")
@@ -292,7 +293,7 @@ class CappedReader(io.BufferedReader):
     allocate 4 GB.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, mode: str = "rb") -> None:  # pydicom re-opens with (path, "rb")
         super().__init__(io.FileIO(path, "rb"))
         self._size = os.fstat(self.fileno()).st_size
 

@@ -288,7 +288,9 @@ def read_planes(raw_dir: str, headers: dict[str, DicomHeader], plan: VolumePlan)
         header = headers[path]
         try:
             frames = _stored_frames(os.path.join(raw_dir, path), header, notes)
-        except Exception as error:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:  # a Rust decoder's panic (pyo3 PanicException) is no Exception
             raise PixelError(path, f"pixel data cannot be decoded: {type(error).__name__}: {short_error(error)}") from error
         if frames.shape[1:] != (rows, cols):
             raise PixelError(path, f"matrix {frames.shape[1:]} differs from the series' {(rows, cols)}")

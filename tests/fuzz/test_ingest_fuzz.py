@@ -41,6 +41,9 @@ WORKERS = int(os.environ.get("FUZZ_WORKERS", "1"))
 REGRESSIONS: tuple[tuple[int, int], ...] = (
     (11, 203),  # SC_rgb_gdcm_KY.dcm, a sequence item length flipped to ~4 GB: pydicom's read() allocated it
     (2024, 730),  # examples_jpeg2k.dcm, the same in the pixel read: the header scan defers the element
+    (2024, 3375),  # SC_rgb_small_odd_big_endian.dcm, the same in a deferred element read back with open()
+    (2024, 3969),  # rtdose.dcm, likewise
+    (2024, 4754),  # MR_small_RLE.dcm with Columns=15: the Rust RLE decoder panics (a BaseException)
 )
 """``(seed, index)`` of mutants that once broke ingest, kept as fixed cases."""
 
