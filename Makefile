@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: setup setup-dev repro test test-fast bench clean
+.PHONY: setup setup-dev repro test test-fast fuzz bench clean
 
 # dvc runs each stage's `python -m ...` through PATH: the venv must come first.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -35,7 +35,13 @@ test: setup-dev
 	$(BIN)/python -m pytest
 
 test-fast: setup-dev
-	$(BIN)/python -m pytest -m "not e2e and not gpu"
+	$(BIN)/python -m pytest -m "not e2e and not gpu and not fuzz"
+
+# Thousands of mutated DICOM/NIfTI files through ingest (FUZZ_CASES, FUZZ_SEED to vary).
+FUZZ_CASES ?= 5000
+FUZZ_SEED ?= 2024
+fuzz: setup-dev
+	FUZZ_CASES=$(FUZZ_CASES) FUZZ_SEED=$(FUZZ_SEED) $(BIN)/python -m pytest tests/fuzz -m fuzz -q
 
 bench: setup-dev
 	$(BIN)/python benchmarks/ingest_throughput.py

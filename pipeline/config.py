@@ -217,6 +217,9 @@ class IngestConfig:
             or a Python codec name for other manifests (``cp1252``).
         assume_missing_geometry: ingest DICOM files whose geometry values are present
             but unparseable with 1 mm / axial assumed, instead of quarantining them.
+        max_voxels: a file whose header declares more voxels (Rows x Columns x frames,
+            or the NIfTI shape) is quarantined from its header alone, before any
+            allocation; 2**31 is above any clinical CT or MR.
     """
 
     pseudonym_key: str
@@ -225,6 +228,7 @@ class IngestConfig:
     workers: int = 2
     manifest_encoding: str = "auto"
     assume_missing_geometry: bool = False
+    max_voxels: int = 2**31
 
     def __post_init__(self) -> None:
         # The value is a secret: errors say what is wrong with it, never what it is.
@@ -246,6 +250,7 @@ class IngestConfig:
             raise ConfigError(
                 f"'ingest.assume_missing_geometry' must be true or false; got {self.assume_missing_geometry!r}."
             )
+        check_range("ingest.max_voxels", self.max_voxels, low=1, integer=True)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> "IngestConfig":

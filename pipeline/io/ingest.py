@@ -39,7 +39,15 @@ from pipeline.io.deid import TECHNICAL_KEYWORDS, Redactor, file_ref, path_token,
 from pipeline.io.ledger import Ledger
 from pipeline.io.manifest import AUTO_ENCODING, RESERVED_COLUMNS, Manifest, ManifestRow, RowError, read_manifest
 from pipeline.io.nifti import LPS_TO_RAS, NiftiShapeError, image_shape_problem, load_nifti, write_canonical
-from pipeline.io.scan import FileRecord, environment_error, read_headers, short_error, uid_name, walk
+from pipeline.io.scan import (
+    DEFAULT_MAX_VOXELS,
+    FileRecord,
+    environment_error,
+    read_headers,
+    short_error,
+    uid_name,
+    walk,
+)
 from pipeline.io.series import Candidate, PixelError, VolumePlan, group_series, plan_volume, read_planes
 from pipeline.tables import write_rows
 
@@ -145,6 +153,7 @@ def ingest_cohort(
     workers: int = 1,
     manifest_encoding: str = AUTO_ENCODING,
     assume_missing_geometry: bool = False,
+    max_voxels: int = DEFAULT_MAX_VOXELS,
 ) -> IngestSummary:
     """Ingest a raw DICOM/NIfTI export listed by a manifest.
 
@@ -163,6 +172,7 @@ def ingest_cohort(
         assume_missing_geometry: ingest a DICOM file whose spacing, orientation or
             position is present but unparseable, with 1 mm / axial assumed and noted;
             by default such a file is quarantined.
+        max_voxels: a file declaring more voxels is quarantined from its header alone.
 
     Returns:
         The run's summary; its counts add up to the number of files found.
@@ -202,7 +212,7 @@ def ingest_cohort(
         manifest.raise_if_invalid()
     wanted = sorted(set(files) if uses_uid else set().union(*reach.values()) if reach else set())
     wanted = [p for p in wanted if p != manifest_rel]
-    records = {record.path: record for record in read_headers(raw, wanted, workers)}
+    records = {record.path: record for record in read_headers(raw, wanted, workers, max_voxels)}
     for record in records.values():
         redact.add(record.phi)
 

@@ -23,6 +23,7 @@ A missing dependency (``ImportError`` while reading) is not the file's fault: it
 from __future__ import annotations
 
 import errno
+import io
 import math
 import os
 import stat
@@ -38,6 +39,9 @@ DEFER_BYTES = 4096
 """Elements larger than this (pixel data, big private blobs) are not loaded with the header."""
 
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
+
+DEFAULT_MAX_VOXELS = 2**31
+"""``ingest.max_voxels`` of params.yaml, for callers outside a stage (tests, notebooks)."""
 
 _NON_IMAGE_PREFIXES: tuple[tuple[str, str], ...] = (
     ("1.2.840.10008.1.3.10", "DICOMDIR (media directory index)"),
@@ -73,6 +77,8 @@ _NON_IMAGE_MODALITIES: dict[str, str] = {
 }
 
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+_FLOAT_BITS = {0x7FE00008: 32, 0x7FE00009: 64}
+"""Float and Double Float Pixel Data: the value size is the element's, not BitsAllocated."""
 
 GEOMETRY_KEYWORDS: tuple[tuple[str, int], ...] = (
     ("PixelSpacing", 2),
@@ -255,19 +261,22 @@ def not_regular(root: str, full: str) -> str:
     return ""
 
 
-def read_headers(raw_dir: str | Path, paths: list[str], workers: int) -> list[FileRecord]:
+def read_headers(
+    raw_dir: str | Path, paths: list[str], workers: int, max_voxels: int = DEFAULT_MAX_VOXELS
+) -> list[FileRecord]:
     """Read and classify each file's header, in ``workers`` processes.
 
     Args:
         raw_dir: the root the paths are relative to.
         paths: relative POSIX paths.
         workers: processes; 1 reads in this process (no pool start-up cost).
+        max_voxels: a file declaring more voxels is quarantined from its header alone.
 
     Returns:
         One record per path, in the same order. Never raises for a bad file.
     """
     root = str(raw_dir)
-    jobs = [(root, p) for p in paths]
+    jobs = [(root, p, max_voxels) for p in paths]
     if workers <= 1 or len(jobs) < 8:
         return [_read_one(job) for job in jobs]
     chunk = max(1, min(64, math.ceil(len(jobs) / (workers * 8))))
@@ -275,19 +284,19 @@ def read_headers(raw_dir: str | Path, paths: list[str], workers: int) -> list[Fi
         return list(pool.map(_read_one, jobs, chunksize=chunk))
 
 
-def read_header(full_path: str | Path, rel_path: str) -> FileRecord:
+def read_header(full_path: str | Path, rel_path: str, max_voxels: int = DEFAULT_MAX_VOXELS) -> FileRecord:
     """Classify one file; see the module docstring for the kinds."""
     full = str(full_path)
     root = full[: len(full) - len(rel_path)] if full.endswith(rel_path) else os.path.dirname(full)
-    return _classify(root or ".", full, rel_path)
+    return _classify(root or ".", full, rel_path, max_voxels)
 
 
-def _read_one(job: tuple[str, str]) -> FileRecord:
-    root, rel = job
-    return _classify(root, os.path.join(root, rel), rel)
+def _read_one(job: tuple[str, str, int]) -> FileRecord:
+    root, rel, max_voxels = job
+    return _classify(root, os.path.join(root, rel), rel, max_voxels)
 
 
-def _classify(root: str, full: str, rel: str) -> FileRecord:
+def _classify(root: str, full: str, rel: str, max_voxels: int) -> FileRecord:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -295,8 +304,8 @@ def _classify(root: str, full: str, rel: str) -> FileRecord:
             if refused:
                 return FileRecord(rel, "quarantined", refused)
             if rel.lower().endswith(NIFTI_SUFFIXES):
-                return _classify_nifti(full, rel)
-            return _classify_dicom(full, rel)
+                return _classify_nifti(full, rel, max_voxels)
+            return _classify_dicom(full, rel, max_voxels)
         except Exception as error:  # one bad file must never stop the scan
             environment = environment_error(error)
             if environment is not None:
@@ -304,25 +313,25 @@ def _classify(root: str, full: str, rel: str) -> FileRecord:
             return FileRecord(rel, "quarantined", f"unreadable: {type(error).__name__}: {short_error(error, full)}")
 
 
-def _classify_nifti(full: str, rel: str) -> FileRecord:
-    import nibabel as nib
+def _classify_nifti(full: str, rel: str, max_voxels: int) -> FileRecord:
+    from pipeline.io.nifti import layout_problem, read_layout
 
     try:
-        image = nib.load(full)
+        layout = read_layout(full)
     except Exception as error:
         if environment_error(error) is not None:
             raise
         return FileRecord(rel, "quarantined", f"unreadable NIfTI header: {type(error).__name__}: {short_error(error, full)}")
-    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
-        return FileRecord(rel, "quarantined", f"not a NIfTI-1/2 image; nibabel read it as {type(image).__name__}")
-    shape = tuple(int(s) for s in image.shape)
-    zooms = tuple(float(z) for z in image.header.get_zooms())
-    return FileRecord(rel, "nifti", nifti=NiftiHeader(shape=shape, zooms=zooms))
+    problem = layout_problem(layout, max_voxels)
+    if problem:
+        return FileRecord(rel, "quarantined", problem)
+    zooms = tuple(float(z) for z in layout.header.get_zooms())  # type: ignore[attr-defined]
+    return FileRecord(rel, "nifti", nifti=NiftiHeader(shape=layout.shape, zooms=zooms))
 
 
-def _classify_dicom(full: str, rel: str) -> FileRecord:
+def _classify_dicom(full: str, rel: str, max_voxels: int) -> FileRecord:
     ds_holder: list[object] = []
-    record = _classify_dicom_dataset(full, rel, ds_holder)
+    record = _classify_dicom_dataset(full, rel, ds_holder, max_voxels)
     if record.kind == "dicom" and ds_holder:
         record.geometry = geometry_problem(ds_holder[0])
     return _with_uids(record, ds_holder[0]) if ds_holder else record
@@ -352,17 +361,25 @@ def geometry_problem(ds: object) -> str:
     return ""
 
 
-def _classify_dicom_dataset(full: str, rel: str, ds_holder: list[object]) -> FileRecord:
+def _classify_dicom_dataset(full: str, rel: str, ds_holder: list[object], max_voxels: int) -> FileRecord:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    deflated, problem = _deflated_problem(full)
+    if problem:
+        return FileRecord(rel, "quarantined", problem)
+    # pydicom inflates a deflated dataset into memory, where deferred offsets no longer
+    # point into the file: read it whole (its size was just bounded).
+    defer = None if deflated else DEFER_BYTES
     try:
-        ds = pydicom.dcmread(full, defer_size=DEFER_BYTES)
+        with CappedReader(full) as handle:
+            ds = pydicom.dcmread(handle, defer_size=defer)
     except InvalidDicomError:
         # Files written without the 128-byte preamble are still DICOM; force=True reads
         # them, and the checks below reject junk that merely parsed.
         try:
-            ds = pydicom.dcmread(full, defer_size=DEFER_BYTES, force=True)
+            with CappedReader(full) as handle:
+                ds = pydicom.dcmread(handle, defer_size=defer, force=True)
             if not _looks_like_dicom(ds):
                 return FileRecord(rel, "quarantined", "not DICOM or NIfTI (no DICOM preamble or SOP Class)")
         except Exception as error:
@@ -371,6 +388,7 @@ def _classify_dicom_dataset(full: str, rel: str, ds_holder: list[object]) -> Fil
             return FileRecord(rel, "quarantined", "not DICOM or NIfTI (no DICOM preamble or SOP Class)")
     from pipeline.io.deid import phi_values
 
+    ds.fileobj_type = CappedReader  # deferred elements are read later through a re-opened file
     ds_holder.append(ds)
     if len(ds) == 0:
         return FileRecord(rel, "quarantined", "no readable DICOM elements (truncated or corrupt file)")
@@ -387,7 +405,7 @@ def _classify_dicom_dataset(full: str, rel: str, ds_holder: list[object]) -> Fil
     if not any(tag in ds for tag in _PIXEL_TAGS):
         return FileRecord(rel, "quarantined", "DICOM image header without Pixel Data (truncated transfer?)", phi=phi)
     try:
-        header, problem = _image_header(ds, full, modality, sop_class)
+        header, problem = _image_header(ds, full, modality, sop_class, max_voxels)
     except Exception as error:
         if environment_error(error) is not None:
             raise
@@ -395,6 +413,64 @@ def _classify_dicom_dataset(full: str, rel: str, ds_holder: list[object]) -> Fil
     if problem:
         return FileRecord(rel, "quarantined", problem, phi=phi)
     return FileRecord(rel, "dicom", dicom=header, phi=phi)
+
+
+class CappedReader(io.BufferedReader):
+    """A file whose ``read(n)`` never asks for more bytes than remain in it.
+
+    Python allocates the ``n`` bytes a read asks for before reading; pydicom asks for
+    an element's declared length, so one corrupt length (4 GB) in a 40 KB file would
+    allocate 4 GB.
+    """
+
+    def __init__(self, path: str, mode: str = "rb") -> None:  # pydicom re-opens with (path, "rb")
+        super().__init__(io.FileIO(path, "rb"))
+        self._size = os.fstat(self.fileno()).st_size
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(0, self._size - self.tell()))
+            if size == 0:
+                return b""
+        return super().read(size)
+
+
+def _deflated_problem(full: str) -> tuple[bool, str]:
+    """Whether the file uses the Deflated transfer syntax, and why it must not be read.
+
+    pydicom inflates such a dataset whole before parsing it, so its inflated size is
+    measured first, streaming with bounded memory, and held to the ratio a gzip NIfTI
+    is held to (:data:`pipeline.io.nifti.MAX_INFLATE_RATIO`).
+    """
+    import zlib
+
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from pipeline.io.nifti import INFLATE_FLOOR_BYTES, MAX_INFLATE_RATIO
+
+    with open(full, "rb") as handle:
+        try:
+            read_preamble(handle, force=True)
+            meta = _read_file_meta_info(handle)
+        except Exception:  # not DICOM, or a broken meta group: the full read decides
+            return False, ""
+        if str(meta.get("TransferSyntaxUID", "")) != DeflatedExplicitVRLittleEndian:
+            return False, ""
+        stored = os.path.getsize(full)
+        limit = max(INFLATE_FLOOR_BYTES, MAX_INFLATE_RATIO * stored)
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        total = 0
+        while not inflater.eof and (chunk := handle.read(2**20)):
+            while chunk and not inflater.eof:
+                total += len(inflater.decompress(chunk, 2**20))
+                chunk = inflater.unconsumed_tail
+                if total > limit:
+                    return True, (
+                        f"decompression bomb: the deflated dataset of a {stored:,}-byte file expands past "
+                        f"{limit:,} bytes, more than {MAX_INFLATE_RATIO}-fold; refused before inflating the rest"
+                    )
+    return True, ""
 
 
 def _with_uids(record: FileRecord, ds: object) -> FileRecord:
@@ -434,19 +510,29 @@ def _non_image_reason(sop_class: str, modality: str) -> str:
     return ""
 
 
-def _image_header(ds: object, full: str, modality: str, sop_class: str) -> tuple[DicomHeader | None, str]:
+def _image_header(
+    ds: object, full: str, modality: str, sop_class: str, max_voxels: int
+) -> tuple[DicomHeader | None, str]:
     from pipeline.io.deid import TECHNICAL_KEYWORDS
 
     get = ds.get  # type: ignore[attr-defined]
     rows, cols = int(get("Rows")), int(get("Columns"))
     frames = int(get("NumberOfFrames", 1) or 1)
     samples = int(get("SamplesPerPixel", 1) or 1)
-    if rows < 1 or cols < 1 or frames < 1:
-        return None, f"image matrix must be positive; got Rows={rows}, Columns={cols}, NumberOfFrames={frames}"
+    if rows < 1 or cols < 1 or frames < 1 or samples < 1:
+        return None, (
+            f"image matrix must be positive; got Rows={rows}, Columns={cols}, NumberOfFrames={frames}, "
+            f"SamplesPerPixel={samples}"
+        )
     file_meta = getattr(ds, "file_meta", None)
     syntax = str(file_meta.get("TransferSyntaxUID", "")) if file_meta is not None else ""
     if not syntax:
         syntax = _guess_syntax(ds)
+    # Per-frame lists and arrays below follow from the header: a 39 KB file may declare
+    # a billion frames, so the declared size is checked against the file first.
+    problem = _declared_size_problem(ds, full, syntax, (rows, cols, frames, samples), max_voxels)
+    if problem:
+        return None, problem
     shared = _first(get("SharedFunctionalGroupsSequence"))
     per_frame = get("PerFrameFunctionalGroupsSequence")
 
@@ -524,13 +610,75 @@ def _image_header(ds: object, full: str, modality: str, sop_class: str) -> tuple
     return header, ""
 
 
+def _declared_size_problem(
+    ds: object, full: str, syntax: str, matrix: tuple[int, int, int, int], max_voxels: int
+) -> str:
+    """Why the image size the header declares cannot be honoured, or ``""``.
+
+    Checks ``ingest.max_voxels``, then the bytes the Pixel Data element really holds:
+    uncompressed pixels must all be there; encapsulated ones need at least one 8-byte
+    item per frame and may not expand past :data:`pipeline.io.nifti.MAX_INFLATE_RATIO`.
+    """
+    from pydicom.uid import UID
+
+    from pipeline.io.nifti import INFLATE_FLOOR_BYTES, MAX_INFLATE_RATIO
+
+    rows, cols, frames, samples = matrix
+    voxels = rows * cols * frames
+    declared = f"Rows {rows} x Columns {cols} x NumberOfFrames {frames}"
+    if voxels > max_voxels:
+        return (
+            f"image too large: the header declares {declared} = {voxels:,} voxels; ingest.max_voxels is "
+            f"{max_voxels:,}. Raise ingest.max_voxels in params.yaml if the image is real."
+        )
+    tag = next(t for t in _PIXEL_TAGS if t in ds)  # type: ignore[operator]
+    present = _stored_bytes(ds._dict[tag], full)  # type: ignore[attr-defined]
+    get = ds.get  # type: ignore[attr-defined]
+    bits = _FLOAT_BITS.get(tag) or int(get("BitsAllocated", 0) or 0)
+    uid = UID(syntax) if syntax else None
+    if tag == 0x7FE00010 and uid is not None and uid.is_encapsulated:
+        decoded = voxels * samples * max(bits, 8) // 8
+        if frames > present // 8:
+            return (
+                f"truncated: the header declares {frames:,} frames; the encapsulated Pixel Data holds "
+                f"{present:,} bytes, room for at most {present // 8:,} (8 bytes per frame item at least)"
+            )
+        if decoded > max(INFLATE_FLOOR_BYTES, MAX_INFLATE_RATIO * present):
+            return (
+                f"decompression bomb: the header declares {declared} x {samples} samples x {bits} bits = "
+                f"{decoded:,} bytes from {present:,} compressed bytes, more than {MAX_INFLATE_RATIO}-fold expansion"
+            )
+        return ""
+    if tag == 0x7FE00010 and bits not in (1, 8, 16, 32):
+        return f"BitsAllocated must be 1, 8, 16 or 32; got {bits}"
+    photometric = str(get("PhotometricInterpretation", "") or "").strip().upper()
+    per_pixel = 2 if (samples == 3 and photometric == "YBR_FULL_422") else samples
+    expected = (voxels * per_pixel * bits + 7) // 8
+    if present < expected:
+        return (
+            f"truncated: the header declares {declared} x {per_pixel} samples x {bits} bits = {expected:,} bytes; "
+            f"Pixel Data holds {present:,}"
+        )
+    return ""
+
+
+def _stored_bytes(raw: object, full: str) -> int:
+    """Bytes a (possibly deferred) Pixel Data element really holds in the file."""
+    value = getattr(raw, "value", None)
+    if value is not None:
+        return len(value) if isinstance(value, (bytes, bytearray)) else 0
+    length = int(getattr(raw, "length", 0))
+    available = max(0, os.path.getsize(full) - int(getattr(raw, "value_tell", 0)))
+    return available if length == 0xFFFFFFFF else min(length, available)
+
+
 def _native_layout(
     ds: object, full: str, syntax: str, rows: int, cols: int, frames: int, samples: int
 ) -> tuple[tuple[int, str] | None, str]:
-    """Where uncompressed grey pixels start and their dtype; also catches truncation.
+    """Where uncompressed grey pixels start and their dtype.
 
     Returns ``(None, "")`` when pydicom has to decode (compressed, colour, 1-bit,
-    float), ``(None, reason)`` when the file cannot hold the pixels it declares.
+    float). Sizes were checked by :func:`_declared_size_problem` already.
     """
     from pydicom.dataelem import RawDataElement
     from pydicom.uid import UID
@@ -543,24 +691,10 @@ def _native_layout(
         return None, ""
     get = ds.get  # type: ignore[attr-defined]
     bits = int(get("BitsAllocated", 0) or 0)
-    if bits not in (8, 16, 32) and bits != 1:
-        return None, f"BitsAllocated must be 1, 8, 16 or 32; got {bits}"
-    if bits == 1:
+    if bits == 1 or samples != 1 or not isinstance(raw, RawDataElement) or raw.value is not None:
         return None, ""
-    photometric = str(get("PhotometricInterpretation", "") or "").strip().upper()
-    per_pixel = 2 if (samples == 3 and photometric == "YBR_FULL_422") else samples
-    expected = rows * cols * frames * per_pixel * bits // 8
-    if not isinstance(raw, RawDataElement) or raw.value is not None:
-        length = len(raw.value) if getattr(raw, "value", None) is not None else expected
-        if length < expected:
-            return None, f"truncated: Pixel Data holds {length} bytes, the header needs {expected}"
-        return None, ""
-    length = raw.length
-    available = os.path.getsize(full) - raw.value_tell
-    if length == 0xFFFFFFFF or min(length, available) < expected:
-        return None, f"truncated: Pixel Data holds {min(length, available)} bytes, the header needs {expected}"
-    if samples != 1:
-        return None, ""
+    if raw.length == 0xFFFFFFFF:
+        return None, "native Pixel Data must have a defined length; got an undefined length"
     signed = int(get("PixelRepresentation", 0) or 0) == 1
     order = "<" if raw.is_little_endian else ">"
     dtype = f"{order}{'i' if signed else 'u'}{bits // 8}"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.io.deid import file_ref
-from pipeline.io.scan import DicomHeader, short_error
+from pipeline.io.scan import CappedReader, DicomHeader, short_error
 
 DUPLICATE_TOLERANCE_MM = 0.01
 """Two planes closer than this along the normal are the same slice position."""
@@ -290,7 +290,9 @@ def read_planes(raw_dir: str, headers: dict[str, DicomHeader], plan: VolumePlan)
         full = os.path.join(raw_dir, path)
         try:
             frames = _stored_frames(full, header, notes)
-        except Exception as error:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:  # a Rust decoder's panic (pyo3 PanicException) is no Exception
             raise PixelError(path, f"pixel data cannot be decoded: {type(error).__name__}: {short_error(error, full)}") from error
         if frames.shape[1:] != (rows, cols):
             raise PixelError(path, f"matrix {frames.shape[1:]} differs from the series' {(rows, cols)}")
@@ -358,7 +360,8 @@ def _stored_frames(full: str, header: DicomHeader, notes: set[str]) -> np.ndarra
         import pydicom
         from pydicom.pixels import apply_color_lut, apply_modality_lut
 
-        ds = pydicom.dcmread(full, force=True)
+        with CappedReader(full) as handle:
+            ds = pydicom.dcmread(handle, force=True)
         if "TransferSyntaxUID" not in ds.file_meta:
             ds.file_meta.TransferSyntaxUID = header.transfer_syntax
         array = ds.pixel_array

@@ -6,7 +6,7 @@ Usage::
 
 Reads ``ingest.pseudonym_key`` (overridden by the ``PIPELINE_PSEUDONYM_KEY`` environment
 variable), ``ingest.series_choice``, ``ingest.spacing_policy``, ``ingest.workers``,
-``ingest.manifest_encoding`` and ``ingest.assume_missing_geometry``.
+``ingest.manifest_encoding``, ``ingest.assume_missing_geometry`` and ``ingest.max_voxels``.
 Prints one summary line whose counts add up to the files found; a manifest or params
 problem exits with status 2 and a message listing every bad row.
 """
@@ -56,6 +56,7 @@ def ingest(args: argparse.Namespace) -> str:
         workers=config.workers,
         manifest_encoding=config.manifest_encoding,
         assume_missing_geometry=config.assume_missing_geometry,
+        max_voxels=config.max_voxels,
     )
     return summary.line()
 

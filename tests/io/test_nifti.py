@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from pipeline.io.nifti import NiftiShapeError, load_nifti, write_canonical
+from pipeline.io.nifti import NiftiShapeError, NiftiSizeError, load_nifti, write_canonical
+from pipeline.io.scan import read_header
 from tests.io.dicom_builders import site_packages
+from tests.io.peak_rss import run_python
 
 
 def _world(affine: np.ndarray, index: tuple[int, ...]) -> np.ndarray:
@@ -54,3 +57,77 @@ def test_a_four_dimensional_series_is_refused_with_its_shape() -> None:
     path = site_packages() / "nibabel" / "tests" / "data" / "functional.nii"
     with pytest.raises(NiftiShapeError, match=r"image must be 2D or 3D; got shape 17x21x3x20"):
         load_nifti(path)
+
+
+def _write_declared(path: Path, shape: tuple[int, ...], dtype: type, data_bytes: int) -> None:
+    """A NIfTI-1 header declaring ``shape`` followed by ``data_bytes`` zero bytes (gzip when .gz)."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    header["vox_offset"] = 352
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as handle:
+        handle.write(header.binaryblock + b"\x00" * 4)
+        chunk = bytes(min(data_bytes, 2**20))
+        left = data_bytes
+        while left > 0:
+            handle.write(chunk[:left])
+            left -= len(chunk)
+
+
+def test_a_416_byte_header_declaring_4_gib_is_refused_before_any_allocation(tmp_path: Path) -> None:
+    path = tmp_path / "liar.nii"
+    _write_declared(path, (1024, 1024, 1024), np.int32, 64)
+    assert path.stat().st_size == 416
+    record = read_header(path, "liar.nii")
+    assert record.kind == "quarantined"
+    assert "shape 1024x1024x1024 of int32 = 4,294,967,296 bytes from byte 352; the file holds 416 bytes" in record.reason
+    done = run_python(
+        "from pipeline.io.nifti import NiftiSizeError, load_nifti\n"
+        f"try:\n    load_nifti({str(path)!r})\nexcept NiftiSizeError as error:\n    print('refused:', error)"
+    )
+    assert "refused: truncated" in done.stdout, done.stderr
+    assert done.peak_bytes < 400 * 2**20
+
+
+def test_a_gzip_stream_longer_than_its_header_is_refused_without_inflating_it(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.nii.gz"
+    _write_declared(path, (16, 16, 16), np.int16, 16**3 * 2 + 512 * 2**20)
+    assert path.stat().st_size < 1_000_000
+    assert read_header(path, "bomb.nii.gz").kind == "nifti"  # the header alone is fine
+    done = run_python(
+        "from pipeline.io.nifti import NiftiSizeError, load_nifti\n"
+        f"try:\n    load_nifti({str(path)!r})\nexcept NiftiSizeError as error:\n    print('refused:', error)"
+    )
+    assert "refused: the gzip stream expands beyond the declared shape 16x16x16 of int16 = 8,192 bytes" in done.stdout
+    assert done.peak_bytes < 400 * 2**20
+
+
+def test_a_gzip_bomb_is_quarantined_from_its_header_by_max_voxels_or_its_ratio(tmp_path: Path) -> None:
+    path = tmp_path / "zeros.nii.gz"
+    _write_declared(path, (512, 512, 512), np.uint8, 512**3)  # 128 MiB of zeros in about 130 KB
+    small = read_header(path, "zeros.nii.gz", max_voxels=2**20)
+    assert small.kind == "quarantined"
+    assert "shape 512x512x512 of uint8 = 134,217,728 bytes (134,217,728 voxels); ingest.max_voxels is 1,048,576" in small.reason
+    default = read_header(path, "zeros.nii.gz")
+    assert default.kind == "quarantined" and "decompression bomb" in default.reason
+    with pytest.raises(NiftiSizeError, match=r"decompression bomb: the NIfTI header declares shape 512x512x512"):
+        load_nifti(path)
+
+
+def test_a_truncated_gzip_volume_is_refused_with_the_bytes_it_holds(tmp_path: Path) -> None:
+    path = tmp_path / "short.nii.gz"
+    _write_declared(path, (32, 32, 32), np.int16, 1000)
+    with pytest.raises(NiftiSizeError, match=r"truncated: .* of int16 = 65,536 bytes; the data holds 1,000 bytes"):
+        load_nifti(path)
+
+
+def test_scaled_big_endian_data_reads_as_nibabel_reads_it(tmp_path: Path) -> None:
+    data = np.arange(4 * 5 * 6, dtype=">i2").reshape(4, 5, 6)
+    image = nib.Nifti1Image(data, np.diag([2.0, 3.0, 4.0, 1.0]))
+    image.header.set_slope_inter(0.5, -10)
+    nib.save(image, tmp_path / "be.nii.gz")
+    array, affine = load_nifti(tmp_path / "be.nii.gz")
+    reference = nib.load(tmp_path / "be.nii.gz")
+    np.testing.assert_allclose(array, reference.get_fdata())
+    np.testing.assert_array_equal(affine, reference.affine)

@@ -17,7 +17,14 @@ import pytest
 
 from pipeline.io.deid import PHI_KEYWORDS
 from pipeline.io.ingest import ingest_cohort
-from tests.io.dicom_builders import PYDICOM_FILES, expected_from_slices, site_packages, voxel_world_lps, write_ct_series, write_localizer
+from tests.io.dicom_builders import (
+    PYDICOM_FILES,
+    expected_from_slices,
+    site_packages,
+    voxel_world_lps,
+    write_ct_series,
+    write_localizer,
+)
 
 SOURCES = {
     "pydicom": PYDICOM_FILES,

@@ -4,11 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 
 from pipeline.io.nifti import LPS_TO_RAS
 from pipeline.io.scan import read_header, walk
-from pipeline.io.series import group_series, plan_volume, read_planes
+from pipeline.io.series import PixelError, Plane, VolumePlan, group_series, plan_volume, read_planes
 from tests.io.dicom_builders import (
+    PYDICOM_FILES,
     expected_from_slices,
     site_packages,
     voxel_world_lps,
@@ -121,3 +123,14 @@ def test_enhanced_ct_frames_are_placed_by_their_frame_positions() -> None:
         group = item.PixelValueTransformationSequence[0]
         hu = frames[frame] * float(group.RescaleSlope) + float(group.RescaleIntercept)
         np.testing.assert_array_equal(volume[:, :, index].T, hu)
+
+
+def test_a_decoder_panic_quarantines_the_file_instead_of_ending_the_stage(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(PYDICOM_FILES / "MR_small_RLE.dcm")
+    ds.Columns = 15  # the Rust RLE decoder indexes past its buffer and panics (pyo3 PanicException)
+    ds.save_as(tmp_path / "rle.dcm")
+    record = read_header(tmp_path / "rle.dcm", "rle.dcm")
+    assert record.kind == "dicom"
+    plan = VolumePlan([Plane("rle.dcm", 0, None, None, None, None)], np.eye(4), None, True)
+    with pytest.raises(PixelError, match=r"pixel data cannot be decoded: PanicException: index out of bounds"):
+        read_planes(str(tmp_path), {"rle.dcm": record.dicom}, plan)
