@@ -125,7 +125,9 @@ def clean_stale(path: Path) -> None:
             if kind == "old" and not os.path.lexists(path):
                 os.replace(entry, path)
             else:
-                _remove(entry)
+                # A pool worker of the dead run may still be finishing a file in it: what
+                # cannot be removed now is hidden, ignored by DVC, and removed next time.
+                _remove(entry, ignore_errors=True)
 
 
 def _running(pid: int) -> bool:
@@ -143,11 +145,15 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _remove(path: Path) -> None:
+def _remove(path: Path, *, ignore_errors: bool = False) -> None:
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
+        shutil.rmtree(path, ignore_errors=ignore_errors)
+        return
+    try:
         path.unlink(missing_ok=True)
+    except OSError:
+        if not ignore_errors:
+            raise
 
 
 def publish_folder(temp: Path, final: Path) -> None:
