@@ -42,8 +42,9 @@ STAGE_PACKAGES: dict[str, tuple[str, ...]] = {
     "demo": ("yaml", "numpy", "scipy", "nibabel", "pydicom"),
     "ingest": ("yaml", "numpy", "nibabel", *_DICOM),
     "split": ("yaml", "numpy"),
+    # MONAI reads the NIfTI volumes through nibabel, which no pipeline module imports.
     "preprocess": ("yaml", "numpy", "nibabel", "torch", "monai"),
-    "train": ("yaml", "numpy", "scipy", "sklearn", "nibabel", "torch", "monai", "pytorch_lightning", "dvclive"),
+    "train": ("yaml", "numpy", "sklearn", "torch", "monai", "pytorch_lightning", "dvclive"),
     "evaluate": ("yaml", "numpy", "scipy", "matplotlib"),
 }
 # Stages whose results depend on the torch build: checkpoints, numerics and the resume
