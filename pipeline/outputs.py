@@ -32,6 +32,8 @@ from pipeline.errors import PipelineInputError
 from pipeline.folders import FolderError, replaceable_folder
 
 _KINDS = ("tmp", "old")  # a folder being written; a previous output moved aside
+# Files a desktop drops into any folder it shows: not someone's work, never a reason to refuse.
+_OS_LITTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 
 
 class OutputOverlapError(PipelineInputError):
@@ -194,7 +196,7 @@ def staged_folder(
     """
     final = replaceable_folder(path, name=name, example=example)
     if contents is not None and final.is_dir():
-        foreign = [entry for entry in final.iterdir() if entry.name not in contents]
+        foreign = [entry for entry in final.iterdir() if entry.name not in (*contents, *_OS_LITTER)]
         if foreign:
             # Counted, not named: a stray file name may be a patient's.
             raise FolderError(

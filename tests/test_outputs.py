@@ -146,6 +146,7 @@ def test_the_folder_guards_still_hold(tmp_path, monkeypatch):
 def test_a_folder_holding_other_files_is_not_replaced(tmp_path):
     out = tmp_path / "ingested"
     (out / "volumes").mkdir(parents=True)
+    (out / ".DS_Store").write_bytes(b"\0")  # a desktop's litter alone would not stop it
     (out / "Doe_Jane_notes.txt").write_text("someone's work")
     with pytest.raises(FolderError, match=r"'out_dir' must hold only this stage's outputs \(volumes, index.csv, "
                                           r"ledger.csv\), since it is replaced whole; got '.*' holding 1 other entry\. "
@@ -154,6 +155,9 @@ def test_a_folder_holding_other_files_is_not_replaced(tmp_path):
             pass
     assert "Doe_Jane" not in str(error.value)
     assert (out / "Doe_Jane_notes.txt").exists()
+    (out / "Doe_Jane_notes.txt").unlink()
+    with staged_folder(out, name="out_dir", example="data/ingested", contents=("volumes", "index.csv", "ledger.csv")):
+        pass
 
 
 def test_an_atomic_file_keeps_the_old_content_until_the_new_one_is_complete(tmp_path):
