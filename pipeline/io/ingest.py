@@ -49,6 +49,7 @@ from pipeline.io.scan import (
     walk,
 )
 from pipeline.io.series import Candidate, PixelError, VolumePlan, group_series, plan_volume, read_planes
+from pipeline.outputs import refuse_overlap
 from pipeline.tables import write_rows
 
 SERIES_CHOICES: tuple[str, ...] = ("most_slices", "error")
@@ -160,8 +161,8 @@ def ingest_cohort(
     Args:
         raw_dir: folder holding the export; every file under it gets a ledger row.
         manifest_path: the manifest CSV (see :mod:`pipeline.io.manifest`).
-        out_dir: receives ``volumes/``, ``index.csv`` and ``ledger.csv``; must not be
-            inside ``raw_dir``.
+        out_dir: receives ``volumes/``, ``index.csv`` and ``ledger.csv``; must not be,
+            contain or lie inside ``raw_dir`` or the manifest.
         pseudonym_key: secret of the keyed hash for patient ids and series keys.
         series_choice: ``most_slices``: when a row matches several series, keep the
             one with most planes (ties: larger matrix, then key) and record the others
@@ -192,11 +193,8 @@ def ingest_cohort(
     out = Path(out_dir).resolve()
     if not raw.is_dir():
         raise ValueError(f"'raw_dir' must be an existing folder; got {str(raw_dir)!r}. Check the path in dvc.yaml/params.yaml.")
-    if out == raw or raw in out.parents:
-        raise ValueError(
-            f"'out_dir' must not be inside 'raw_dir'; got {str(out_dir)!r} inside {str(raw_dir)!r}. "
-            "Write outputs elsewhere, or the next run would ingest them."
-        )
+    # Any overlap, not only out inside raw: out_dir=X with raw_dir=X/volumes once emptied the raw folder.
+    refuse_overlap({"out_dir": out_dir}, {"raw_dir": raw_dir, "manifest": manifest_path}, stage="ingest")
 
     manifest = read_manifest(manifest_path, raw, manifest_encoding)
     files = walk(raw)

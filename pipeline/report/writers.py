@@ -17,12 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.outputs import write_atomic
 from pipeline.report.evaluation import Evaluation
 from pipeline.report.figures import calibration_png, pr_png, roc_png
 from pipeline.report.html import render_html
 from pipeline.report.provenance import Provenance
 
 _DIGITS = 6
+OUTPUT_NAMES = ("metrics.json", "roc.json", "plots", "roc.png", "pr.png", "calibration.png", "report.html")
+"""What :func:`write_outputs` writes at the top of its folder (the stage checks them against its inputs)."""
 
 
 def jsonable(value: Any, *, exact: bool = False) -> Any:
@@ -88,8 +91,7 @@ def plot_rows(evaluation: Evaluation) -> dict[str, list[dict[str, Any]]]:
 
 
 def _write_json(path: Path, content: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(jsonable(content), indent=2, allow_nan=False) + "\n")
+    write_atomic(path, json.dumps(jsonable(content), indent=2, allow_nan=False) + "\n")
 
 
 def write_outputs(evaluation: Evaluation, provenance: Provenance, out_dir: str | Path) -> list[Path]:
@@ -98,7 +100,8 @@ def write_outputs(evaluation: Evaluation, provenance: Provenance, out_dir: str |
     Files: ``metrics.json``, ``roc.json`` (test), ``plots/roc/val.json``,
     ``plots/{pr,calibration,confusion}/{val,test}.json``,
     ``roc.png``, ``pr.png``, ``calibration.png`` and ``report.html`` (self-contained:
-    figures embedded as base64).
+    figures embedded as base64). Each file is written aside and renamed into place, so
+    a killed run leaves every file whole (old or new), never truncated.
 
     Returns:
         The paths written.
@@ -117,8 +120,8 @@ def write_outputs(evaluation: Evaluation, provenance: Provenance, out_dir: str |
         "pr": pr_png(evaluation.curves, evaluation.metrics),
     }
     for name, png in figures.items():
-        (out_dir / f"{name}.png").write_bytes(png)
+        write_atomic(out_dir / f"{name}.png", png)
         written.append(out_dir / f"{name}.png")
-    (out_dir / "report.html").write_text(render_html(evaluation, provenance, figures), encoding="utf-8")
+    write_atomic(out_dir / "report.html", render_html(evaluation, provenance, figures))
     written.append(out_dir / "report.html")
     return written

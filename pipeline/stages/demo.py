@@ -7,19 +7,27 @@ Reads ``base.seed`` and ``demo.*``; see :class:`pipeline.config.DemoConfig`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
 
-from pipeline.config import DemoConfig, load_params
-from pipeline.demo.cohort import make_cohort
-from pipeline.demo.phantom import DEFAULT_PHANTOM
-from pipeline.stages.outcome import run_stage
+from pipeline.environment import require
+
+# Before the imports below, which need the project's packages: a missing one ends the
+# stage with one line naming the interpreter and the fix (see pipeline/environment.py).
+require("demo")
+
+from pipeline.config import DemoConfig, load_params  # noqa: E402
+from pipeline.demo.cohort import CohortSummary, make_cohort  # noqa: E402
+from pipeline.demo.phantom import DEFAULT_PHANTOM  # noqa: E402
+from pipeline.outputs import atomic_file, refuse_overlap, staged_folder  # noqa: E402
+from pipeline.stages.outcome import run_stage  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.stages.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("raw_dir", type=Path, help="folder for the raw DICOM/NIfTI files (emptied first)")
+    parser.add_argument("raw_dir", type=Path, help="folder for the raw DICOM/NIfTI files (replaced)")
     parser.add_argument("manifest", type=Path, help="manifest CSV to write: patient_id,label,path,site")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     args = parser.parse_args(argv)
@@ -27,10 +35,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_demo(args: argparse.Namespace) -> str:
+    refuse_overlap({"raw_dir": args.raw_dir, "manifest": args.manifest}, {"params": args.params}, stage="demo")
     config = DemoConfig.from_params(load_params(args.params))
-    summary = make_cohort(
-        args.raw_dir,
-        args.manifest,
+    # The raw folder is published before the manifest that lists it. A manifest kept
+    # inside the raw folder is staged with it: a temporary file of its own would be
+    # inside the folder that is replaced.
+    inside = _relative_inside(args.manifest, args.raw_dir)
+    with contextlib.ExitStack() as stack:
+        manifest_temp = stack.enter_context(atomic_file(args.manifest)) if inside is None else None
+        with staged_folder(args.raw_dir, name="raw_dir", example="data/demo/raw") as raw_temp:
+            summary = _make(config, raw_temp, manifest_temp if inside is None else raw_temp / inside)
+    return dataclasses.replace(summary, raw_dir=args.raw_dir, manifest_path=args.manifest).line()
+
+
+def _relative_inside(path: Path, folder: Path) -> Path | None:
+    """``path`` relative to ``folder`` when it lies inside it (paths resolved), else ``None``."""
+    path, folder = path.resolve(), folder.resolve()
+    return path.relative_to(folder) if folder in path.parents else None
+
+
+def _make(config: DemoConfig, raw_dir: Path, manifest: Path) -> CohortSummary:
+    return make_cohort(
+        raw_dir,
+        manifest,
         seed=config.seed,
         n_patients=config.n_patients,
         nifti_fraction=config.nifti_fraction,
@@ -44,7 +71,6 @@ def write_demo(args: argparse.Namespace) -> str:
             lung_lesion_fraction=config.lung_lesion_fraction,
         ),
     )
-    return summary.line()
 
 
 if __name__ == "__main__":

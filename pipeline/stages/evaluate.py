@@ -16,9 +16,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.config import EvaluateConfig, load_params
-from pipeline.report import run_evaluation
-from pipeline.stages.outcome import run_stage
+from pipeline.environment import require
+
+# Before the imports below, which need the project's packages: a missing one ends the
+# stage with one line naming the interpreter and the fix (see pipeline/environment.py).
+require("evaluate")
+
+from pipeline.config import EvaluateConfig, load_params  # noqa: E402
+from pipeline.outputs import refuse_overlap  # noqa: E402
+from pipeline.report import run_evaluation  # noqa: E402
+from pipeline.report.writers import OUTPUT_NAMES  # noqa: E402
+from pipeline.stages.outcome import run_stage  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> str:
+    # out_dir also holds predictions.csv (reports/), so the outputs are the files and
+    # folders the stage writes there, not the folder itself.
+    refuse_overlap(
+        {f"out_dir/{name}": args.out_dir / name for name in OUTPUT_NAMES},
+        {"predictions": args.predictions, "train_summary": args.train_summary, "params": args.params,
+         "lock": args.lock, "compare": args.compare},
+        stage="evaluate",
+    )
     params = load_params(args.params)
     config = EvaluateConfig.from_params(params)
     evaluation = run_evaluation(

@@ -8,7 +8,9 @@ Reads ``ingest.pseudonym_key`` (overridden by the ``PIPELINE_PSEUDONYM_KEY`` env
 variable), ``ingest.series_choice``, ``ingest.spacing_policy``, ``ingest.workers``,
 ``ingest.manifest_encoding``, ``ingest.assume_missing_geometry`` and ``ingest.max_voxels``.
 Prints one summary line whose counts add up to the files found; a manifest or params
-problem exits with status 2 and a message listing every bad row.
+problem exits with status 2 and a message listing every bad row. ``OUT_DIR`` must not
+be, contain or lie inside ``RAW_DIR`` or the manifest; it is written aside and replaces
+the previous output only when complete.
 """
 
 from __future__ import annotations
@@ -16,27 +18,33 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.config import (
-    DEMO_PSEUDONYM_KEY,
-    PSEUDONYM_KEY_ENV,
-    IngestConfig,
-    load_params,
-)
-from pipeline.io.ingest import ingest_cohort
-from pipeline.stages.outcome import run_stage
+from pipeline.environment import require
+
+# Before the imports below, which need the project's packages: a missing one ends the
+# stage with one line naming the interpreter and the fix (see pipeline/environment.py).
+require("ingest")
+
+from pipeline.config import DEMO_PSEUDONYM_KEY, PSEUDONYM_KEY_ENV, IngestConfig, load_params  # noqa: E402
+from pipeline.io.ingest import INDEX_FILE, LEDGER_FILE, VOLUME_DIR, ingest_cohort  # noqa: E402
+from pipeline.outputs import refuse_overlap, staged_folder  # noqa: E402
+from pipeline.stages.outcome import run_stage  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.stages.ingest", description=__doc__.splitlines()[0])
     parser.add_argument("raw_dir", help="folder holding the raw export")
     parser.add_argument("manifest", help="manifest CSV: patient_id, label, path|series_uid|study_uid, ...")
-    parser.add_argument("out_dir", help="receives volumes/, index.csv and ledger.csv")
+    parser.add_argument("out_dir", help="receives volumes/, index.csv and ledger.csv (replaced whole)")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     args = parser.parse_args(argv)
     return run_stage("ingest", lambda: ingest(args))
 
 
 def ingest(args: argparse.Namespace) -> str:
+    refuse_overlap(
+        {"out_dir": args.out_dir}, {"raw_dir": args.raw_dir, "manifest": args.manifest, "params": args.params},
+        stage="ingest",
+    )
     config = IngestConfig.from_params(load_params(args.params))
     if config.pseudonym_key == DEMO_PSEUDONYM_KEY:
         print(
@@ -46,18 +54,22 @@ def ingest(args: argparse.Namespace) -> str:
             "not see environment variables, so it will not re-run ingest by itself).",
             file=sys.stderr,
         )
-    summary = ingest_cohort(
-        args.raw_dir,
-        args.manifest,
-        args.out_dir,
-        pseudonym_key=config.pseudonym_key,
-        series_choice=config.series_choice,
-        spacing_policy=config.spacing_policy,
-        workers=config.workers,
-        manifest_encoding=config.manifest_encoding,
-        assume_missing_geometry=config.assume_missing_geometry,
-        max_voxels=config.max_voxels,
-    )
+    # Written aside and moved into place when complete: a killed run leaves the previous
+    # index, ledger and volumes (or none), never a mix.
+    outputs = (VOLUME_DIR, INDEX_FILE, LEDGER_FILE)
+    with staged_folder(args.out_dir, name="out_dir", example="data/ingested", contents=outputs) as out:
+        summary = ingest_cohort(
+            args.raw_dir,
+            args.manifest,
+            out,
+            pseudonym_key=config.pseudonym_key,
+            series_choice=config.series_choice,
+            spacing_policy=config.spacing_policy,
+            workers=config.workers,
+            manifest_encoding=config.manifest_encoding,
+            assume_missing_geometry=config.assume_missing_geometry,
+            max_voxels=config.max_voxels,
+        )
     return summary.line()
 
 

@@ -8,9 +8,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.config import ModelConfig, TrainConfig, load_params
-from pipeline.stages.outcome import run_stage
-from pipeline.training import train_and_predict
+from pipeline.environment import require
+
+# Before the imports below, which need the project's packages (and the pinned torch
+# release): a problem ends the stage with one line naming the interpreter and the fix.
+require("train")
+
+from pipeline.config import ModelConfig, TrainConfig, load_params  # noqa: E402
+from pipeline.outputs import refuse_overlap  # noqa: E402
+from pipeline.stages.outcome import run_stage  # noqa: E402
+from pipeline.training import train_and_predict  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(args: argparse.Namespace) -> str:
+    refuse_overlap(
+        {"model_dir": args.model_dir, "predictions": args.predictions, "summary": args.summary, "live_dir": args.live_dir},
+        {"cache_dir": args.cache_dir, "params": args.params},
+        stage="train",
+    )
     params = load_params(args.params)
     summary = train_and_predict(
         args.cache_dir,
