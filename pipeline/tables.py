@@ -14,6 +14,8 @@ import csv
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from pipeline.outputs import atomic_file
+
 FORMULA_STARTS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 """First characters that make Excel, LibreOffice or Google Sheets read a cell as a
 formula (OWASP "CSV injection"); tab and CR hide such a start behind white space."""
@@ -69,9 +71,9 @@ def write_rows(path: str | Path, rows: Iterable[Mapping[str, object]], columns: 
     (surrogate-escaped bytes of a file name that is not UTF-8) is written as ``\\udcXX``
     escapes instead of failing the stage after its work is done.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
+    # Written aside and renamed into place: a stage killed mid-write leaves the old file
+    # or none, never a truncated table a later stage could take for complete.
+    with atomic_file(path) as temp, temp.open("w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="raise", lineterminator="\n")
         writer.writeheader()
         for row in rows:

@@ -34,6 +34,7 @@ from pipeline.data import CachedDataModule
 from pipeline.finetuning import FreezeEarlyLayers
 from pipeline.folders import empty_folder
 from pipeline.models import build_backbone
+from pipeline.outputs import write_atomic
 from pipeline.precision import resolve_precision
 from pipeline.system import ClassifierSystem
 from pipeline.tables import write_rows
@@ -125,7 +126,7 @@ def train_and_predict(
     if not train.resume:
         empty_folder(model_dir, name="model_dir", example="models")
     model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint, "complete": False}) + "\n")
+    write_atomic(model_dir / "fingerprint.json", json.dumps({"fingerprint": fingerprint, "complete": False}) + "\n")
 
     backbone = build_backbone(
         model.arch,
@@ -219,8 +220,8 @@ def train_and_predict(
     data.setup("predict")  # under ddp_spawn only the workers opened the cache
     rows = predict_rows(best_system, data, ("val", "test"))
     write_rows(predictions_csv, rows, (*PREDICTION_COLUMNS, *_subgroups(data)))
-    Path(summary_json).parent.mkdir(parents=True, exist_ok=True)
-    Path(summary_json).write_text(
+    write_atomic(
+        summary_json,
         json.dumps(
             {
                 "weights": provenance,
@@ -237,7 +238,7 @@ def train_and_predict(
         )
         + "\n"
     )
-    (model_dir / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint, "complete": True}) + "\n")
+    write_atomic(model_dir / "fingerprint.json", json.dumps({"fingerprint": fingerprint, "complete": True}) + "\n")
     return summary
 
 
