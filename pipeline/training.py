@@ -16,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ from pipeline.folders import empty_folder
 from pipeline.models import build_backbone
 from pipeline.outputs import write_atomic
 from pipeline.precision import resolve_precision
+from pipeline.progress import EpochLines, quiet_lightning
 from pipeline.system import ClassifierSystem
 from pipeline.tables import write_rows
 from pipeline.transforms import BatchAugment
@@ -168,39 +169,18 @@ def train_and_predict(
     # improvement and trained the epochs since then twice (9 optimiser steps instead of
     # 15 in tests/test_resume.py on a CPU whose rounding made the best epoch an early one).
     last = ModelCheckpoint(dirpath=model_dir, filename="last", save_top_k=1, enable_version_counter=False)
-    callbacks: list[pl.Callback] = [best, last, *extra_callbacks]
+    callbacks: list[pl.Callback] = [best, last, EpochLines(best), *extra_callbacks]
     if model.freeze_until_epoch > 0:
         callbacks.append(FreezeEarlyLayers(unfreeze_at_epoch=model.freeze_until_epoch))
     precision, why = resolve_precision(train.precision, train.accelerator)
     print(f"train: precision {precision} ({why})")
     logger = DVCLiveLogger(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, resume=ckpt_path is not None)
-    trainer = pl.Trainer(
-        max_epochs=train.max_epochs,
-        accelerator=train.accelerator,
-        devices=train.devices,
-        strategy=train.strategy,
-        num_nodes=train.num_nodes,
-        precision=precision,
-        callbacks=callbacks,
-        logger=logger,
-        deterministic=not torch.cuda.is_available() or train.accelerator == "cpu",
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=1,
-        num_sanity_val_steps=0,
-    )
     resumed_epoch = None
     if ckpt_path is not None:
         resumed_epoch = _epoch_of(ckpt_path)
         print(f"train: resuming from {ckpt_path} (epoch {resumed_epoch}); set train.resume: false to start over")
-    with warnings.catch_warnings():
-        # MODEL_DIR holds fingerprint.json (and last.ckpt when resuming) by design, and this
-        # stage empties it itself when a run starts over: Lightning's warning that the
-        # folder is not empty would print on every run and mean nothing.
-        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-        # By design the module casts and augments after the transfer, and the DataModule
-        # leaves that hook alone; Lightning notes on every run which one it uses.
-        warnings.filterwarnings("ignore", message=r"You have overridden `on_after_batch_transfer` in `LightningModule`")
+    with quiet_lightning():  # Lightning prints some of it while the Trainer is built
+        trainer = _trainer(train, precision=precision, callbacks=callbacks, logger=logger)
         trainer.fit(system, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None)
 
     summary = TrainSummary(
@@ -240,6 +220,24 @@ def train_and_predict(
     )
     write_atomic(model_dir / "fingerprint.json", json.dumps({"fingerprint": fingerprint, "complete": True}) + "\n")
     return summary
+
+
+def _trainer(train: TrainConfig, *, precision: str, callbacks: list[pl.Callback], logger: DVCLiveLogger) -> pl.Trainer:
+    return pl.Trainer(
+        max_epochs=train.max_epochs,
+        accelerator=train.accelerator,
+        devices=train.devices,
+        strategy=train.strategy,
+        num_nodes=train.num_nodes,
+        precision=precision,
+        callbacks=callbacks,
+        logger=logger,
+        deterministic=not torch.cuda.is_available() or train.accelerator == "cpu",
+        enable_progress_bar=sys.stdout.isatty(),  # a log gets EpochLines' lines instead
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+    )
 
 
 @torch.no_grad()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -204,13 +206,29 @@ def test_device_cache_is_a_boolean_or_auto(value):
         tiny_configs(device_cache=value)
 
 
-def test_a_run_does_not_warn_about_its_own_design(tmp_path):
-    """Its model folder is not empty (fingerprint.json); the module owns the post-transfer hook."""
+def test_a_run_does_not_warn_about_its_own_design(tmp_path, capsys, caplog):
+    """Its model folder is not empty (fingerprint.json); the module owns the post-transfer hook;
+    Lightning's advertisement and its own deprecations are not about the user's run."""
     cache = write_cache(tmp_path)
     model, train = tiny_configs(max_epochs=1)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO):
         warnings.simplefilter("always")
         train_and_predict(cache, **run_paths(tmp_path), model=model, train=train)
     assert (tmp_path / "models" / "fingerprint.json").is_file()  # the file Lightning would have warned about
     messages = [str(w.message) for w in caught]
     assert not [m for m in messages if "exists and is not empty" in m or "on_after_batch_transfer" in m]
+    assert not [m for m in messages if "LeafSpec" in m]
+    assert "litlogger" not in caplog.text.lower() and "litlogger" not in capsys.readouterr().err.lower()
+
+
+def test_each_epoch_prints_one_line_a_log_reader_can_follow(tmp_path, capsys):
+    cache = write_cache(tmp_path)
+    model, train = tiny_configs(max_epochs=3)
+    summary = train_and_predict(cache, **run_paths(tmp_path), model=model, train=train)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("train: epoch ")]
+    assert [line.split(":")[1] for line in lines] == [" epoch 1/3", " epoch 2/3", " epoch 3/3"]
+    aucs = logged_val_auc(run_paths(tmp_path)["live_dir"])
+    for line, auc in zip(lines, aucs):
+        assert re.search(rf"train loss \d\.\d{{4}}, val AUC {auc:.3f} \(best \d\.\d{{3}} at epoch \d\), \d+ s", line)
+    assert "left" in lines[0] and "left" not in lines[-1]
+    assert f"(best {summary.best_val_auc:.3f} at epoch {summary.best_epoch + 1})" in lines[-1]
