@@ -56,9 +56,9 @@ def jsonable(value: Any, *, exact: bool = False) -> Any:
 def plot_rows(evaluation: Evaluation) -> dict[str, list[dict[str, Any]]]:
     """DVC plot data: relative path ``plots/<kind>/<split>.json`` -> list of points.
 
-    ``roc``: ``fpr, tpr, threshold`` (threshold ``null`` at the origin, where nobody is
-    called positive); ``pr``: ``recall, precision, threshold``; ``calibration``:
-    ``mean_predicted, fraction_positive, count, bin_lower, bin_upper``; ``confusion``:
+    ``roc``: ``fpr, tpr, threshold`` of the model's own score (threshold ``null`` at the
+    origin, where nobody is called positive); ``pr``: ``recall, precision, threshold``; ``calibration``
+    (after recalibration): ``mean_predicted, fraction_positive, count, bin_lower, bin_upper``; ``confusion``:
     one row per patient, ``actual, predicted`` (0/1, no identifiers).
     """
     out: dict[str, list[dict[str, Any]]] = {}
@@ -70,7 +70,9 @@ def plot_rows(evaluation: Evaluation) -> dict[str, list[dict[str, Any]]]:
             {"recall": r, "precision": p, "threshold": th}
             for r, p, th in zip(c.pr["recall"], c.pr["precision"], c.pr["threshold"])
         ]
-        cal = c.calibration
+        # Calibrated probabilities; empty when the scores are not probabilities and were
+        # not recalibrated (metrics.json says why).
+        cal = c.calibration or {"count": []}
         out[f"plots/calibration/{split}.json"] = [
             {
                 "mean_predicted": cal["mean_predicted"][i],

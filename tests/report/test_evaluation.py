@@ -13,8 +13,11 @@ from pipeline.report.predictions import PatientTable
 from pipeline.report.provenance import REDACTED, collect_provenance, read_lock, redact_params
 from pipeline.report.writers import jsonable, write_outputs
 
+# The model's own scores, unrecalibrated: these tests are about the threshold rule and the
+# outputs; recalibration has its own tests below.
 SETTINGS = EvaluateConfig(
-    seed=0, threshold="youden", target_sensitivity=0.9, ci_method="delong", n_boot=200, calibration_bins=5
+    seed=0, threshold="youden", target_sensitivity=0.9, ci_method="delong", n_boot=200, calibration_bins=5,
+    calibration="none",
 )
 
 

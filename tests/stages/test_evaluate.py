@@ -7,6 +7,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 
 from pipeline.stages.evaluate import main
 
@@ -93,10 +94,16 @@ def test_stage_writes_every_output(tmp_path, capsys):
     assert "Data hashes are not shown" in page
 
 
-def test_the_threshold_of_a_confident_model_is_written_exactly(tmp_path, capsys):
+@pytest.mark.parametrize(("calibration", "key", "said"), [
+    ("none", "threshold", r"at threshold \d\.\d+e-0[67] chosen on val"),
+    ("platt", "threshold_score", r"\(platt; score >= \d\.\d+e-0[67]\) chosen on val"),
+])
+def test_the_threshold_of_a_confident_model_is_written_exactly(tmp_path, capsys, calibration, key, said):
     """Scores near 1e-7 (a confident model's negatives and positives alike): the threshold
-    in metrics.json, applied to predictions.csv, must give the confusion it reports."""
+    on the model's scale in metrics.json (``threshold`` without recalibration,
+    ``threshold_score`` with it), applied to predictions.csv, must give the confusion it reports."""
     preds = _setup(tmp_path)
+    (tmp_path / "params.yaml").write_text(PARAMS + f"  calibration: {calibration}\n")
     lines = preds.read_text().splitlines()
     scaled = [lines[0]]
     for line in lines[1:]:
@@ -106,10 +113,10 @@ def test_the_threshold_of_a_confident_model_is_written_exactly(tmp_path, capsys)
     preds.write_text("\n".join(scaled) + "\n")
     out = tmp_path / "reports"
     assert main([str(preds), str(out), "--params", str(tmp_path / "params.yaml")]) == 0
-    assert re.search(r"at threshold \d\.\d+e-0[67] chosen on val", capsys.readouterr().out)
+    assert re.search(said, capsys.readouterr().out)
 
     metrics = json.loads((out / "metrics.json").read_text())
-    threshold = metrics["test"]["threshold"]
+    threshold = metrics["test"][key]
     assert 0 < threshold < 1e-6
     patients: dict[str, tuple[int, float]] = {}
     with preds.open(newline="") as handle:
@@ -138,9 +145,9 @@ def test_one_class_test_split_stops_the_stage(tmp_path, capsys):
 def test_bad_scores_stop_the_stage_naming_lines(tmp_path, capsys):
     preds = _setup(tmp_path)
     lines = preds.read_text().splitlines()
-    lines[4] = lines[4].replace(lines[4].split(",")[4], "1.7")
+    lines[4] = lines[4].replace(lines[4].split(",")[4], "inf")
     lines[9] = lines[9].replace(lines[9].split(",")[4], "NaN")
     preds.write_text("\n".join(lines) + "\n")
     assert main([str(preds), str(tmp_path / "reports"), "--params", str(tmp_path / "params.yaml")]) == 2
-    assert re.search(r"evaluate failed: .*'score' must be a finite probability in \[0, 1\].*line\(s\) 5, 10",
+    assert re.search(r"evaluate failed: .*'score' must be a finite number \(a probability, logit or rating\).*line\(s\) 5, 10",
                      capsys.readouterr().err, flags=re.DOTALL)
