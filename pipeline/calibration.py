@@ -73,6 +73,10 @@ def _fit_logistic(
     for _ in range(_MAX_NEWTON):
         p = expit(off + design @ beta)
         grad = design.T @ (p - target)
+        # A flat likelihood (probabilities of exactly 0 and 1 already matching the
+        # outcomes) has no curvature left for Newton: stop where the gradient vanishes.
+        if np.max(np.abs(grad)) < 1e-9 * x.size:
+            break
         hess = design.T @ (design * (p * (1 - p))[:, None]) + 1e-12 * np.eye(design.shape[1])
         step = np.linalg.solve(hess, grad)
         scale = 1.0

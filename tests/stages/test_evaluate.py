@@ -8,7 +8,9 @@ import re
 
 import numpy as np
 import pytest
+from scipy.stats import mannwhitneyu
 
+from pipeline.metrics import delong_test
 from pipeline.stages.evaluate import main
 
 PARAMS = """base:
@@ -151,3 +153,46 @@ def test_bad_scores_stop_the_stage_naming_lines(tmp_path, capsys):
     assert main([str(preds), str(tmp_path / "reports"), "--params", str(tmp_path / "params.yaml")]) == 2
     assert re.search(r"evaluate failed: .*'score' must be a finite number \(a probability, logit or rating\).*line\(s\) 5, 10",
                      capsys.readouterr().err, flags=re.DOTALL)
+
+
+def test_a_reader_column_is_compared_with_the_model_on_the_same_patients(tmp_path):
+    """Another group's file: one row per patient, logits, no series_key, a radiologist's 1-5 rating."""
+    rng = np.random.default_rng(12)
+    rows, truth = [], {"val": [], "test": []}
+    for i in range(80):
+        split, label = ("val" if i < 30 else "test"), i % 2
+        logit = 1.5 * (label - 0.5) + rng.normal(0, 1.0)
+        rating = int(np.clip(np.round(3 + 1.6 * (label - 0.5) + rng.normal(0, 1.0)), 1, 5))
+        cell = "" if i in (31, 44, 57) else str(rating)  # three test patients were not read
+        rows.append([f"case{i}", split, label, f"{logit:.6f}", cell])
+        if cell:
+            truth[split].append((label, logit, rating))
+    preds = tmp_path / "predictions.csv"
+    with preds.open("w", newline="") as handle:
+        csv.writer(handle).writerows([["patient_id", "split", "label", "score", "radiologist_a"], *rows])
+    (tmp_path / "params.yaml").write_text(PARAMS + "  calibration: platt\n  reader_columns: [radiologist_a]\n")
+    out = tmp_path / "reports"
+    assert main([str(preds), str(out), "--params", str(tmp_path / "params.yaml")]) == 0
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    reader = metrics["test"]["readers"]["radiologist_a"]
+    label, logit, rating = (np.array(v) for v in zip(*truth["test"]))
+    n_pos, n_neg = int(label.sum()), int(label.size - label.sum())
+    reader_auc = mannwhitneyu(rating[label == 1], rating[label == 0]).statistic / (n_pos * n_neg)
+    model_auc = mannwhitneyu(logit[label == 1], logit[label == 0]).statistic / (n_pos * n_neg)
+    assert (reader["n"], reader["n_missing"], reader["n_positive"]) == (47, 3, n_pos)
+    assert reader["auc"] == pytest.approx(reader_auc, abs=1e-6)
+    assert reader["model_auc"] == pytest.approx(model_auc, abs=1e-6)
+    assert reader["delta_auc_vs_model"] == pytest.approx(reader_auc - model_auc, abs=1e-6)
+    assert reader["p_value"] == pytest.approx(delong_test(label, rating, logit).p_value, abs=1e-6)
+    assert reader["auc_ci95"][0] <= reader["auc"] <= reader["auc_ci95"][1]
+    cuts = [p["cut"] for p in reader["operating_points"]]
+    assert cuts == sorted(set(rating.tolist()), reverse=True)
+    first = reader["operating_points"][0]
+    assert first["sensitivity"] == pytest.approx(np.mean(rating[label == 1] >= cuts[0]), abs=1e-6)
+    assert metrics["val"]["readers"]["radiologist_a"]["n"] == 30
+    assert "radiologist_a" not in metrics["test"]["subgroups"]
+    assert metrics["test"]["brier_uncalibrated"] is None and metrics["test"]["brier"] is not None
+
+    page = (out / "report.html").read_text()
+    assert "Readers compared with the model" in page and "radiologist_a" in page and "case3" not in page

@@ -1,0 +1,78 @@
+"""pipeline.calibration against fits computed another way (scikit-learn, score equations)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import expit, logit
+from sklearn.linear_model import LogisticRegression
+
+from pipeline.calibration import CalibrationError, fit_calibrator, intercept_and_slope
+
+
+def test_platt_is_the_logistic_fit_on_platts_smoothed_targets():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 80)
+    p = expit(-9.0 + 1.5 * (y - 0.5) + rng.normal(0, 1.0, y.size))  # all near 0, ranked well
+    cal = fit_calibrator("platt", y, p, probabilities=True)
+    n_pos, n_neg = int(y.sum()), int(y.size - y.sum())
+    target = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    # The soft-target likelihood equals a weighted one on each case duplicated as 1 and 0.
+    x = logit(p)[:, None]
+    ref = LogisticRegression(C=np.inf, tol=1e-10, max_iter=10_000).fit(
+        np.r_[x, x], np.r_[np.ones(y.size), np.zeros(y.size)], sample_weight=np.r_[target, 1 - target]
+    )
+    assert cal.slope == pytest.approx(ref.coef_[0, 0], rel=1e-5)
+    assert cal.intercept == pytest.approx(ref.intercept_[0], rel=1e-5, abs=1e-6)
+    calibrated = cal.apply(p)
+    assert np.all(np.diff(calibrated[np.argsort(p)]) >= 0)  # ranking kept
+    assert abs(calibrated.mean() - y.mean()) < 0.02
+
+
+def test_platt_stays_finite_when_validation_is_perfectly_separated():
+    y = np.array([0] * 10 + [1] * 10)
+    s = np.r_[np.linspace(1e-9, 1e-8, 10), np.linspace(1e-6, 1e-5, 10)]
+    cal = fit_calibrator("platt", y, s, probabilities=True)
+    out = cal.apply(s)
+    assert np.isfinite(cal.slope) and cal.slope > 0
+    assert out[:10].max() < 0.25 and out[10:].min() > 0.75
+
+
+def test_isotonic_is_non_decreasing_and_its_score_cut_reproduces_the_calls():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 60)
+    s = 2.0 * y + rng.normal(0, 1.5, y.size)  # logits, not probabilities
+    cal = fit_calibrator("isotonic", y, s, probabilities=False)
+    c = cal.apply(s)
+    assert np.all(np.diff(c[np.argsort(s)]) >= -1e-12) and c.min() >= 0 and c.max() <= 1
+    assert len(np.unique(c)) < len(np.unique(s))  # steps: ties the model did not have
+    new = rng.normal(1.0, 2.0, 200)
+    for threshold in np.unique(c):
+        cut = cal.score_cut(threshold, s)
+        np.testing.assert_array_equal(cal.apply(new) >= threshold, new >= cut)
+
+
+def test_intercept_and_slope_of_known_miscalibration():
+    rng = np.random.default_rng(2)
+    true_p = expit(rng.normal(-0.5, 1.5, 20_000))
+    y = (rng.random(true_p.size) < true_p).astype(int)
+    ideal = intercept_and_slope(y, true_p)
+    assert abs(ideal["calibration_intercept"]) < 0.05 and abs(ideal["calibration_slope"] - 1) < 0.05
+    too_extreme = expit(2.0 * logit(true_p))
+    assert intercept_and_slope(y, too_extreme)["calibration_slope"] == pytest.approx(0.5, abs=0.03)
+    too_high = expit(logit(true_p) + 1.0)
+    fitted = intercept_and_slope(y, too_high)
+    # Calibration-in-the-large solves sum(y - expit(logit(p) + a)) = 0.
+    assert np.sum(y - expit(logit(too_high) + fitted["calibration_intercept"])) == pytest.approx(0, abs=1e-6)
+    assert fitted["calibration_intercept"] == pytest.approx(-1.0, abs=0.05)
+
+
+def test_separated_probabilities_have_no_slope_and_say_why():
+    out = intercept_and_slope(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.7, 0.9]))
+    assert out["calibration_slope"] is None and "separate the classes perfectly" in out["calibration_slope_reason"]
+    assert out["calibration_intercept"] is not None
+
+
+def test_one_class_cannot_be_recalibrated():
+    with pytest.raises(CalibrationError, match=r"needs both classes in the validation patients; got 0 positive and 4"):
+        fit_calibrator("platt", np.zeros(4), np.linspace(0, 1, 4), probabilities=True)
