@@ -4,12 +4,16 @@ A network that ranks patients perfectly can still give every one of them a proba
 near 0 (the positive control did: AUC 0.98, Brier 0.50). A recalibration map is fitted
 on validation patients only and applied unchanged to test, like the threshold:
 
-* ``platt``: logistic regression of the outcome on the score (Platt 1999), with Platt's
-  smoothed targets ``(N+ + 1)/(N+ + 2)`` and ``1/(N- + 2)`` so a validation set the model
-  separates perfectly still gives a finite fit. For probabilities the regressor is their
-  logit (logistic recalibration, Cox 1958); for other scores (logits, ratings) the score
-  itself. Strictly monotone when the slope is positive: the ranking, hence the AUC, is
-  unchanged.
+* ``platt``: logistic regression of the outcome on the score (Platt 1999). For
+  probabilities the regressor is their logit (logistic recalibration, Cox 1958); for
+  other scores (logits, ratings) the score itself. It is estimated by Firth's penalised
+  likelihood, the small-sample remedy of clinical prediction modelling, so a validation
+  set the model separates perfectly (a strong model on 24 patients) still gives a
+  finite fit. Platt's own remedy, smoothed targets ``(N+ + 1)/(N+ + 2)`` and
+  ``1/(N- + 2)``, was measured and rejected: on 24 validation patients it pins every
+  probability at least 1/14 away from 0 and 1, and left a synthetic near-perfect ranker
+  at test ECE 0.13 (median of 30 draws) where Firth gave 0.09. Strictly monotone when
+  the slope is positive: the ranking, hence the AUC, is unchanged.
 * ``isotonic``: the non-decreasing step fit of the outcome on the same regressor
   (pool-adjacent-violators, scikit-learn), linear between steps, clipped outside the
   validation range. Flexible, but it maps ranges of scores to one value: the calibrated
@@ -48,16 +52,28 @@ def _regressor(scores: np.ndarray, feature: str) -> np.ndarray:
     return logit(np.clip(s, _EPS, 1.0 - _EPS)) if feature == "logit" else s
 
 
-def _fit_logistic(
-    x: np.ndarray, target: np.ndarray, *, offset: np.ndarray | None = None, fit_slope: bool = True
-) -> tuple[float, float]:
-    """Maximum-likelihood ``(a, b)`` of ``P = expit(offset + a + b x)`` for targets in [0, 1].
+def _penalised_terms(design: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """Fisher information, half its log-determinant, and Firth's score adjustment ``X'h(1/2 - p)``."""
+    w = p * (1.0 - p)
+    info = design.T @ (design * w[:, None]) + 1e-12 * np.eye(design.shape[1])
+    root = design * np.sqrt(w)[:, None]
+    hat = np.einsum("ij,jk,ik->i", root, np.linalg.inv(info), root)
+    return info, 0.5 * float(np.linalg.slogdet(info)[1]), design.T @ (hat * (0.5 - p))
 
-    Newton-Raphson with step halving on the standardised regressor (the cross-entropy
-    is convex, so it converges whenever the optimum is finite).
+
+def _fit_logistic(
+    x: np.ndarray, target: np.ndarray, *, offset: np.ndarray | None = None, fit_slope: bool = True,
+    firth: bool = False,
+) -> tuple[float, float]:
+    """``(a, b)`` of ``P = expit(offset + a + b x)`` for targets in [0, 1].
+
+    Maximum likelihood, or with ``firth`` Firth's penalised likelihood (Jeffreys prior;
+    Firth 1993, Heinze & Schemper 2002): finite even when ``x`` separates the classes,
+    and less biased in small samples. Newton-Raphson with step halving on the
+    standardised regressor.
 
     Raises:
-        CalibrationError: no convergence (the optimum is at infinity).
+        CalibrationError: no convergence (the maximum-likelihood optimum is at infinity).
     """
     off = np.zeros_like(x) if offset is None else offset
     centre, spread = (float(x.mean()), float(x.std())) if fit_slope else (0.0, 1.0)
@@ -65,24 +81,25 @@ def _fit_logistic(
     design = np.stack([np.ones_like(x), (x - centre) / spread], axis=1) if fit_slope else np.ones((x.size, 1))
     beta = np.zeros(design.shape[1])
 
-    def loss(b: np.ndarray) -> float:
+    def objective(b: np.ndarray) -> float:
         eta = off + design @ b
-        return float(np.sum(np.logaddexp(0.0, eta) - target * eta))
+        value = float(np.sum(np.logaddexp(0.0, eta) - target * eta))
+        return value - (_penalised_terms(design, expit(eta))[1] if firth else 0.0)
 
-    current = loss(beta)
+    current = objective(beta)
     for _ in range(_MAX_NEWTON):
         p = expit(off + design @ beta)
-        grad = design.T @ (p - target)
-        # A flat likelihood (probabilities of exactly 0 and 1 already matching the
-        # outcomes) has no curvature left for Newton: stop where the gradient vanishes.
+        info, _, adjust = _penalised_terms(design, p)
+        grad = design.T @ (p - target) - (adjust if firth else 0.0)
+        # Probabilities of exactly 0 and 1 that already match the outcomes leave no
+        # curvature for Newton: stop where the gradient vanishes.
         if np.max(np.abs(grad)) < 1e-9 * x.size:
             break
-        hess = design.T @ (design * (p * (1 - p))[:, None]) + 1e-12 * np.eye(design.shape[1])
-        step = np.linalg.solve(hess, grad)
+        step = np.linalg.solve(info, grad)
         scale = 1.0
-        while scale > 1e-10 and loss(beta - scale * step) > current + 1e-12:
+        while scale > 1e-10 and objective(beta - scale * step) > current + 1e-12:
             scale /= 2.0
-        beta, previous, current = beta - scale * step, current, loss(beta - scale * step)
+        beta, previous, current = beta - scale * step, current, objective(beta - scale * step)
         if abs(previous - current) < 1e-12 * max(1.0, abs(current)) and np.max(np.abs(scale * step)) < 1e-9:
             break
     else:
@@ -153,7 +170,7 @@ class Calibrator:
         """The map's parameters for ``metrics.json`` and the report."""
         out: dict[str, Any] = {"method": self.method, "regressor": self.feature, "n_fitted": self.n_fitted}
         if self.method == "platt":
-            out.update(intercept=self.intercept, slope=self.slope)
+            out.update(intercept=self.intercept, slope=self.slope, estimator="Firth penalised likelihood")
         if self.method == "isotonic":
             out["steps"] = len(set(self.knots_y))
         return out
@@ -186,8 +203,7 @@ def fit_calibrator(method: str, y_true: np.ndarray, scores: np.ndarray, *, proba
         )
     x = _regressor(scores, feature)
     if method == "platt":
-        target = np.where(y == 1, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
-        a, b = _fit_logistic(x, target)
+        a, b = _fit_logistic(x, y, firth=True)
         return Calibrator(method, feature, intercept=a, slope=b, n_fitted=int(y.size))
     from sklearn.isotonic import IsotonicRegression
 

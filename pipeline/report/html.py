@@ -294,8 +294,9 @@ def _subgroups(ev: Evaluation) -> str:
 _CALIBRATION_TEXT = {
     "none": "No recalibration (evaluate.calibration: none): the model's scores are used as they are.",
     "platt": "Platt scaling: a logistic regression of the outcome on the model's score (on its logit when the "
-    "scores are probabilities), with Platt's smoothed targets, fitted on the validation patients only and applied "
-    "unchanged to the test patients. It is strictly increasing, so the ranking and the AUC do not change.",
+    "scores are probabilities), estimated by Firth's penalised likelihood (finite even when the validation patients "
+    "are perfectly separated), fitted on the validation patients only and applied unchanged to the test patients. "
+    "With a positive slope it is strictly increasing, so the ranking and the AUC do not change.",
     "isotonic": "Isotonic regression: a non-decreasing step function of the model's score fitted on the validation "
     "patients only and applied unchanged to the test patients. It maps ranges of scores to one probability, so the "
     "calibrated score has ties: the AUC of the calibrated score (below) can be lower than the model's AUC, which the "
