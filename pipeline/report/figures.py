@@ -75,7 +75,7 @@ def _reader_points(ax: plt.Axes, c: SplitCurves | None, m: Mapping[str, object])
         ax.plot(curve.fpr, curve.tpr, color=colour, lw=0.8, ls=":")
         ax.plot(
             curve.fpr[1:-1], curve.tpr[1:-1], marker, color=colour, ms=6, ls="none",
-            label=f"reader {column}: AUC {r.get('auc', 0):.3f}, n={r.get('n')} (test)",
+            label=f"{column} (reader): AUC {r.get('auc', 0):.3f}, n={r.get('n')} (test)",
         )
 
 
