@@ -34,7 +34,7 @@ from scipy.special import expit, logit
 
 from pipeline.errors import PipelineInputError
 
-__all__ = ["METHODS", "Calibrator", "CalibrationError", "fit_calibrator", "intercept_and_slope"]
+__all__ = ["METHODS", "CalibrationError", "Calibrator", "fit_calibrator", "intercept_and_slope"]
 
 METHODS = ("none", "platt", "isotonic")
 # Probabilities are clipped this far from 0 and 1 before the logit: a float32 sigmoid

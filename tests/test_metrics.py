@@ -281,7 +281,7 @@ def test_thresholds_and_curves_work_on_ratings_and_probability_metrics_say_why_n
     rating = np.array([1, 2, 3, 3, 4, 5, 2, 5], dtype=float)
     t = M.choose_threshold(y, rating, rule="youden")
     assert t in (3.0, 4.0)
-    fpr, tpr, thr = M.roc_curve(y, rating)
+    _, _, thr = M.roc_curve(y, rating)
     assert thr.tolist() == [np.inf, 5.0, 4.0, 3.0, 2.0, 1.0]
     assert M.probability_reason(rating) == (
         "not applicable: the scores range from 1 to 5, so they are not probabilities in [0, 1] (logits or ratings); "

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import yaml
 
 from pipeline.report.evaluation import Evaluation
+from pipeline.report.methods import methods_paragraphs, tripod_rows
 from pipeline.report.provenance import Provenance
 
 _CSS = """
@@ -459,13 +460,33 @@ reason is stated.</li>
 """
 
 
-def render_html(evaluation: Evaluation, provenance: Provenance, figures: Mapping[str, bytes]) -> str:
+def _methods_from_run(ev: Evaluation, p: Provenance, ledger: Mapping[str, int] | None) -> str:
+    paragraphs = "".join(f"<p>{_e(text)}</p>" for text in methods_paragraphs(ev, p, ledger))
+    rows = "".join(
+        f"<tr><td class='l'>{_e(item)}</td><td class='l'>{_e(topic)}</td><td class='l'>{_e(where)}</td></tr>"
+        for item, topic, where in tripod_rows(ev, p, ledger)
+    )
+    return (
+        f"<h3>Methods paragraph (generated from this run)</h3>{paragraphs}<h3>TRIPOD+AI checklist</h3>"
+        "<p class='sub'>Item numbers follow TRIPOD+AI (Collins et al., BMJ 2024); check them against the official "
+        f"checklist.</p><table><tr><th class='l'>Item</th><th class='l'>Topic</th><th class='l'>Where</th></tr>{rows}"
+        "</table>"
+    )
+
+
+def render_html(
+    evaluation: Evaluation,
+    provenance: Provenance,
+    figures: Mapping[str, bytes],
+    ledger: Mapping[str, int] | None = None,
+) -> str:
     """The full report page.
 
     Args:
         evaluation: metrics, curves and cohort.
         provenance: weights, params and hashes (items not given are stated as such).
         figures: name (``roc``, ``calibration``, ``pr``) -> PNG bytes, embedded as base64.
+        ledger: files per ingest status, for the methods paragraph (``None``: not given).
 
     Returns:
         HTML5 text, UTF-8, with no external resources.
@@ -499,6 +520,8 @@ def render_html(evaluation: Evaluation, provenance: Provenance, figures: Mapping
         _readers(ev),
         _comparison(ev, p),
         "<h2>Methods</h2>",
+        _methods_from_run(ev, p, ledger),
+        "<h3>Definitions</h3>",
         _METHODS,
         "<h2>Provenance</h2>",
         _provenance(ev, p),

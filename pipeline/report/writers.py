@@ -20,6 +20,7 @@ import numpy as np
 from pipeline.report.evaluation import Evaluation
 from pipeline.report.figures import calibration_png, pr_png, roc_png
 from pipeline.report.html import render_html
+from pipeline.report.methods import methods_markdown
 from pipeline.report.provenance import Provenance
 
 _DIGITS = 6
@@ -94,13 +95,15 @@ def _write_json(path: Path, content: Any) -> None:
     path.write_text(json.dumps(jsonable(content), indent=2, allow_nan=False) + "\n")
 
 
-def write_outputs(evaluation: Evaluation, provenance: Provenance, out_dir: str | Path) -> list[Path]:
+def write_outputs(
+    evaluation: Evaluation, provenance: Provenance, out_dir: str | Path, *, ledger: dict[str, int] | None = None
+) -> list[Path]:
     """Write every output of the evaluate stage into ``out_dir``.
 
     Files: ``metrics.json``, ``roc.json`` (test), ``plots/roc/val.json``,
     ``plots/{pr,calibration,confusion}/{val,test}.json``,
-    ``roc.png``, ``pr.png``, ``calibration.png`` and ``report.html`` (self-contained:
-    figures embedded as base64).
+    ``roc.png``, ``pr.png``, ``calibration.png``, ``report.html`` (self-contained:
+    figures embedded as base64) and ``methods.md`` (the generated methods section).
 
     Returns:
         The paths written.
@@ -121,6 +124,8 @@ def write_outputs(evaluation: Evaluation, provenance: Provenance, out_dir: str |
     for name, png in figures.items():
         (out_dir / f"{name}.png").write_bytes(png)
         written.append(out_dir / f"{name}.png")
-    (out_dir / "report.html").write_text(render_html(evaluation, provenance, figures), encoding="utf-8")
+    (out_dir / "report.html").write_text(render_html(evaluation, provenance, figures, ledger), encoding="utf-8")
     written.append(out_dir / "report.html")
+    (out_dir / "methods.md").write_text(methods_markdown(evaluation, provenance, ledger), encoding="utf-8")
+    written.append(out_dir / "methods.md")
     return written

@@ -4,7 +4,7 @@ Usage::
 
     python -m pipeline.stages.evaluate reports/predictions.csv reports \
         --train-summary reports/train_summary.json --params params.yaml --lock dvc.lock \
-        [--compare other/predictions.csv]
+        [--ledger data/ingested/ledger.csv] [--compare other/predictions.csv]
 
 Reads ``base.seed`` and ``evaluate.*`` from params. Bad input stops the stage with one
 message naming the rule and the fix (exit status 2), never a traceback.
@@ -28,6 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     parser.add_argument("--train-summary", type=Path, default=None, help="train_summary.json, for weight provenance")
     parser.add_argument("--lock", type=Path, default=None, help="dvc.lock, for data hashes in the report")
+    parser.add_argument("--ledger", type=Path, default=None, help="ingest's ledger.csv, for the methods paragraph")
     parser.add_argument("--compare", type=Path, default=None, help="another predictions.csv for a paired DeLong test")
     return parser.parse_args(argv)
 
@@ -50,6 +51,7 @@ def evaluate(args: argparse.Namespace) -> str:
         params_file=args.params,
         lock=args.lock,
         lock_skip_stages=("evaluate",),
+        ledger=args.ledger,
     )
     test = evaluation.metrics["test"]
     lo, hi = test["auc_ci95"]

@@ -62,7 +62,8 @@ def test_stage_writes_every_output(tmp_path, capsys):
                  "--compare", str(other)]) == 0
     assert "test AUC" in capsys.readouterr().out
 
-    expected = {"metrics.json", "roc.json", "plots/roc/val.json", "roc.png", "calibration.png", "pr.png", "report.html"} | {
+    expected = {"metrics.json", "roc.json", "plots/roc/val.json", "roc.png", "calibration.png", "pr.png", "report.html",
+                "methods.md"} | {
         f"plots/{kind}/{split}.json" for kind in ("pr", "calibration", "confusion") for split in ("val", "test")
     }
     written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
