@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from pipeline.report.evaluation import Evaluation
 from pipeline.report.provenance import Provenance, ProvenanceError
 
-PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "monai", "lightning", "pydicom", "nibabel", "dvc")
+PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "monai", "pytorch-lightning", "pydicom", "nibabel", "dvc")
 AUTHORS = "for the authors"
 
 
@@ -79,8 +79,8 @@ def _design(params: Mapping[str, Any] | None, summary: Mapping[str, Any] | None)
             f"(validation fraction {split.get('val_fraction', 'not recorded')}, test fraction "
             f"{split.get('test_fraction', 'not recorded')}, seed {seed}); parts fixed in the manifest were kept. ")
     text += (f"Images were resampled to {pre.get('pixdim', 'not recorded')} mm voxels, cropped or padded to "
-             f"{pre.get('roi', 'not recorded')} voxels ({pre.get('spatial_dims', '?')}D) and windowed to "
-             f"{pre.get('hu_window', 'not recorded')} HU. ")
+             f"{pre.get('roi', 'not recorded')} voxels ({pre.get('spatial_dims', '?')}D), and scaled to [0, 1] over "
+             f"the window {pre.get('hu_window', 'not recorded')} HU for CT (0.5th-99.5th percentiles otherwise). ")
     model, weights = _get(summary, "model") or {}, _get(summary, "weights") or {}
     train = _get(summary, "config", "train") or _get(params, "train") or {}
     if summary is None:
