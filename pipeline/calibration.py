@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize
 from scipy.special import expit, logit
 
 from pipeline.errors import PipelineInputError
@@ -40,7 +41,6 @@ METHODS = ("none", "platt", "isotonic")
 # Probabilities are clipped this far from 0 and 1 before the logit: a float32 sigmoid
 # written to CSV reaches 1e-30 and below, and 0 or 1 exactly would give infinities.
 _EPS = 1e-15
-_MAX_NEWTON = 100
 
 
 class CalibrationError(PipelineInputError):
@@ -69,8 +69,7 @@ def _fit_logistic(
 
     Maximum likelihood, or with ``firth`` Firth's penalised likelihood (Jeffreys prior;
     Firth 1993, Heinze & Schemper 2002): finite even when ``x`` separates the classes,
-    and less biased in small samples. Newton-Raphson with step halving on the
-    standardised regressor.
+    and less biased in small samples. Fitted on the standardised regressor.
 
     Raises:
         CalibrationError: no convergence (the maximum-likelihood optimum is at infinity).
@@ -79,33 +78,26 @@ def _fit_logistic(
     centre, spread = (float(x.mean()), float(x.std())) if fit_slope else (0.0, 1.0)
     spread = spread if spread > 0 else 1.0
     design = np.stack([np.ones_like(x), (x - centre) / spread], axis=1) if fit_slope else np.ones((x.size, 1))
-    beta = np.zeros(design.shape[1])
 
-    def objective(b: np.ndarray) -> float:
+    def objective(b: np.ndarray) -> tuple[float, np.ndarray]:
         eta = off + design @ b
+        p = expit(eta)
         value = float(np.sum(np.logaddexp(0.0, eta) - target * eta))
-        return value - (_penalised_terms(design, expit(eta))[1] if firth else 0.0)
+        grad = design.T @ (p - target)
+        if firth:
+            _, half_logdet, adjust = _penalised_terms(design, p)
+            value, grad = value - half_logdet, grad - adjust  # the modified score is the exact gradient
+        return value, grad
 
-    current = objective(beta)
-    for _ in range(_MAX_NEWTON):
-        p = expit(off + design @ beta)
-        info, _, adjust = _penalised_terms(design, p)
-        grad = design.T @ (p - target) - (adjust if firth else 0.0)
-        # Probabilities of exactly 0 and 1 that already match the outcomes leave no
-        # curvature for Newton: stop where the gradient vanishes.
-        if np.max(np.abs(grad)) < 1e-9 * x.size:
-            break
-        step = np.linalg.solve(info, grad)
-        scale = 1.0
-        while scale > 1e-10 and objective(beta - scale * step) > current + 1e-12:
-            scale /= 2.0
-        beta, previous, current = beta - scale * step, current, objective(beta - scale * step)
-        if abs(previous - current) < 1e-12 * max(1.0, abs(current)) and np.max(np.abs(scale * step)) < 1e-9:
-            break
-    else:
+    # Quasi-Newton on the exact gradient: Fisher scoring on Firth's modified score was
+    # measured to oscillate for ten steps and more on 4 nearly tied validation scores.
+    result = minimize(objective, np.zeros(design.shape[1]), jac=True, method="BFGS",
+                      options={"gtol": 1e-10, "maxiter": 2000})
+    beta = result.x
+    if not np.all(np.isfinite(beta)) or np.max(np.abs(objective(beta)[1])) > 1e-6 * max(1.0, x.size):
         raise CalibrationError(
-            f"the logistic fit must converge within {_MAX_NEWTON} Newton steps; it did not (the maximum-likelihood "
-            "estimate is at infinity, as when the score separates the classes perfectly)."
+            "the logistic fit must converge to a finite optimum; it did not (the maximum-likelihood estimate is at "
+            "infinity, as when the score separates the classes perfectly)."
         )
     if not fit_slope:
         return float(beta[0]), 1.0
@@ -228,7 +220,11 @@ def intercept_and_slope(y_true: np.ndarray, probabilities: np.ndarray) -> dict[s
     if y.min() == y.max():
         out["calibration_slope_reason"] = "one class only: calibration intercept and slope are undefined"
         return out
-    out["calibration_intercept"] = _fit_logistic(np.zeros_like(lp), y, offset=lp, fit_slope=False)[0]
+    try:
+        out["calibration_intercept"] = _fit_logistic(np.zeros_like(lp), y, offset=lp, fit_slope=False)[0]
+    except CalibrationError as err:
+        out["calibration_slope_reason"] = f"calibration intercept and slope not estimated: {err}"
+        return out
     if np.ptp(lp) == 0:
         out["calibration_slope_reason"] = "every probability is the same: the slope is undefined"
         return out
@@ -239,5 +235,8 @@ def intercept_and_slope(y_true: np.ndarray, probabilities: np.ndarray) -> dict[s
             "estimate is infinite"
         )
         return out
-    out["calibration_slope"] = _fit_logistic(lp, y)[1]
+    try:
+        out["calibration_slope"] = _fit_logistic(lp, y)[1]
+    except CalibrationError as err:
+        out["calibration_slope_reason"] = f"calibration slope not estimated: {err}"
     return out

@@ -87,3 +87,13 @@ def test_separated_probabilities_have_no_slope_and_say_why():
 def test_one_class_cannot_be_recalibrated():
     with pytest.raises(CalibrationError, match=r"needs both classes in the validation patients; got 0 positive and 4"):
         fit_calibrator("platt", np.zeros(4), np.linspace(0, 1, 4), probabilities=True)
+
+
+def test_platt_converges_on_four_nearly_tied_validation_scores():
+    """An untrained model's val set from the e2e run: Fisher scoring oscillated and the stage stopped."""
+    y = np.array([0, 0, 1, 1])
+    s = np.array([0.57132993, 0.57211141, 0.57158435, 0.57140704])
+    cal = fit_calibrator("platt", y, s, probabilities=True)
+    a, b = _firth_by_definition(logit(s), y.astype(float))
+    assert cal.slope == pytest.approx(b, rel=1e-3) and cal.intercept == pytest.approx(a, rel=1e-3)
+    assert not cal.monotone()  # it ranks val the wrong way round, which the report says
