@@ -474,6 +474,12 @@ class EvaluateConfig:
         calibration_bins: bins of the reliability curve and the ECE.
         subgroups: columns of predictions.csv reported per level (AUC with CI); empty
             means every extra column with 2 to 20 levels.
+        calibration: ``none``, ``platt`` or ``isotonic``: the map from scores to
+            probabilities fitted on validation and applied to test; thresholded metrics
+            use the calibrated score.
+        reader_columns: columns of predictions.csv holding a reader's rating (any
+            numbers, higher meaning more suspicious), each compared with the model on
+            the same patients (paired DeLong test).
         seed: bootstrap seed.
     """
 
@@ -485,6 +491,8 @@ class EvaluateConfig:
     n_boot: int = 2000
     calibration_bins: int = 10
     subgroups: tuple[str, ...] = field(default_factory=tuple)
+    calibration: str = "platt"
+    reader_columns: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         check_choice("evaluate.aggregate", self.aggregate, ("max", "mean"))
@@ -496,6 +504,13 @@ class EvaluateConfig:
         if not isinstance(self.subgroups, (list, tuple)) or not all(isinstance(s, str) for s in self.subgroups):
             raise ConfigError(f"'evaluate.subgroups' must be a list of column names; got {self.subgroups!r}.")
         object.__setattr__(self, "subgroups", tuple(self.subgroups))
+        check_choice("evaluate.calibration", self.calibration, ("none", "platt", "isotonic"))
+        readers = self.reader_columns
+        if not isinstance(readers, (list, tuple)) or not all(isinstance(s, str) and s for s in readers):
+            raise ConfigError(f"'evaluate.reader_columns' must be a list of column names; got {readers!r}.")
+        if len(set(readers)) != len(readers):
+            raise ConfigError(f"'evaluate.reader_columns' must not repeat a column; got {list(readers)!r}.")
+        object.__setattr__(self, "reader_columns", tuple(readers))
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "EvaluateConfig":

@@ -1,8 +1,12 @@
 """Binary-classification metrics a clinical reviewer asks for, from scores alone (numpy, scipy).
 
 Everything here takes patient-level arrays: ``y_true`` of shape ``(N,)`` holding 0/1 and
-``y_score`` of shape ``(N,)`` holding probabilities in [0, 1]. Nothing here knows about
-models, files or params, so predictions from any source can be evaluated.
+``y_score`` of shape ``(N,)`` holding finite real scores. Rank-based metrics (AUC, its
+intervals, the DeLong test, ROC and PR curves, thresholds) accept any such score: a
+probability, a logit, a reader's 1-5 rating. Probability-only metrics (Brier score,
+reliability curve, ECE) require scores in [0, 1]; :func:`probability_reason` says why a
+score is not one. Nothing here knows about models, files or params, so predictions
+from any source can be evaluated.
 
 Conventions, fixed once so every number in a report means the same thing:
 
@@ -29,6 +33,7 @@ __all__ = [
     "UndefinedMetricError",
     "PairedDelongResult",
     "check_binary",
+    "probability_reason",
     "delong_auc_covariance",
     "roc_auc_ci",
     "delong_test",
@@ -53,20 +58,23 @@ class UndefinedMetricError(PipelineInputError):
     """A metric cannot be computed on these data (for example only one class is present)."""
 
 
-def check_binary(y_true: np.ndarray, y_score: np.ndarray, *, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
+def check_binary(
+    y_true: np.ndarray, y_score: np.ndarray, *, name: str = "y", probability: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate and convert labels and scores.
 
     Args:
         y_true: labels, shape ``(N,)``, values 0 or 1.
-        y_score: scores, shape ``(N,)``, finite, in [0, 1].
+        y_score: scores, shape ``(N,)``, finite; in [0, 1] when ``probability``.
         name: what the arrays describe, used in error messages (e.g. ``"split 'test'"``).
+        probability: require probabilities (Brier score, calibration).
 
     Returns:
         ``(y_true as int8, y_score as float64)``.
 
     Raises:
-        ValueError: shapes differ, labels are not 0/1, or scores are NaN or outside [0, 1];
-            the message gives the first offending positions.
+        ValueError: shapes differ, labels are not 0/1, scores are NaN or infinite, or
+            (``probability``) outside [0, 1]; the message gives the first offending positions.
     """
     y = np.asarray(y_true)
     s = np.asarray(y_score, dtype=float)
@@ -79,13 +87,35 @@ def check_binary(y_true: np.ndarray, y_score: np.ndarray, *, name: str = "y") ->
         raise ValueError(
             f"{name} labels must be 0 or 1; got {y[bad_label[:5]].tolist()} at positions {bad_label[:5].tolist()}."
         )
-    bad_score = np.flatnonzero(~np.isfinite(s) | (s < 0.0) | (s > 1.0))
+    bad_score = np.flatnonzero(~np.isfinite(s))
     if bad_score.size:
         raise ValueError(
-            f"{name} scores must be finite probabilities in [0, 1]; got {s[bad_score[:5]].tolist()} at positions "
-            f"{bad_score[:5].tolist()}. Apply a sigmoid/softmax to logits before evaluation."
+            f"{name} scores must be finite real numbers; got {s[bad_score[:5]].tolist()} at positions "
+            f"{bad_score[:5].tolist()}. Remove or fix these cases before evaluation."
+        )
+    outside = np.flatnonzero((s < 0.0) | (s > 1.0))
+    if probability and outside.size:
+        raise ValueError(
+            f"{name} scores must be probabilities in [0, 1] for this metric; got {s[outside[:5]].tolist()} at "
+            f"positions {outside[:5].tolist()}. It does not apply to logits or ratings: recalibrate them into "
+            "probabilities first (evaluate.calibration: platt)."
         )
     return y.astype(np.int8), s
+
+
+def probability_reason(y_score: np.ndarray) -> str | None:
+    """Why scores are not probabilities (``None`` when they all lie in [0, 1]).
+
+    The reason is written into metrics.json and the report in place of a Brier score or
+    ECE, so a reader of either sees why the number is missing.
+    """
+    s = np.asarray(y_score, dtype=float)
+    if s.size and np.all((s >= 0.0) & (s <= 1.0)):
+        return None
+    return (
+        f"not applicable: the scores range from {s.min():.4g} to {s.max():.4g}, so they are not probabilities in "
+        "[0, 1] (logits or ratings); Brier score, ECE and calibration need probabilities"
+    )
 
 
 def _require_both_classes(y: np.ndarray, name: str, minimum: int = 1) -> tuple[int, int]:
@@ -173,7 +203,8 @@ def roc_auc_ci(
 
     Args:
         y_true: labels, shape ``(N,)``, 0/1.
-        y_score: probabilities, shape ``(N,)``, in [0, 1].
+        y_score: scores, shape ``(N,)``, any finite real numbers (only their ranks
+            matter; ties count one half).
         method: ``"delong"`` (normal approximation with the DeLong variance; the
             interval reviewers ask for by name) or ``"bootstrap"`` (stratified
             percentile bootstrap; preferable for small or extreme samples).
@@ -242,8 +273,9 @@ def delong_test(
 
     Args:
         y_true: labels, shape ``(N,)``.
-        score_a: first model's probabilities, shape ``(N,)``, aligned with ``y_true``.
-        score_b: second model's probabilities, shape ``(N,)``, same order.
+        score_a: first model's (or reader's) scores, shape ``(N,)``, aligned with
+            ``y_true``; any finite real numbers, on any scale.
+        score_b: second scores, shape ``(N,)``, same order; its scale need not match ``score_a``.
         level: coverage of the interval of the difference.
 
     Returns:
@@ -325,7 +357,7 @@ def choose_threshold(
 
     Args:
         y_true: validation labels, shape ``(N,)``.
-        y_score: validation probabilities, shape ``(N,)``.
+        y_score: validation scores, shape ``(N,)``.
         rule: ``"youden"`` maximises sensitivity + specificity - 1; among equal values
             the highest threshold (fewest false positives) wins. ``"sensitivity"`` takes
             the highest threshold whose sensitivity reaches ``target_sensitivity``,
@@ -372,7 +404,7 @@ def threshold_metrics(
 
     Args:
         y_true: labels, shape ``(N,)``.
-        y_score: probabilities, shape ``(N,)``.
+        y_score: scores, shape ``(N,)``.
         threshold: cases with ``score >= threshold`` are called positive.
         level: interval coverage; keys are suffixed ``_ci95`` for the default 0.95.
 
@@ -408,7 +440,7 @@ def threshold_metrics(
 
 def brier_score(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """Mean squared difference between probability and outcome; 0 is perfect, 0.25 is a coin."""
-    y, s = check_binary(y_true, y_score)
+    y, s = check_binary(y_true, y_score, probability=True)
     return float(np.mean((s - y) ** 2))
 
 
@@ -421,7 +453,7 @@ def reliability_curve(y_true: np.ndarray, y_score: np.ndarray, *, n_bins: int = 
         Arrays of shape ``(B',)`` for the ``B'`` non-empty bins: ``bin_lower``,
         ``bin_upper``, ``mean_predicted``, ``fraction_positive``, ``count``.
     """
-    y, s = check_binary(y_true, y_score)
+    y, s = check_binary(y_true, y_score, probability=True)
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise ValueError(f"'n_bins' must be a positive integer; got {n_bins!r}.")
     index = np.minimum((s * n_bins).astype(int), n_bins - 1)
@@ -465,7 +497,7 @@ def subgroup_auc(
 
     Args:
         y_true: labels, shape ``(N,)``.
-        y_score: probabilities, shape ``(N,)``.
+        y_score: scores, shape ``(N,)``.
         groups: level of each case, shape ``(N,)``, compared as strings.
         threshold: when given, sensitivity and specificity at this threshold are added.
         method, level, n_boot, seed: as in :func:`roc_auc_ci`.

@@ -125,8 +125,13 @@ def test_one_class_is_an_error_not_nan():
 
 def test_bad_scores_and_labels_are_rejected_with_positions():
     y = np.array([0, 1, 0, 1])
-    with pytest.raises(ValueError, match=r"scores must be finite probabilities in \[0, 1\]; got \[1\.5, nan\] at positions \[1, 3\]"):
-        M.roc_auc_ci(y, np.array([0.1, 1.5, 0.2, np.nan]))
+    with pytest.raises(ValueError, match=r"scores must be finite real numbers; got \[inf, nan\] at positions \[1, 3\]"):
+        M.roc_auc_ci(y, np.array([0.1, np.inf, 0.2, np.nan]))
+    with pytest.raises(ValueError, match=r"scores must be probabilities in \[0, 1\] for this metric; got \[1\.5, -2\.0\] "
+                                         r"at positions \[1, 3\]\. It does not apply to logits or ratings"):
+        M.brier_score(y, np.array([0.1, 1.5, 0.2, -2.0]))
+    with pytest.raises(ValueError, match=r"must be probabilities in \[0, 1\]"):
+        M.expected_calibration_error(y, np.array([0.1, 1.5, 0.2, 0.3]))
     with pytest.raises(ValueError, match=r"labels must be 0 or 1; got \[2\] at positions \[2\]"):
         M.roc_auc_ci(np.array([0, 1, 2, 1]), np.array([0.1, 0.5, 0.2, 0.3]))
     with pytest.raises(ValueError, match=r"'method' must be one of \['delong', 'bootstrap'\]; got 'wald'"):
@@ -233,3 +238,53 @@ def test_subgroups_report_undefined_levels_with_reason():
     mask = groups == "A"
     assert out["A"]["auc"] == pytest.approx(M.roc_auc_ci(y[mask], s[mask])[0])
     assert out["A"]["reason"] is None and len(out["A"]["auc_ci95"]) == 2
+
+
+def _ratings(rng: np.random.Generator, m: int, n: int):
+    """A reader's 1-5 ratings: five levels, so nearly every pair across classes is a tie or a step."""
+    pos = np.clip(np.round(rng.normal(3.6, 1.1, m)), 1, 5)
+    neg = np.clip(np.round(rng.normal(2.4, 1.1, n)), 1, 5)
+    y = np.r_[np.ones(m, int), np.zeros(n, int)]
+    order = rng.permutation(m + n)
+    return y[order], np.r_[pos, neg][order]
+
+
+def test_auc_and_delong_interval_of_integer_ratings_match_the_definition():
+    rng = np.random.default_rng(21)
+    y, rating = _ratings(rng, 26, 34)
+    assert set(np.unique(rating)) == {1.0, 2.0, 3.0, 4.0, 5.0}
+    auc_ref, cov_ref = _structural_components(y, rating)
+    auc, lo, hi = M.roc_auc_ci(y, rating)
+    z = stats.norm.ppf(0.975)
+    assert auc == pytest.approx(auc_ref[0], abs=1e-12)
+    assert lo == pytest.approx(auc_ref[0] - z * np.sqrt(cov_ref[0, 0]), abs=1e-10)
+    assert hi == pytest.approx(min(1.0, auc_ref[0] + z * np.sqrt(cov_ref[0, 0])), abs=1e-10)
+    # Any strictly increasing transform leaves rank metrics unchanged: a logit is as good as its probability.
+    assert M.roc_auc_ci(y, 10.0 * rating - 33.0) == (auc, lo, hi)
+
+
+def test_paired_delong_between_a_rating_and_a_logit_matches_the_definition():
+    rng = np.random.default_rng(22)
+    y, rating = _ratings(rng, 30, 30)
+    model_logit = 2.0 * (y - 0.5) + rng.normal(0, 1.3, y.size)  # roughly -5..5, not a probability
+    aucs_ref, cov_ref = _structural_components(y, np.stack([rating, model_logit]))
+    result = M.delong_test(y, rating, model_logit)
+    var = cov_ref[0, 0] + cov_ref[1, 1] - 2 * cov_ref[0, 1]
+    z = (aucs_ref[0] - aucs_ref[1]) / np.sqrt(var)
+    assert (result.auc_a, result.auc_b) == pytest.approx(tuple(aucs_ref), abs=1e-12)
+    assert result.z == pytest.approx(z, rel=1e-9)
+    assert result.p_value == pytest.approx(2 * stats.norm.sf(abs(z)), rel=1e-9)
+
+
+def test_thresholds_and_curves_work_on_ratings_and_probability_metrics_say_why_not():
+    y = np.array([0, 0, 0, 1, 1, 1, 0, 1])
+    rating = np.array([1, 2, 3, 3, 4, 5, 2, 5], dtype=float)
+    t = M.choose_threshold(y, rating, rule="youden")
+    assert t in (3.0, 4.0)
+    _, _, thr = M.roc_curve(y, rating)
+    assert thr.tolist() == [np.inf, 5.0, 4.0, 3.0, 2.0, 1.0]
+    assert M.probability_reason(rating) == (
+        "not applicable: the scores range from 1 to 5, so they are not probabilities in [0, 1] (logits or ratings); "
+        "Brier score, ECE and calibration need probabilities"
+    )
+    assert M.probability_reason(np.array([0.0, 0.3, 1.0])) is None

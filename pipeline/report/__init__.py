@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from pipeline.config import EvaluateConfig
 from pipeline.report.evaluation import Evaluation, EvaluationError, compare_tables, evaluate_table
+from pipeline.report.methods import ledger_counts
 from pipeline.report.predictions import PatientTable, PredictionsError, read_predictions, subgroup_columns
 from pipeline.report.provenance import Provenance, ProvenanceError, collect_provenance
 from pipeline.report.writers import write_outputs
@@ -43,6 +44,7 @@ def run_evaluation(
     params_file: str | Path | None = None,
     lock: str | Path | None = None,
     lock_skip_stages: tuple[str, ...] = (),
+    ledger: str | Path | None = None,
 ) -> Evaluation:
     """Read predictions, compute every metric, and write all outputs into ``out_dir``.
 
@@ -56,6 +58,7 @@ def run_evaluation(
             ``None`` is stated in the report as not given.
         lock_skip_stages: stages of ``dvc.lock`` not shown (the running stage's own,
             stale, entry).
+        ledger: ingest's ``ledger.csv``, for the file counts of the methods paragraph.
 
     Returns:
         The :class:`Evaluation` that was written.
@@ -71,5 +74,6 @@ def run_evaluation(
         predictions, params=params, params_file=params_file, train_summary=train_summary, lock=lock,
         lock_skip_stages=lock_skip_stages, compare=compare,
     )
-    write_outputs(evaluation, provenance, out_dir)
+    counts = ledger_counts(ledger) if ledger is not None else None
+    write_outputs(evaluation, provenance, out_dir, ledger=counts)
     return evaluation

@@ -1,7 +1,10 @@
 """From patient-level predictions to every number and curve of the report.
 
-The threshold is chosen on the validation split and applied unchanged to test, so the
-test sensitivity and specificity are honest estimates of a rule fixed in advance.
+The recalibration map and the threshold are both fitted on the validation split and
+applied unchanged to test, so the test sensitivity, specificity and calibration are
+honest estimates of a rule fixed in advance. On validation they are in-sample and
+labelled so. Discrimination (AUC, ROC and PR curves) is that of the model's own score:
+a monotone recalibration cannot change it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline import metrics as M
+from pipeline.calibration import CalibrationError, Calibrator, fit_calibrator, intercept_and_slope
 from pipeline.config import EvaluateConfig
 from pipeline.errors import PipelineInputError
 from pipeline.report.predictions import (
@@ -19,6 +23,7 @@ from pipeline.report.predictions import (
     PredictionsError,
     subgroup_columns,
 )
+from pipeline.report.readers import ReaderCurve, compare_reader
 
 LEVEL = 0.95
 
@@ -34,17 +39,24 @@ class SplitCurves:
     Attributes:
         roc: ``fpr``, ``tpr``, ``threshold`` (first threshold ``inf``).
         pr: ``precision``, ``recall``, ``threshold``.
-        calibration: see :func:`pipeline.metrics.reliability_curve`.
+        calibration: reliability curve of the calibrated probabilities (see
+            :func:`pipeline.metrics.reliability_curve`); ``None`` when they are not
+            probabilities.
         actual: labels, shape ``(P,)``; ``predicted``: 0/1 at the chosen threshold.
-        score: patient scores, shape ``(P,)`` (for the score histogram).
+        score: calibrated patient scores, shape ``(P,)`` (for the score histogram).
+        calibration_before: reliability curve of the model's own scores, ``None``
+            when they are not probabilities.
+        readers: reader column -> the reader's ROC on the patients they rated.
     """
 
     roc: dict[str, np.ndarray]
     pr: dict[str, np.ndarray]
-    calibration: dict[str, np.ndarray]
+    calibration: dict[str, np.ndarray] | None
     actual: np.ndarray
     predicted: np.ndarray
     score: np.ndarray
+    calibration_before: dict[str, np.ndarray] | None = None
+    readers: dict[str, ReaderCurve] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,27 +102,90 @@ def _check_split(table: PatientTable, split: str) -> None:
         )
 
 
+def _probability_block(
+    y: np.ndarray, p: np.ndarray, reason: str | None, *, bins: int, suffix: str
+) -> tuple[dict[str, object], dict[str, np.ndarray] | None]:
+    """Brier, ECE, calibration intercept and slope of ``p``, or ``None`` each with ``reason``."""
+    keys = ("brier", "ece", "calibration_intercept", "calibration_slope")
+    if reason is not None:
+        return {k + suffix: None for k in keys} | {"reason": reason}, None
+    out: dict[str, object] = {
+        "brier" + suffix: M.brier_score(y, p),
+        "ece" + suffix: M.expected_calibration_error(y, p, n_bins=bins),
+    }
+    fitted = intercept_and_slope(y, p)
+    out["calibration_intercept" + suffix] = fitted["calibration_intercept"]
+    out["calibration_slope" + suffix] = fitted["calibration_slope"]
+    out["reason"] = fitted["calibration_slope_reason"]
+    return out, M.reliability_curve(y, p, n_bins=bins)
+
+
+def _calibration_metrics(
+    y: np.ndarray, s: np.ndarray, c: np.ndarray, *, raw_reason: str | None, method: str, bins: int, split: str
+) -> tuple[dict[str, object], dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:
+    """Calibration before and after recalibration; reasons for what does not apply."""
+    not_applicable: dict[str, str] = {}
+    after_reason = raw_reason if method == "none" else None
+    after, curve_after = _probability_block(y, c, after_reason, bins=bins, suffix="")
+    before, curve_before = _probability_block(y, s, raw_reason, bins=bins, suffix="_uncalibrated")
+    for block, names in ((after, ("brier", "ece", "calibration_slope")),
+                         (before, ("brier_uncalibrated", "ece_uncalibrated", "calibration_slope_uncalibrated"))):
+        reason = block.pop("reason")
+        for name in names:
+            if block[name] is None and reason:
+                not_applicable[name] = reason
+    out: dict[str, object] = {
+        "calibration_method": method,
+        "calibration_fitted_on": "none" if method == "none" else (
+            "val" if split == "test" else "val (in-sample: fitted on these patients, so optimistic)"
+        ),
+        **after,
+        **before,
+    }
+    if not_applicable:
+        out["not_applicable"] = not_applicable
+    return out, curve_after, curve_before
+
+
+def _subgroup(
+    y: np.ndarray, s: np.ndarray, c: np.ndarray, groups: np.ndarray, threshold: float, config: EvaluateConfig
+) -> dict[str, dict[str, object]]:
+    """AUC per level from the model's score (as the headline AUC), sensitivity and specificity from the calibrated one."""
+    out = M.subgroup_auc(y, s, groups, method=config.ci_method, level=LEVEL, n_boot=config.n_boot, seed=config.seed)
+    for level, row in out.items():
+        mask = groups == level
+        at = M.threshold_metrics(y[mask], c[mask], threshold, level=LEVEL)
+        row["sensitivity"], row["specificity"] = at["sensitivity"], at["specificity"]
+    return out
+
+
 def _split_metrics(
     part: PatientTable,
+    calibrator: Calibrator,
     *,
     threshold: float,
+    threshold_score: float | None,
     threshold_rule: str,
-    ci_method: str,
-    n_boot: int,
-    calibration_bins: int,
+    raw_reason: str | None,
+    config: EvaluateConfig,
     subgroups: list[str],
     subgroups_skipped: dict[str, str],
-    seed: int,
 ) -> tuple[dict[str, object], SplitCurves]:
     y, s = part.label, part.score
+    c = calibrator.apply(s)
+    ci_method, n_boot, seed = config.ci_method, config.n_boot, config.seed
     try:
         auc, lo, hi = M.roc_auc_ci(y, s, method=ci_method, level=LEVEL, n_boot=n_boot, seed=seed)
     except M.UndefinedMetricError as err:  # class counts were checked up front; this is anything else
         raise EvaluationError(f"split {part.split[0]!r}: {err}") from err
-    at = M.threshold_metrics(y, s, threshold, level=LEVEL)
+    at = M.threshold_metrics(y, c, threshold, level=LEVEL)
     undefined = at.pop("undefined")
     fpr, tpr, roc_thr = M.roc_curve(y, s)
     precision, recall, pr_thr = M.pr_curve(y, s)
+    calibration, curve_after, curve_before = _calibration_metrics(
+        y, s, c, raw_reason=raw_reason, method=calibrator.method, bins=config.calibration_bins,
+        split=str(part.split[0]),
+    )
     out: dict[str, object] = {
         "auc": auc,
         "auc_ci95": [lo, hi],
@@ -118,27 +193,35 @@ def _split_metrics(
         "auc_ci95_low": lo,
         "auc_ci95_high": hi,
         "auc_ci_method": ci_method,
+        # Isotonic steps tie patients the model ranked apart; ties count one half.
+        "auc_calibrated": M.roc_auc_ci(y, c)[0],
         "threshold": threshold,
+        "threshold_scale": "score" if calibrator.method == "none" else f"calibrated probability ({calibrator.method})",
+        "threshold_score": threshold_score,
         "threshold_rule": threshold_rule,
         "threshold_source": "val",
         **{k: at[k] for k in ("sensitivity", "sensitivity_ci95", "specificity", "specificity_ci95")},
         **{k: at[k] for k in ("ppv", "ppv_ci95", "npv", "npv_ci95")},
         "confusion": {k: at[k] for k in ("tp", "fp", "tn", "fn")},
-        "brier": M.brier_score(y, s),
-        "ece": M.expected_calibration_error(y, s, n_bins=calibration_bins),
+        **calibration,
         "average_precision": M.average_precision(y, s),
         "n_patients": int(y.size),
         "n_positive": int(y.sum()),
         "n_negative": int(y.size - y.sum()),
         "n_series": int(part.n_series.sum()),
         "subgroups": {
-            column: M.subgroup_auc(
-                y, s, part.attributes[column].astype(str), threshold=threshold, method=ci_method,
-                level=LEVEL, n_boot=n_boot, seed=seed,
-            )
-            for column in subgroups
+            column: _subgroup(y, s, c, part.attributes[column].astype(str), threshold, config) for column in subgroups
         },
     }
+    readers, reader_curves = {}, {}
+    for column in config.reader_columns:
+        readers[column], curve = compare_reader(
+            part, column, ci_method=ci_method, n_boot=n_boot, seed=seed, level=LEVEL
+        )
+        if curve is not None:
+            reader_curves[column] = curve
+    if config.reader_columns:
+        out["readers"] = readers
     if subgroups_skipped:
         out["subgroups_skipped"] = dict(subgroups_skipped)
     if undefined:
@@ -146,10 +229,12 @@ def _split_metrics(
     curves = SplitCurves(
         roc={"fpr": fpr, "tpr": tpr, "threshold": roc_thr},
         pr={"precision": precision, "recall": recall, "threshold": pr_thr},
-        calibration=M.reliability_curve(y, s, n_bins=calibration_bins),
+        calibration=curve_after,
         actual=y.astype(int),
-        predicted=(s >= threshold).astype(int),
-        score=s,
+        predicted=(c >= threshold).astype(int),
+        score=c,
+        calibration_before=curve_before,
+        readers=reader_curves,
     )
     return out, curves
 
@@ -217,26 +302,47 @@ def evaluate_table(
     """
     for split in SPLITS:
         _check_split(table, split)
+    missing = [c for c in config.reader_columns if c not in table.attributes]
+    if missing:
+        raise EvaluationError(
+            f"'evaluate.reader_columns' must name columns of the predictions file; got unknown {missing}, available "
+            f"{sorted(table.attributes)}. Add the rating to the manifest (ingest carries its columns to predictions)."
+        )
     try:
-        used, skipped = subgroup_columns(table, config.subgroups)
+        used, skipped = subgroup_columns(table, config.subgroups, readers=config.reader_columns)
     except PredictionsError as err:
         raise EvaluationError(str(err)) from err
     val = table.select("val")
+    # One verdict for the whole file: a score scale cannot be a probability on one split only.
+    raw_reason = M.probability_reason(table.score)
+    try:
+        calibrator = fit_calibrator(config.calibration, val.label, val.score, probabilities=raw_reason is None)
+    except CalibrationError as err:
+        raise EvaluationError(str(err)) from err
     rule = config.threshold
-    threshold = M.choose_threshold(val.label, val.score, rule=rule, target_sensitivity=config.target_sensitivity)
+    threshold = M.choose_threshold(
+        val.label, calibrator.apply(val.score), rule=rule, target_sensitivity=config.target_sensitivity
+    )
+    threshold_score = calibrator.score_cut(threshold, val.score)
     results: dict[str, object] = {}
     curves: dict[str, SplitCurves] = {}
     for split in ("test", "val"):
         results[split], curves[split] = _split_metrics(
             table.select(split),
+            calibrator,
             threshold=threshold,
+            threshold_score=threshold_score,
             threshold_rule=rule if rule == "youden" else f"sensitivity>={config.target_sensitivity}",
-            ci_method=config.ci_method,
-            n_boot=config.n_boot,
-            calibration_bins=config.calibration_bins,
+            raw_reason=raw_reason,
+            config=config,
             subgroups=used,
             subgroups_skipped=skipped,
-            seed=config.seed,
+        )
+    results["calibration"] = calibrator.describe() | {"fitted_on": "val"}
+    if not calibrator.monotone():
+        results["calibration"]["note"] = (
+            "the fitted slope is not positive: the model ranks the validation patients no better than chance or "
+            "the wrong way round, and the calibrated score does not keep its order"
         )
     if other is not None:
         results["comparison"] = compare_tables(table, other)
@@ -246,7 +352,9 @@ def evaluate_table(
         "target_sensitivity": config.target_sensitivity,
         "ci_method": config.ci_method,
         "n_boot": config.n_boot,
+        "calibration": config.calibration,
         "calibration_bins": config.calibration_bins,
+        "reader_columns": list(config.reader_columns),
         "seed": config.seed,
         "ci_level": LEVEL,
     }

@@ -18,6 +18,8 @@ import numpy as np  # noqa: E402
 from pipeline.report.evaluation import SplitCurves  # noqa: E402
 
 _COLOURS = {"test": "#1f5fa8", "val": "#d9822b"}
+_READER_COLOURS = ("#2a9d3a", "#9b3fb5", "#c0392b", "#6d6d6d", "#b8860b")
+_READER_MARKERS = ("s", "^", "D", "v", "P")
 _DPI = 110
 # Fixed metadata keeps the PNG bytes identical between runs on the same data, so DVC
 # does not see a change where there is none.
@@ -52,7 +54,8 @@ def roc_png(curves: Mapping[str, SplitCurves], metrics: Mapping[str, Mapping[str
         ax.plot(
             1 - m["specificity"], m["sensitivity"], "o", color=_COLOURS[split], mfc="white", mew=1.5, ms=7,
         )
-    ax.plot([], [], "o", color="#444444", mfc="white", label=f"threshold {metrics['test']['threshold']:.3f} (from val)")
+    ax.plot([], [], "o", color="#444444", mfc="white", label=f"threshold {metrics['test']['threshold']:.3g} (from val)")
+    _reader_points(ax, curves.get("test"), metrics.get("test", {}))
     ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="1 - specificity (false positive rate)",
            ylabel="Sensitivity (true positive rate)", title="ROC curve, per patient")
     ax.set_aspect("equal")
@@ -61,26 +64,64 @@ def roc_png(curves: Mapping[str, SplitCurves], metrics: Mapping[str, Mapping[str
     return _png(fig)
 
 
+def _reader_points(ax: plt.Axes, c: SplitCurves | None, m: Mapping[str, object]) -> None:
+    """Each reader's operating points on the test patients they rated, joined as their empirical ROC."""
+    if c is None:
+        return
+    readers = m.get("readers") or {}
+    for i, (column, curve) in enumerate(c.readers.items()):
+        r = readers.get(column, {})
+        colour, marker = _READER_COLOURS[i % len(_READER_COLOURS)], _READER_MARKERS[i % len(_READER_MARKERS)]
+        ax.plot(curve.fpr, curve.tpr, color=colour, lw=0.8, ls=":")
+        ax.plot(
+            curve.fpr[1:-1], curve.tpr[1:-1], marker, color=colour, ms=6, ls="none",
+            label=f"{column} (reader): AUC {r.get('auc', 0):.3f}, n={r.get('n')} (test)",
+        )
+
+
+def _fmt(value: object) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def calibration_png(curves: Mapping[str, SplitCurves], metrics: Mapping[str, Mapping[str, object]]) -> bytes:
-    """Reliability diagram (observed rate against mean predicted probability) over a score histogram."""
+    """Reliability diagram before (hollow, dotted) and after recalibration (filled) over a histogram.
+
+    Probabilities only: where the scores are not probabilities and nothing recalibrated
+    them, the panel says so instead of drawing.
+    """
     fig, (ax, hist) = plt.subplots(
         2, 1, figsize=(5.2, 6.0), sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08}
     )
     ax.plot([0, 1], [0, 1], color="#999999", lw=0.8, ls="--", label="perfect calibration")
+    drawn = False
     for split in ("test", "val"):
         if split not in curves:
             continue
         c, m = curves[split], metrics[split]
-        cal = c.calibration
-        ax.plot(
-            cal["mean_predicted"], cal["fraction_positive"], "o-", color=_COLOURS[split], ms=4,
-            label=f"{split}: Brier {m['brier']:.3f}, ECE {m['ece']:.3f}",
-        )
-        hist.hist(c.score, bins=np.linspace(0, 1, 21), color=_COLOURS[split], alpha=0.5, label=split)
+        method = m.get("calibration_method", "none")
+        in_sample = " (in-sample)" if split == "val" and method != "none" else ""
+        if c.calibration_before is not None and method != "none":
+            before = c.calibration_before
+            ax.plot(
+                before["mean_predicted"], before["fraction_positive"], "o:", color=_COLOURS[split], ms=4, mfc="white",
+                lw=0.9, label=f"{split} before: Brier {_fmt(m['brier_uncalibrated'])}, ECE {_fmt(m['ece_uncalibrated'])}",
+            )
+        if c.calibration is not None:
+            drawn = True
+            cal = c.calibration
+            label = "" if method == "none" else f" after {method}{in_sample}"
+            ax.plot(
+                cal["mean_predicted"], cal["fraction_positive"], "o-", color=_COLOURS[split], ms=4,
+                label=f"{split}{label}: Brier {_fmt(m['brier'])}, ECE {_fmt(m['ece'])}",
+            )
+            hist.hist(c.score, bins=np.linspace(0, 1, 21), color=_COLOURS[split], alpha=0.5, label=split)
+    if not drawn:
+        ax.text(0.5, 0.5, "Not applicable: the scores are not\nprobabilities and were not recalibrated",
+                ha="center", va="center", fontsize=9, color="#5b6776")
     ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), ylabel="Observed fraction positive", title="Calibration, per patient")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
-    hist.set(xlabel="Predicted probability", ylabel="Patients")
+    hist.set(xlabel="Predicted probability (calibrated)", ylabel="Patients")
     hist.grid(alpha=0.3)
     return _png(fig)
 

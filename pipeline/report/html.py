@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import yaml
 
 from pipeline.report.evaluation import Evaluation
+from pipeline.report.methods import methods_paragraphs, tripod_rows
 from pipeline.report.provenance import Provenance
 
 _CSS = """
@@ -81,6 +82,22 @@ def _ci_num(ci: list[float] | None, digits: int = 3) -> str:
     return "" if ci is None else f"95% CI {ci[0]:.{digits}f}&ndash;{ci[1]:.{digits}f}"
 
 
+def _na(m: Mapping[str, Any], key: str, digits: int = 3) -> str:
+    """A value, or "n/a" with the reason metrics.json gives for it."""
+    if m.get(key) is not None:
+        return f"{m[key]:.{digits}f}"
+    reason = (m.get("not_applicable") or {}).get(key, "")
+    return f'<span title="{_e(reason)}">n/a</span>'
+
+
+def _threshold_text(m: Mapping[str, Any]) -> str:
+    if m.get("calibration_method", "none") == "none":
+        return f"<b>{m['threshold']:.4g}</b>"
+    cut = m.get("threshold_score")
+    on_score = "" if cut is None else f", i.e. a model score of at least {cut:.4g}"
+    return f"<b>{m['threshold']:.3f}</b> on the recalibrated probability{on_score}"
+
+
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
@@ -127,7 +144,8 @@ def _summary(ev: Evaluation) -> str:
         ("Specificity", _pct(t["specificity"]), _ci_pct(t["specificity_ci95"])),
         ("PPV", _pct(t["ppv"]), _ci_pct(t["ppv_ci95"])),
         ("NPV", _pct(t["npv"]), _ci_pct(t["npv_ci95"])),
-        ("Brier score", _num(t["brier"]), f"ECE {_num(t['ece'])}"),
+        ("Brier score", _na(t, "brier"), f"ECE {_na(t, 'ece')}"
+         + ("" if t.get("calibration_method", "none") == "none" else f" (after {_e(t['calibration_method'])})")),
     ]
     card_html = "".join(
         f'<div class="card"><div class="label">{label}</div><div class="value">{value}</div>'
@@ -138,7 +156,7 @@ def _summary(ev: Evaluation) -> str:
     lead = (
         f'<p class="lead">On <b>{t["n_patients"]}</b> held-out test patients ({t["n_positive"]} positive, '
         f'{t["n_negative"]} negative), the model separates positive from negative patients with an AUC of '
-        f'<b>{_num(t["auc"])}</b> ({_ci_num(t["auc_ci95"])}). At the threshold <b>{t["threshold"]:.3f}</b>, fixed '
+        f'<b>{_num(t["auc"])}</b> ({_ci_num(t["auc_ci95"])}). At the threshold {_threshold_text(t)}, fixed '
         f"before looking at the test set by {_rule_text(t)}, it detects {c['tp']} of {c['tp'] + c['fn']} "
         f"positive patients and correctly clears {c['tn']} of {c['tn'] + c['fp']} negative patients.</p>"
     )
@@ -186,9 +204,11 @@ def _cohort(ev: Evaluation) -> str:
 
 def _figures(figures: Mapping[str, bytes]) -> str:
     captions = {
-        "roc": "ROC curve per patient. Circles: the operating point at the threshold chosen on validation.",
+        "roc": "ROC curve of the model's score per patient. Circles: the operating point at the threshold chosen on "
+        "validation. Other markers: readers' operating points on the test patients they rated.",
         "calibration": "Reliability diagram: observed fraction of positives against the mean predicted probability "
-        "in equal-width bins; the histogram shows how scores are spread.",
+        "in equal-width bins, before (hollow, dotted) and after recalibration (filled); the histogram shows how the "
+        "calibrated probabilities are spread.",
         "pr": "Precision-recall curve; dotted lines show the prevalence (a model without skill).",
     }
     return '<div class="figs">' + "".join(
@@ -217,14 +237,16 @@ def _metrics_table(ev: Evaluation) -> str:
     rows = [
         row("Patients (positive)", lambda x: f"{x['n_patients']} ({x['n_positive']})"),
         row("AUC", lambda x: f"{_num(x['auc'])}<br><small>{_ci_num(x['auc_ci95'])}</small>"),
-        row("Threshold (chosen on val)", lambda x: f"{x['threshold']:.4g}"),
+        row("Threshold (chosen on val)", lambda x: f"{x['threshold']:.4g}"
+            + ("" if x.get("threshold_score") is None or x.get("calibration_method", "none") == "none"
+               else f"<br><small>score &ge; {x['threshold_score']:.4g}</small>")),
         row("Sensitivity", prop("sensitivity")),
         row("Specificity", prop("specificity")),
         row("PPV (precision)", prop("ppv")),
         row("NPV", prop("npv")),
         row("Average precision", lambda x: _num(x["average_precision"])),
-        row("Brier score", lambda x: _num(x["brier"])),
-        row(f"ECE ({ev.settings['calibration_bins']} bins)", lambda x: _num(x["ece"])),
+        row("Brier score", lambda x: _na(x, "brier")),
+        row(f"ECE ({ev.settings['calibration_bins']} bins)", lambda x: _na(x, "ece")),
     ]
     table = "<table><tr><th class='l'>Metric</th><th>Validation</th><th>Test</th></tr>" + "".join(rows) + "</table>"
     cms = []
@@ -268,6 +290,86 @@ def _subgroups(ev: Evaluation) -> str:
         "give wide intervals; differences between levels are descriptive, not tested.</p>"
     )
     return "".join(out)
+
+
+_CALIBRATION_TEXT = {
+    "none": "No recalibration (evaluate.calibration: none): the model's scores are used as they are.",
+    "platt": "Platt scaling: a logistic regression of the outcome on the model's score (on its logit when the "
+    "scores are probabilities), estimated by Firth's penalised likelihood (finite even when the validation patients "
+    "are perfectly separated), fitted on the validation patients only and applied unchanged to the test patients. "
+    "With a positive slope it is strictly increasing, so the ranking and the AUC do not change.",
+    "isotonic": "Isotonic regression: a non-decreasing step function of the model's score fitted on the validation "
+    "patients only and applied unchanged to the test patients. It maps ranges of scores to one probability, so the "
+    "calibrated score has ties: the AUC of the calibrated score (below) can be lower than the model's AUC, which the "
+    "report headlines; sensitivity and specificity use the calibrated score.",
+}
+
+
+def _calibration(ev: Evaluation) -> str:
+    method = ev.metrics["test"].get("calibration_method", "none")
+    fit = ev.metrics.get("calibration") or {}
+    out = [f"<p>{_CALIBRATION_TEXT[method]}</p>"]
+    if method == "platt":
+        out.append(f"<p class='sub'>Fitted on {fit.get('n_fitted')} validation patients: intercept "
+                   f"{fit.get('intercept', 0):.4g}, slope {fit.get('slope', 0):.4g} (regressor: "
+                   f"{_e(fit.get('regressor'))}).</p>")
+    if fit.get("note"):
+        out.append(f"<div class='note'>{_e(fit['note'])}</div>")
+    cols = [("val", "Validation, before"), ("val", "Validation, after (in-sample)"),
+            ("test", "Test, before"), ("test", "Test, after")]
+    if method == "none":
+        cols = [("val", "Validation"), ("test", "Test")]
+    rows = []
+    for label, key in (("Brier score", "brier"), ("ECE", "ece"), ("Calibration-in-the-large (ideal 0)",
+                       "calibration_intercept"), ("Calibration slope (ideal 1)", "calibration_slope")):
+        cells = []
+        for i, (split, _) in enumerate(cols):
+            suffix = "_uncalibrated" if method != "none" and i % 2 == 0 else ""
+            cells.append(f"<td>{_na(ev.metrics[split], key + suffix)}</td>")
+        rows.append(f'<tr><td class="l">{label}</td>{"".join(cells)}</tr>')
+    if method == "isotonic":
+        rows.append('<tr><td class="l">AUC of the calibrated score (ties count one half)</td>' + "".join(
+            f"<td>{_num(ev.metrics[s]['auc'])}</td>" if i % 2 == 0 else f"<td>{_num(ev.metrics[s]['auc_calibrated'])}</td>"
+            for i, (s, _) in enumerate(cols)) + "</tr>")
+    head = "".join(f"<th>{_e(name)}</th>" for _, name in cols)
+    out.append(f"<table><tr><th class='l'>Measure</th>{head}</tr>{''.join(rows)}</table>")
+    reasons = sorted({r for s in ("val", "test") for r in (ev.metrics[s].get("not_applicable") or {}).values()})
+    out += [f"<p class='sub'>n/a: {_e(r)}.</p>" for r in reasons]
+    if method != "none":
+        out.append("<p class='sub'>The validation columns after recalibration are in-sample (the map was fitted on "
+                   "those patients) and therefore optimistic; the test columns are the estimate to report.</p>")
+    return "".join(out)
+
+
+def _readers(ev: Evaluation) -> str:
+    columns = ev.settings.get("reader_columns") or []
+    if not columns:
+        return ""
+    lines = []
+    for split in ("test", "val"):
+        for column in columns:
+            r = ev.metrics[split]["readers"][column]
+            if r["auc"] is None:
+                cells = f'<td colspan="5" class="undef">{_e(r["reason"])}</td>'
+            else:
+                cells = (f"<td>{_num(r['auc'])}<br><small>{_ci_num(r['auc_ci95'])}</small></td>"
+                         f"<td>{_num(r['model_auc'])}</td><td>{r['delta_auc_vs_model']:+.3f}<br><small>"
+                         f"{_ci_num(r['delta_auc_ci95'])}</small></td><td>{r['p_value']:.3g}</td>")
+                points = r.get("operating_points") or []
+                cells += "<td class='l'><small>" + "<br>".join(
+                    f"&ge;{p['cut']:g}: sens {_pct(p['sensitivity'])}, spec {_pct(p['specificity'])}"
+                    for p in points[:-1]) + "</small></td>"
+            missing = f"<br><small>{r['n_missing']} without a rating</small>" if r["n_missing"] else ""
+            lines.append(f'<tr><td class="l">{split}</td><td class="l">{_e(column)}</td>'
+                         f"<td>{r['n']} ({r['n_positive']}){missing}</td>{cells}</tr>")
+    return (
+        "<h2>Readers compared with the model</h2>"
+        "<p>Each reader's rating and the model's score on the same patients (those the reader rated), compared with "
+        "the paired DeLong test; the difference is reader minus model. The reader's operating points are drawn on "
+        "the ROC figure.</p><table><tr><th class='l'>Split</th><th class='l'>Reader</th><th>Patients (positive)</th>"
+        "<th>Reader AUC</th><th>Model AUC, same patients</th><th>Difference</th><th>p (two-sided)</th>"
+        f"<th class='l'>Operating points</th></tr>{''.join(lines)}</table>"
+    )
 
 
 def _comparison(ev: Evaluation, p: Provenance) -> str:
@@ -345,21 +447,46 @@ Xu (IEEE SPL 2014), normal approximation, clipped to [0, 1]; or, when chosen, a 
 is called positive when the score is at or above it.</li>
 <li><b>Proportions.</b> Sensitivity, specificity, PPV and NPV with Wilson score 95% intervals. PPV and NPV depend
 on the prevalence of this cohort.</li>
-<li><b>Calibration.</b> Brier score (mean squared error of the probability; 0.25 is a coin flip at 50% prevalence)
-and expected calibration error (bin-size-weighted mean gap between observed rate and mean prediction).</li>
+<li><b>Calibration.</b> Brier score (mean squared error of the probability; 0.25 is a coin flip at 50% prevalence),
+expected calibration error (bin-size-weighted mean gap between observed rate and mean prediction),
+calibration-in-the-large (intercept of a logistic regression of the outcome with the logit of the probability as
+offset) and calibration slope (its coefficient when fitted), before and after the recalibration fitted on the
+validation patients. Probability-only measures are not applicable to logits or ratings, and say so.</li>
+<li><b>Scores.</b> Any real-valued score is accepted: AUC, ROC and the DeLong test use ranks only (ties count one
+half), so a logit or a reader's 1-5 rating is evaluated as it is.</li>
 <li><b>Subgroups.</b> AUC per level with the same interval method; a level with one class only has no AUC and the
 reason is stated.</li>
 </ul>
 """
 
 
-def render_html(evaluation: Evaluation, provenance: Provenance, figures: Mapping[str, bytes]) -> str:
+def _methods_from_run(ev: Evaluation, p: Provenance, ledger: Mapping[str, int] | None) -> str:
+    paragraphs = "".join(f"<p>{_e(text)}</p>" for text in methods_paragraphs(ev, p, ledger))
+    rows = "".join(
+        f"<tr><td class='l'>{_e(item)}</td><td class='l'>{_e(topic)}</td><td class='l'>{_e(where)}</td></tr>"
+        for item, topic, where in tripod_rows(ev, p, ledger)
+    )
+    return (
+        f"<h3>Methods paragraph (generated from this run)</h3>{paragraphs}<h3>TRIPOD+AI checklist</h3>"
+        "<p class='sub'>Item numbers follow TRIPOD+AI (Collins et al., BMJ 2024); check them against the official "
+        f"checklist.</p><table><tr><th class='l'>Item</th><th class='l'>Topic</th><th class='l'>Where</th></tr>{rows}"
+        "</table>"
+    )
+
+
+def render_html(
+    evaluation: Evaluation,
+    provenance: Provenance,
+    figures: Mapping[str, bytes],
+    ledger: Mapping[str, int] | None = None,
+) -> str:
     """The full report page.
 
     Args:
         evaluation: metrics, curves and cohort.
         provenance: weights, params and hashes (items not given are stated as such).
         figures: name (``roc``, ``calibration``, ``pr``) -> PNG bytes, embedded as base64.
+        ledger: files per ingest status, for the methods paragraph (``None``: not given).
 
     Returns:
         HTML5 text, UTF-8, with no external resources.
@@ -388,8 +515,13 @@ def render_html(evaluation: Evaluation, provenance: Provenance, figures: Mapping
         _metrics_table(ev),
         "<h2>Subgroups</h2>",
         _subgroups(ev),
+        "<h2>Calibration before and after recalibration</h2>",
+        _calibration(ev),
+        _readers(ev),
         _comparison(ev, p),
         "<h2>Methods</h2>",
+        _methods_from_run(ev, p, ledger),
+        "<h3>Definitions</h3>",
         _METHODS,
         "<h2>Provenance</h2>",
         _provenance(ev, p),

@@ -18,7 +18,10 @@ import numpy as np
 
 from pipeline.errors import PipelineInputError
 
-REQUIRED_COLUMNS = ("patient_id", "series_key", "split", "label", "score")
+REQUIRED_COLUMNS = ("patient_id", "split", "label", "score")
+# Used when present (one row per series, as the train stage writes); a file from another
+# group's model may have one row per patient and no such column.
+OPTIONAL_COLUMNS = ("series_key",)
 SPLITS = ("val", "test")
 MAX_SUBGROUP_LEVELS = 20
 # Columns that would put identifying data into a report if used as subgroups; ingest
@@ -51,8 +54,8 @@ class PatientTable:
         patient_id: pseudonymised identifiers (never written to outputs).
         split: ``"val"`` or ``"test"``.
         label: 0/1.
-        score: aggregated probability in [0, 1].
-        n_series: series that contributed to the score.
+        score: aggregated score, any finite real number (a probability, a logit, a rating).
+        n_series: rows (series) that contributed to the score.
         attributes: subgroup column -> level per patient (a patient whose series
             disagree gets the sorted levels joined by ``"+"``).
         aggregate: ``"max"`` or ``"mean"``.
@@ -96,16 +99,17 @@ def read_predictions(path: str | Path, *, aggregate: str = "max") -> PatientTabl
     offending line numbers (1 is the header), so a user fixes the file in one pass.
 
     Args:
-        path: CSV with columns ``patient_id, series_key, split, label, score`` and any
-            number of extra (subgroup) columns.
+        path: CSV with columns ``patient_id, split, label, score``, optionally
+            ``series_key``, and any number of extra (subgroup, reader) columns. Scores
+            may be any finite numbers; probability-only metrics check their range later.
         aggregate: ``"max"`` or ``"mean"`` of a patient's series scores.
 
     Returns:
         A :class:`PatientTable` ordered by split then patient identifier.
 
     Raises:
-        PredictionsError: missing file or columns, no rows, labels not 0/1, scores NaN
-            or outside [0, 1], splits other than val/test, or a patient whose series
+        PredictionsError: missing file or columns, no rows, labels not 0/1, scores NaN,
+            infinite or not numbers, splits other than val/test, or a patient whose series
             disagree on label or split.
     """
     if aggregate not in ("max", "mean"):
@@ -130,7 +134,7 @@ def read_predictions(path: str | Path, *, aggregate: str = "max") -> PatientTabl
         duplicated = sorted({h for h in header if header.count(h) > 1})
         if duplicated:
             raise PredictionsError(f"predictions file {str(path)!r} must have unique column names; got {duplicated} twice.")
-        extra = [h for h in header if h not in REQUIRED_COLUMNS]
+        extra = [h for h in header if h not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
         col = {h: i for i, h in enumerate(header)}
         rows: list[tuple[int, list[str]]] = []
         bad: dict[str, list[int]] = defaultdict(list)
@@ -152,8 +156,8 @@ def read_predictions(path: str | Path, *, aggregate: str = "max") -> PatientTabl
             s = float(raw_score)
         except ValueError:
             s = math.nan
-        if not (math.isfinite(s) and 0.0 <= s <= 1.0):
-            bad["'score' must be a finite probability in [0, 1] (apply a sigmoid to logits)"].append(line)
+        if not math.isfinite(s):
+            bad["'score' must be a finite number (a probability, logit or rating)"].append(line)
         raw_label = values[col["label"]]
         try:
             lab = float(raw_label)
@@ -218,7 +222,9 @@ def read_predictions(path: str | Path, *, aggregate: str = "max") -> PatientTabl
     )
 
 
-def subgroup_columns(table: PatientTable, requested: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
+def subgroup_columns(
+    table: PatientTable, requested: tuple[str, ...] = (), *, readers: tuple[str, ...] = ()
+) -> tuple[list[str], dict[str, str]]:
     """Decide which extra columns are reported as subgroups.
 
     Args:
@@ -226,6 +232,8 @@ def subgroup_columns(table: PatientTable, requested: tuple[str, ...] = ()) -> tu
         requested: ``evaluate.subgroups``; when empty, every extra column with 2 to
             ``MAX_SUBGROUP_LEVELS`` levels is used (identifiers and continuous columns
             such as age have more levels and are skipped).
+        readers: ``evaluate.reader_columns``: a rating is compared with the model, never
+            detected as a subgroup.
 
     Returns:
         ``(columns, skipped)``: the columns used, and column -> reason for the others.
@@ -250,7 +258,9 @@ def subgroup_columns(table: PatientTable, requested: tuple[str, ...] = ()) -> tu
     used = []
     for c, values in table.attributes.items():
         n_levels = len(set(values.tolist()))
-        if _normalise(c) in PHI_COLUMNS:
+        if c in readers:
+            skipped[c] = "reader column (evaluate.reader_columns); compared with the model, not a subgroup"
+        elif _normalise(c) in PHI_COLUMNS:
             skipped[c] = "identifying column; never reported"
         elif n_levels < 2:
             skipped[c] = f"{n_levels} level; nothing to compare"

@@ -21,10 +21,11 @@ from pipeline.outputs import write_atomic
 from pipeline.report.evaluation import Evaluation
 from pipeline.report.figures import calibration_png, pr_png, roc_png
 from pipeline.report.html import render_html
+from pipeline.report.methods import methods_markdown
 from pipeline.report.provenance import Provenance
 
 _DIGITS = 6
-OUTPUT_NAMES = ("metrics.json", "roc.json", "plots", "roc.png", "pr.png", "calibration.png", "report.html")
+OUTPUT_NAMES = ("metrics.json", "roc.json", "plots", "roc.png", "pr.png", "calibration.png", "report.html", "methods.md")
 """What :func:`write_outputs` writes at the top of its folder (the stage checks them against its inputs)."""
 
 
@@ -59,9 +60,9 @@ def jsonable(value: Any, *, exact: bool = False) -> Any:
 def plot_rows(evaluation: Evaluation) -> dict[str, list[dict[str, Any]]]:
     """DVC plot data: relative path ``plots/<kind>/<split>.json`` -> list of points.
 
-    ``roc``: ``fpr, tpr, threshold`` (threshold ``null`` at the origin, where nobody is
-    called positive); ``pr``: ``recall, precision, threshold``; ``calibration``:
-    ``mean_predicted, fraction_positive, count, bin_lower, bin_upper``; ``confusion``:
+    ``roc``: ``fpr, tpr, threshold`` of the model's own score (threshold ``null`` at the
+    origin, where nobody is called positive); ``pr``: ``recall, precision, threshold``; ``calibration``
+    (after recalibration): ``mean_predicted, fraction_positive, count, bin_lower, bin_upper``; ``confusion``:
     one row per patient, ``actual, predicted`` (0/1, no identifiers).
     """
     out: dict[str, list[dict[str, Any]]] = {}
@@ -73,7 +74,9 @@ def plot_rows(evaluation: Evaluation) -> dict[str, list[dict[str, Any]]]:
             {"recall": r, "precision": p, "threshold": th}
             for r, p, th in zip(c.pr["recall"], c.pr["precision"], c.pr["threshold"])
         ]
-        cal = c.calibration
+        # Calibrated probabilities; empty when the scores are not probabilities and were
+        # not recalibrated (metrics.json says why).
+        cal = c.calibration or {"count": []}
         out[f"plots/calibration/{split}.json"] = [
             {
                 "mean_predicted": cal["mean_predicted"][i],
@@ -94,14 +97,17 @@ def _write_json(path: Path, content: Any) -> None:
     write_atomic(path, json.dumps(jsonable(content), indent=2, allow_nan=False) + "\n")
 
 
-def write_outputs(evaluation: Evaluation, provenance: Provenance, out_dir: str | Path) -> list[Path]:
+def write_outputs(
+    evaluation: Evaluation, provenance: Provenance, out_dir: str | Path, *, ledger: dict[str, int] | None = None
+) -> list[Path]:
     """Write every output of the evaluate stage into ``out_dir``.
 
     Files: ``metrics.json``, ``roc.json`` (test), ``plots/roc/val.json``,
     ``plots/{pr,calibration,confusion}/{val,test}.json``,
-    ``roc.png``, ``pr.png``, ``calibration.png`` and ``report.html`` (self-contained:
-    figures embedded as base64). Each file is written aside and renamed into place, so
-    a killed run leaves every file whole (old or new), never truncated.
+    ``roc.png``, ``pr.png``, ``calibration.png``, ``report.html`` (self-contained:
+    figures embedded as base64) and ``methods.md`` (the generated methods section). Each
+    file is written aside and renamed into place, so a killed run leaves every file
+    whole (old or new), never truncated.
 
     Returns:
         The paths written.
@@ -122,6 +128,8 @@ def write_outputs(evaluation: Evaluation, provenance: Provenance, out_dir: str |
     for name, png in figures.items():
         write_atomic(out_dir / f"{name}.png", png)
         written.append(out_dir / f"{name}.png")
-    write_atomic(out_dir / "report.html", render_html(evaluation, provenance, figures))
+    write_atomic(out_dir / "report.html", render_html(evaluation, provenance, figures, ledger))
     written.append(out_dir / "report.html")
+    write_atomic(out_dir / "methods.md", methods_markdown(evaluation, provenance, ledger))
+    written.append(out_dir / "methods.md")
     return written

@@ -4,7 +4,7 @@ Usage::
 
     python -m pipeline.stages.evaluate reports/predictions.csv reports \
         --train-summary reports/train_summary.json --params params.yaml --lock dvc.lock \
-        [--compare other/predictions.csv]
+        [--ledger data/ingested/ledger.csv] [--compare other/predictions.csv]
 
 Reads ``base.seed`` and ``evaluate.*`` from params. Bad input stops the stage with one
 message naming the rule and the fix (exit status 2), never a traceback.
@@ -36,6 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     parser.add_argument("--train-summary", type=Path, default=None, help="train_summary.json, for weight provenance")
     parser.add_argument("--lock", type=Path, default=None, help="dvc.lock, for data hashes in the report")
+    parser.add_argument("--ledger", type=Path, default=None, help="ingest's ledger.csv, for the methods paragraph")
     parser.add_argument("--compare", type=Path, default=None, help="another predictions.csv for a paired DeLong test")
     return parser.parse_args(argv)
 
@@ -51,7 +52,7 @@ def evaluate(args: argparse.Namespace) -> str:
     refuse_overlap(
         {f"out_dir/{name}": args.out_dir / name for name in OUTPUT_NAMES},
         {"predictions": args.predictions, "train_summary": args.train_summary, "params": args.params,
-         "lock": args.lock, "compare": args.compare},
+         "lock": args.lock, "compare": args.compare, "ledger": args.ledger},
         stage="evaluate",
     )
     params = load_params(args.params)
@@ -66,13 +67,23 @@ def evaluate(args: argparse.Namespace) -> str:
         params_file=args.params,
         lock=args.lock,
         lock_skip_stages=("evaluate",),
+        ledger=args.ledger,
     )
     test = evaluation.metrics["test"]
     lo, hi = test["auc_ci95"]
+    method = test["calibration_method"]
+    if method == "none":
+        at = f"threshold {test['threshold']:.4g}"
+    else:
+        cut = test["threshold_score"]
+        at = f"calibrated threshold {test['threshold']:.4g} ({method}; score >= {cut:.4g})" if cut is not None else (
+            f"calibrated threshold {test['threshold']:.4g} ({method})"
+        )
+    ece = "n/a" if test["ece"] is None else f"{test['ece']:.3f}"
     return (
         f"evaluate: test AUC {test['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}) on {test['n_patients']} patients; "
-        f"sensitivity {test['sensitivity']:.3f}, specificity {test['specificity']:.3f} at threshold "
-        f"{test['threshold']:.4g} chosen on val. Report: {args.out_dir / 'report.html'}"
+        f"sensitivity {test['sensitivity']:.3f}, specificity {test['specificity']:.3f} at {at} chosen on val; "
+        f"test ECE {ece}. Report: {args.out_dir / 'report.html'}"
     )
 
 

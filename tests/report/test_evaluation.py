@@ -6,15 +6,20 @@ import json
 
 import numpy as np
 import pytest
+from scipy.special import expit
 
+from pipeline.calibration import fit_calibrator
 from pipeline.config import EvaluateConfig
 from pipeline.report.evaluation import EvaluationError, compare_tables, evaluate_table
 from pipeline.report.predictions import PatientTable
 from pipeline.report.provenance import REDACTED, collect_provenance, read_lock, redact_params
 from pipeline.report.writers import jsonable, write_outputs
 
+# The model's own scores, unrecalibrated: these tests are about the threshold rule and the
+# outputs; recalibration has its own tests below.
 SETTINGS = EvaluateConfig(
-    seed=0, threshold="youden", target_sensitivity=0.9, ci_method="delong", n_boot=200, calibration_bins=5
+    seed=0, threshold="youden", target_sensitivity=0.9, ci_method="delong", n_boot=200, calibration_bins=5,
+    calibration="none",
 )
 
 
@@ -160,3 +165,68 @@ def test_a_summary_without_a_weights_source_is_unknown_not_random(tmp_path):
 def test_nan_never_reaches_a_file():
     with pytest.raises(ValueError, match="must not be NaN"):
         jsonable({"auc": float("nan")})
+
+
+def _near_zero_table(seed: int = 4, n_val: int = 40, n_test: int = 60) -> PatientTable:
+    """The positive control's failure: perfect-ish ranking, every probability near 0."""
+    rng = np.random.default_rng(seed)
+    n = n_val + n_test
+    label = (np.arange(n) % 2).astype(np.int8)
+    score = expit(-12.0 + 3.0 * label + rng.normal(0, 1.0, n))
+    return PatientTable(
+        patient_id=np.array([f"p{i:03d}" for i in range(n)], dtype=object),
+        split=np.array(["val"] * n_val + ["test"] * n_test, dtype=object),
+        label=label, score=score, n_series=np.ones(n, int), attributes={}, aggregate="max", n_rows=n,
+    )
+
+
+def test_platt_fitted_on_val_repairs_calibration_on_test_and_keeps_the_auc():
+    table = _near_zero_table()
+    raw = evaluate_table(table, SETTINGS).metrics
+    platt = evaluate_table(table, EvaluateConfig(**{**SETTINGS.__dict__, "calibration": "platt"})).metrics
+    test = platt["test"]
+    assert raw["test"]["ece"] > 0.45 and raw["test"]["brier"] > 0.45
+    assert test["ece"] < 0.10 and test["brier"] < 0.15
+    assert test["ece_uncalibrated"] == raw["test"]["ece"] and test["brier_uncalibrated"] == raw["test"]["brier"]
+    assert test["auc"] == raw["test"]["auc"] and test["auc_calibrated"] == pytest.approx(test["auc"], abs=1e-12)
+    assert test["calibration_method"] == "platt" and test["calibration_fitted_on"] == "val"
+    assert platt["val"]["calibration_fitted_on"].startswith("val (in-sample")
+    assert abs(test["calibration_intercept"]) < abs(test["calibration_intercept_uncalibrated"])
+    # The map is applied to test unchanged: refit it by hand on val and call the test patients.
+    cal = fit_calibrator("platt", table.select("val").label, table.select("val").score, probabilities=True)
+    t = table.select("test")
+    called = cal.apply(t.score) >= test["threshold"]
+    assert test["confusion"]["tp"] == int(np.sum(called & (t.label == 1)))
+    assert np.array_equal(called, t.score >= test["threshold_score"])
+
+
+def test_isotonic_ties_are_reported_and_the_calls_use_the_calibrated_score():
+    table = _near_zero_table(seed=5)
+    ev = evaluate_table(table, EvaluateConfig(**{**SETTINGS.__dict__, "calibration": "isotonic"}))
+    test = ev.metrics["test"]
+    assert test["calibration_method"] == "isotonic"
+    assert test["auc_calibrated"] <= test["auc"]
+    t = table.select("test")
+    called = ev.curves["test"].score >= test["threshold"]
+    assert np.array_equal(called, t.score >= test["threshold_score"])
+    assert test["confusion"]["fp"] == int(np.sum(called & (t.label == 0)))
+
+
+def test_logits_are_evaluated_and_probability_metrics_say_why_not():
+    table = _table()
+    logits = PatientTable(**{**table.__dict__, "score": 8.0 * (table.score - 0.5)})
+    plain = evaluate_table(logits, SETTINGS).metrics["test"]
+    assert plain["auc"] == pytest.approx(evaluate_table(table, SETTINGS).metrics["test"]["auc"], abs=1e-12)
+    assert plain["brier"] is None and plain["ece"] is None and plain["calibration_slope"] is None
+    assert plain["not_applicable"]["brier"].startswith("not applicable: the scores range from -4")
+    recalibrated = evaluate_table(logits, EvaluateConfig(**{**SETTINGS.__dict__, "calibration": "platt"}))
+    test = recalibrated.metrics["test"]
+    assert 0 <= test["brier"] <= 1 and test["ece"] is not None
+    assert test["brier_uncalibrated"] is None and "not probabilities" in test["not_applicable"]["brier_uncalibrated"]
+
+
+def test_an_unknown_reader_column_is_named_with_the_columns_available():
+    config = EvaluateConfig(**{**SETTINGS.__dict__, "reader_columns": ("reader_1",)})
+    with pytest.raises(EvaluationError, match=r"'evaluate.reader_columns' must name columns of the predictions file; "
+                                              r"got unknown \['reader_1'\], available \['site'\]"):
+        evaluate_table(_table(), config)

@@ -19,13 +19,24 @@ def test_bad_scores_are_rejected_naming_their_lines(tmp_path):
     path = _write(
         tmp_path,
         "p1,s1,val,0,0.2,A,50\n"
-        "p2,s2,val,1,1.3,A,51\n"  # line 3
+        "p2,s2,val,1,inf,A,51\n"  # line 3
         "p3,s3,test,0,nan,B,52\n"  # line 4
         "p4,s4,test,1,abc,B,53\n"  # line 5
-        "p5,s5,test,1,-0.1,B,54\n",  # line 6
+        "p5,s5,test,1,,B,54\n"  # line 6
+        "p6,s6,test,1,-3.5,B,55\n",  # a logit: valid
     )
-    with pytest.raises(PredictionsError, match=r"'score' must be a finite probability in \[0, 1\].*line\(s\) 3, 4, 5, 6\b"):
+    with pytest.raises(PredictionsError, match=r"'score' must be a finite number \(a probability, logit or rating\): "
+                                                r"line\(s\) 3, 4, 5, 6\."):
         read_predictions(path)
+
+
+def test_any_real_score_and_no_series_key_are_accepted(tmp_path):
+    """Another group's file: one row per patient, logits, no series_key column."""
+    path = _write(tmp_path, "p1,val,0,-2.5,A\np2,val,1,3.25,B\np3,test,1,17,B\n",
+                  header="patient_id,split,label,score,site\n")
+    table = read_predictions(path)
+    assert table.score.tolist() == [-2.5, 3.25, 17.0]
+    assert table.n_series.tolist() == [1, 1, 1] and list(table.attributes) == ["site"]
 
 
 def test_all_rules_reported_at_once(tmp_path):
@@ -40,7 +51,7 @@ def test_all_rules_reported_at_once(tmp_path):
 
 def test_missing_columns_and_file_are_named(tmp_path):
     path = _write(tmp_path, "p1,val,0\n", header="patient_id,split,label\n")
-    with pytest.raises(PredictionsError, match=r"missing \['series_key', 'score'\]"):
+    with pytest.raises(PredictionsError, match=r"must have columns \['patient_id', 'split', 'label', 'score'\]; missing \['score'\]"):
         read_predictions(path)
     with pytest.raises(PredictionsError, match="must exist; it was not found. Run the train stage"):
         read_predictions(tmp_path / "absent.csv")
@@ -73,5 +84,7 @@ def test_subgroup_columns_detected_and_skipped_with_reasons(tmp_path):
     assert used == ["site"]
     assert skipped == {"age": "30 levels (more than 20); name it in evaluate.subgroups to force it"}
     assert subgroup_columns(table, ("age",)) == (["age"], {})
+    used, skipped = subgroup_columns(table, readers=("site",))
+    assert used == [] and skipped["site"].startswith("reader column (evaluate.reader_columns)")
     with pytest.raises(PredictionsError, match=r"unknown \['scanner'\], available \['age', 'site'\]"):
         subgroup_columns(table, ("scanner",))

@@ -7,7 +7,10 @@ import json
 import re
 
 import numpy as np
+import pytest
+from scipy.stats import mannwhitneyu
 
+from pipeline.metrics import delong_test
 from pipeline.stages.evaluate import main
 
 PARAMS = """base:
@@ -59,7 +62,8 @@ def test_stage_writes_every_output(tmp_path, capsys):
                  "--compare", str(other)]) == 0
     assert "test AUC" in capsys.readouterr().out
 
-    expected = {"metrics.json", "roc.json", "plots/roc/val.json", "roc.png", "calibration.png", "pr.png", "report.html"} | {
+    expected = {"metrics.json", "roc.json", "plots/roc/val.json", "roc.png", "calibration.png", "pr.png", "report.html",
+                "methods.md"} | {
         f"plots/{kind}/{split}.json" for kind in ("pr", "calibration", "confusion") for split in ("val", "test")
     }
     written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
@@ -93,10 +97,16 @@ def test_stage_writes_every_output(tmp_path, capsys):
     assert "Data hashes are not shown" in page
 
 
-def test_the_threshold_of_a_confident_model_is_written_exactly(tmp_path, capsys):
+@pytest.mark.parametrize(("calibration", "key", "said"), [
+    ("none", "threshold", r"at threshold \d\.\d+e-0[67] chosen on val"),
+    ("platt", "threshold_score", r"\(platt; score >= \d\.\d+e-0[67]\) chosen on val"),
+])
+def test_the_threshold_of_a_confident_model_is_written_exactly(tmp_path, capsys, calibration, key, said):
     """Scores near 1e-7 (a confident model's negatives and positives alike): the threshold
-    in metrics.json, applied to predictions.csv, must give the confusion it reports."""
+    on the model's scale in metrics.json (``threshold`` without recalibration,
+    ``threshold_score`` with it), applied to predictions.csv, must give the confusion it reports."""
     preds = _setup(tmp_path)
+    (tmp_path / "params.yaml").write_text(PARAMS + f"  calibration: {calibration}\n")
     lines = preds.read_text().splitlines()
     scaled = [lines[0]]
     for line in lines[1:]:
@@ -106,10 +116,10 @@ def test_the_threshold_of_a_confident_model_is_written_exactly(tmp_path, capsys)
     preds.write_text("\n".join(scaled) + "\n")
     out = tmp_path / "reports"
     assert main([str(preds), str(out), "--params", str(tmp_path / "params.yaml")]) == 0
-    assert re.search(r"at threshold \d\.\d+e-0[67] chosen on val", capsys.readouterr().out)
+    assert re.search(said, capsys.readouterr().out)
 
     metrics = json.loads((out / "metrics.json").read_text())
-    threshold = metrics["test"]["threshold"]
+    threshold = metrics["test"][key]
     assert 0 < threshold < 1e-6
     patients: dict[str, tuple[int, float]] = {}
     with preds.open(newline="") as handle:
@@ -138,9 +148,52 @@ def test_one_class_test_split_stops_the_stage(tmp_path, capsys):
 def test_bad_scores_stop_the_stage_naming_lines(tmp_path, capsys):
     preds = _setup(tmp_path)
     lines = preds.read_text().splitlines()
-    lines[4] = lines[4].replace(lines[4].split(",")[4], "1.7")
+    lines[4] = lines[4].replace(lines[4].split(",")[4], "inf")
     lines[9] = lines[9].replace(lines[9].split(",")[4], "NaN")
     preds.write_text("\n".join(lines) + "\n")
     assert main([str(preds), str(tmp_path / "reports"), "--params", str(tmp_path / "params.yaml")]) == 2
-    assert re.search(r"evaluate failed: .*'score' must be a finite probability in \[0, 1\].*line\(s\) 5, 10",
+    assert re.search(r"evaluate failed: .*'score' must be a finite number \(a probability, logit or rating\).*line\(s\) 5, 10",
                      capsys.readouterr().err, flags=re.DOTALL)
+
+
+def test_a_reader_column_is_compared_with_the_model_on_the_same_patients(tmp_path):
+    """Another group's file: one row per patient, logits, no series_key, a radiologist's 1-5 rating."""
+    rng = np.random.default_rng(12)
+    rows, truth = [], {"val": [], "test": []}
+    for i in range(80):
+        split, label = ("val" if i < 30 else "test"), i % 2
+        logit = 1.5 * (label - 0.5) + rng.normal(0, 1.0)
+        rating = int(np.clip(np.round(3 + 1.6 * (label - 0.5) + rng.normal(0, 1.0)), 1, 5))
+        cell = "" if i in (31, 44, 57) else str(rating)  # three test patients were not read
+        rows.append([f"case{i}", split, label, f"{logit:.6f}", cell])
+        if cell:
+            truth[split].append((label, logit, rating))
+    preds = tmp_path / "predictions.csv"
+    with preds.open("w", newline="") as handle:
+        csv.writer(handle).writerows([["patient_id", "split", "label", "score", "radiologist_a"], *rows])
+    (tmp_path / "params.yaml").write_text(PARAMS + "  calibration: platt\n  reader_columns: [radiologist_a]\n")
+    out = tmp_path / "reports"
+    assert main([str(preds), str(out), "--params", str(tmp_path / "params.yaml")]) == 0
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    reader = metrics["test"]["readers"]["radiologist_a"]
+    label, logit, rating = (np.array(v) for v in zip(*truth["test"]))
+    n_pos, n_neg = int(label.sum()), int(label.size - label.sum())
+    reader_auc = mannwhitneyu(rating[label == 1], rating[label == 0]).statistic / (n_pos * n_neg)
+    model_auc = mannwhitneyu(logit[label == 1], logit[label == 0]).statistic / (n_pos * n_neg)
+    assert (reader["n"], reader["n_missing"], reader["n_positive"]) == (47, 3, n_pos)
+    assert reader["auc"] == pytest.approx(reader_auc, abs=1e-6)
+    assert reader["model_auc"] == pytest.approx(model_auc, abs=1e-6)
+    assert reader["delta_auc_vs_model"] == pytest.approx(reader_auc - model_auc, abs=1e-6)
+    assert reader["p_value"] == pytest.approx(delong_test(label, rating, logit).p_value, abs=1e-6)
+    assert reader["auc_ci95"][0] <= reader["auc"] <= reader["auc_ci95"][1]
+    cuts = [p["cut"] for p in reader["operating_points"]]
+    assert cuts == sorted(set(rating.tolist()), reverse=True)
+    first = reader["operating_points"][0]
+    assert first["sensitivity"] == pytest.approx(np.mean(rating[label == 1] >= cuts[0]), abs=1e-6)
+    assert metrics["val"]["readers"]["radiologist_a"]["n"] == 30
+    assert "radiologist_a" not in metrics["test"]["subgroups"]
+    assert metrics["test"]["brier_uncalibrated"] is None and metrics["test"]["brier"] is not None
+
+    page = (out / "report.html").read_text()
+    assert "Readers compared with the model" in page and "radiologist_a" in page and "case3" not in page
