@@ -77,8 +77,17 @@ SETS = {
 QUICK_SIZES = {"train": 600, "val": 300, "test": 400}
 
 
-def load_arrays(spec: RealSet, *, quick: bool, size: int, data_dir: Path = DATA_DIR) -> dict[str, tuple]:
-    """``part -> (uint8 images (N, *spatial), int labels (N,))``, subsampled and resized."""
+def load_arrays(
+    spec: RealSet, *, sizes: dict[str, int] | None, size: int, data_dir: Path = DATA_DIR
+) -> dict[str, tuple]:
+    """``part -> (uint8 images (N, *spatial), int labels (N,))``, subsampled and resized.
+
+    Args:
+        spec: the set.
+        sizes: images kept per part (a fixed random sample, seed 0), or None for all.
+        size: 3D edge length; 2x2x2 blocks are averaged to reach it.
+        data_dir: folder holding the ``.npz`` files.
+    """
     path = data_dir / spec.file
     if not path.is_file():
         raise FileNotFoundError(f"real set {str(path)!r} must exist; it was not found. See ../shared/data/README.md.")
@@ -87,8 +96,8 @@ def load_arrays(spec: RealSet, *, quick: bool, size: int, data_dir: Path = DATA_
     out = {}
     for part in PARTS:
         images, labels = data[f"{part}_images"], data[f"{part}_labels"].reshape(-1).astype(int)
-        if quick and len(labels) > QUICK_SIZES[part]:
-            keep = np.sort(rng.choice(len(labels), QUICK_SIZES[part], replace=False))
+        if sizes and len(labels) > sizes[part]:
+            keep = np.sort(rng.choice(len(labels), sizes[part], replace=False))
             images, labels = images[keep], labels[keep]
         if spec.spatial_dims == 3 and size != images.shape[1]:
             f = images.shape[1] // size
@@ -260,7 +269,7 @@ def summarise(name: str, rows: list[dict]) -> dict:
 
 
 def benchmark(spec: RealSet, args: argparse.Namespace, work: Path) -> dict:
-    arrays = load_arrays(spec, quick=args.quick, size=args.size)
+    arrays = load_arrays(spec, sizes=QUICK_SIZES if args.quick else None, size=args.size)
     epochs = args.epochs or (5 if args.quick else None)
     params = pipeline_params(spec, work / "raw", work / "manifest.csv", args.set, epochs)
     epochs = params["train"]["max_epochs"]
