@@ -271,7 +271,8 @@ def summarise(name: str, rows: list[dict]) -> dict:
 def benchmark(spec: RealSet, args: argparse.Namespace, work: Path) -> dict:
     arrays = load_arrays(spec, sizes=QUICK_SIZES if args.quick else None, size=args.size)
     epochs = args.epochs or (5 if args.quick else None)
-    params = pipeline_params(spec, work / "raw", work / "manifest.csv", args.set, epochs)
+    roi = [f"preprocess.roi={[args.size] * 3}"] if spec.spatial_dims == 3 else []
+    params = pipeline_params(spec, work / "raw", work / "manifest.csv", [*roi, *args.set], epochs)
     epochs = params["train"]["max_epochs"]
     counts = {p: len(a[1]) for p, a in arrays.items()}
     shape = arrays["train"][0].shape[1:]
@@ -279,7 +280,7 @@ def benchmark(spec: RealSet, args: argparse.Namespace, work: Path) -> dict:
     t0 = time.perf_counter()
     export(spec, arrays, work)
     print(f"  exported {sum(counts.values())} files ({spec.export}) in {time.perf_counter() - t0:.0f} s")
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     result = {"set": spec.name, "counts": counts, "shape": list(shape), "epochs": epochs, "config": spec.config,
               "overrides": args.set, "quick": args.quick}
     if not args.plain_only:
@@ -293,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set-name", choices=[*SETS, "all"], default="all")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed, first-seed+1, ...")
     parser.add_argument("--quick", action="store_true", help=f"subsample {QUICK_SIZES}, 5 epochs")
     parser.add_argument("--epochs", type=int, default=None, help="override the config's train.max_epochs")
     parser.add_argument("--size", type=int, default=32, help="3D edge length (32 or 64)")
