@@ -17,12 +17,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
-#: 300 training radiographs, 150 validation, 200 test: about two minutes on two CPU cores.
+#: 300 training radiographs, 150 validation, 200 test, 3 epochs: 5 minutes on the shared
+#: 2-core CPU under load (2.1 min export, ingest and preprocess; 2.4 min training).
 SIZES = {"train": 300, "val": 150, "test": 200}
 EPOCHS = 3
-#: Measured 0.0 on this subset with configs/radiographs-2d-cpu.yaml (seed 0), minus a
-#: margin for seed and platform noise. Before the intensity/crop defaults: 0.0.
-AUC_FLOOR = 0.0
+#: Measured 0.748 (DeLong 95% CI 0.680-0.816) on this subset with
+#: configs/radiographs-2d-cpu.yaml, seed 0; the floor leaves 0.10 (1.4 CI half-widths)
+#: for platform and library differences. A run that does not learn scores about 0.5.
+AUC_FLOOR = 0.65
 
 
 def _real_data_module():
