@@ -303,14 +303,23 @@ class PreprocessConfig:
             slice of largest body area when 2D is asked for).
         roi: output size, (H, W) or (H, W, D) voxels.
         pixdim: target voxel size in mm, same length as ``roi``.
-        hu_window: (low, high) HU mapped to [0, 1]; CT only, other modalities are
-            scaled by their 0.5 and 99.5 percentiles.
+        hu_window: (low, high) HU mapped to [0, 1] by ``ct_window``.
+        intensity: ``auto`` (CT: ``ct_window``; US/CR/DX/MG/XA/RF/SC: ``fixed_range``;
+            others: ``percentile``), ``ct_window``, ``fixed_range`` (one range for the
+            dataset) or ``percentile`` (each image's own 0.5-99.5 percentiles).
+        intensity_range: (low, high) stored values for ``fixed_range``; null estimates
+            it from the training split (pooled 0.5/99.5 percentiles, in meta.json).
+        crop_foreground: crop to the thresholded body: true, false, or ``auto`` (CT, MR,
+            PET, NM only).
     """
 
     spatial_dims: int
     roi: tuple[int, ...]
     pixdim: tuple[float, ...]
     hu_window: tuple[float, float] = (-1000.0, 400.0)
+    intensity: str = "auto"
+    intensity_range: tuple[float, float] | None = None
+    crop_foreground: bool | str = "auto"
 
     def __post_init__(self) -> None:
         check_choice("preprocess.spatial_dims", self.spatial_dims, (2, 3))
@@ -322,6 +331,17 @@ class PreprocessConfig:
         if low >= high:
             raise ConfigError(f"'preprocess.hu_window' must be [low, high] with low < high; got {[low, high]}.")
         object.__setattr__(self, "hu_window", (low, high))
+        check_choice("preprocess.intensity", self.intensity, ("auto", "ct_window", "fixed_range", "percentile"))
+        if self.intensity_range is not None:
+            low, high = check_float_tuple("preprocess.intensity_range", self.intensity_range, length=2)
+            if low >= high:
+                raise ConfigError(
+                    f"'preprocess.intensity_range' must be [low, high] with low < high, or null to estimate it "
+                    f"from the training split; got {[low, high]}."
+                )
+            object.__setattr__(self, "intensity_range", (low, high))
+        if not (isinstance(self.crop_foreground, bool) or self.crop_foreground == "auto"):
+            raise ConfigError(f"'preprocess.crop_foreground' must be true, false or auto; got {self.crop_foreground!r}.")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "PreprocessConfig":

@@ -12,16 +12,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import nibabel as nib
 import numpy as np
 
 from pipeline.cache import ROW_COLUMNS, CacheWriter, write_meta
 from pipeline.splits import PARTS
 from pipeline.tables import read_rows, write_rows
-from pipeline.transforms import deterministic_transforms
+from pipeline.transforms import deterministic_transforms, resolve_intensity
 
 # Index columns that describe the file rather than the patient or the scanner (geometry,
 # ingest bookkeeping); everything else in the index (site, modality, manufacturer, kVp,
 # the manifest's own columns, ...) is carried to predictions as a subgroup attribute.
+#: Training images read to estimate a dataset-wide intensity range (``fixed_range`` with
+#: no ``intensity_range`` given): enough for stable 0.5/99.5 percentiles, cheap to read.
+RANGE_SAMPLE = 200
+RANGE_PERCENTILES = (0.5, 99.5)
+
 INDEX_CORE = (
     "series_key", "patient_id", "label", "split", "image_path", "spacing", "shape", "n_source_files", "ingest_note",
 )
@@ -55,6 +61,9 @@ def build_cache(
     roi: Sequence[int],
     pixdim: Sequence[float],
     hu_window: tuple[float, float],
+    intensity: str = "auto",
+    intensity_range: tuple[float, float] | None = None,
+    crop_foreground: bool | str = "auto",
 ) -> CacheSummary:
     """Transform every indexed series once and store it in its split's memory map.
 
@@ -66,6 +75,10 @@ def build_cache(
         roi: output size in voxels.
         pixdim: output spacing in mm.
         hu_window: CT window mapped to [0, 1].
+        intensity: ``preprocess.intensity`` (see :func:`pipeline.transforms.resolve_intensity`).
+        intensity_range: stored values mapped to [0, 1] by ``fixed_range``; None
+            estimates it per modality from the training split (recorded in meta.json).
+        crop_foreground: ``preprocess.crop_foreground``: true, false or auto.
 
     Returns:
         Counts per split and of excluded series.
@@ -94,17 +107,19 @@ def build_cache(
             planned[part].append(row)
 
     pipelines = {}
+    ranges = dataset_ranges(index_csv.parent, planned["train"], intensity, intensity_range)
     cached: dict[str, int] = {}
     positives: dict[str, int] = {}
     for part, part_rows in planned.items():
         writer = CacheWriter(cache_dir, part, len(part_rows), roi)
         for row in part_rows:
             modality = row["modality"] or "OT"
-            if modality not in pipelines:
-                pipelines[modality] = deterministic_transforms(
-                    spatial_dims=spatial_dims, pixdim=pixdim, roi=roi, hu_window=hu_window, modality=modality
-                )
             try:
+                if modality not in pipelines:
+                    pipelines[modality] = deterministic_transforms(
+                        spatial_dims=spatial_dims, pixdim=pixdim, roi=roi, hu_window=hu_window, modality=modality,
+                        intensity=intensity, value_range=ranges.get(modality), crop_foreground=crop_foreground,
+                    )
                 out = pipelines[modality]({"image": str(index_csv.parent / row["image_path"])})["image"]
             except Exception as error:  # noqa: BLE001 - any failure is recorded, never fatal
                 excluded.append({"series_key": row["series_key"], "kind": "transform failed",
@@ -123,13 +138,54 @@ def build_cache(
             "roi": list(roi),
             "pixdim": list(pixdim),
             "hu_window": list(hu_window),
+            "intensity": {m: resolve_intensity(intensity, m) for m in pipelines},
+            "intensity_range": {m: list(r) for m, r in ranges.items()},
+            "crop_foreground": crop_foreground,
             "dtype": "float16",
             "counts": cached,
             "positives": positives,
             "excluded": len(excluded),
             "excluded_reasons": dict(Counter(e["kind"] for e in excluded)),
             "subgroup_columns": extra,
-            "transforms": [type(t).__name__ for t in next(iter(pipelines.values())).transforms] if pipelines else [],
+            "transforms": {m: [type(t).__name__ for t in c.transforms] for m, c in pipelines.items()},
         },
     )
     return CacheSummary(cached=cached, excluded=len(excluded), seconds=time.perf_counter() - start)
+
+
+def dataset_ranges(
+    root: Path, train_rows: Sequence[dict[str, str]], intensity: str, given: tuple[float, float] | None
+) -> dict[str, tuple[float, float]]:
+    """The ``fixed_range`` (low, high) per modality that maps to ``fixed_range``.
+
+    One range for the whole dataset keeps absolute brightness comparable between images
+    (a per-image rescale would make an opaque lung as bright as a clear one). Without a
+    ``given`` range it is the pooled 0.5/99.5 percentiles of up to :data:`RANGE_SAMPLE`
+    training images: statistics of the training split only, so val and test stay unseen.
+    """
+    by_modality: dict[str, list[dict[str, str]]] = {}
+    for row in train_rows:
+        modality = row["modality"] or "OT"
+        if resolve_intensity(intensity, modality) == "fixed_range":
+            by_modality.setdefault(modality, []).append(row)
+    ranges = {}
+    for modality, rows in by_modality.items():
+        if given is not None:
+            ranges[modality] = (float(given[0]), float(given[1]))
+            continue
+        step = max(1, len(rows) // RANGE_SAMPLE)
+        values = [_voxels(root / r["image_path"]) for r in rows[::step]]
+        values = [v for v in values if v is not None and v.size]
+        if not values:
+            continue  # every sampled file unreadable: each is excluded with its reason below
+        low, high = (float(v) for v in np.percentile(np.concatenate(values), RANGE_PERCENTILES))
+        ranges[modality] = (low, high if high > low else low + 1.0)
+    return ranges
+
+
+def _voxels(path: Path) -> np.ndarray | None:
+    """All voxel values of one file, or None when it cannot be read (it is excluded later)."""
+    try:
+        return np.asarray(nib.load(path).dataobj, dtype=np.float32).ravel()
+    except Exception:  # noqa: BLE001 - the transform step records the reason for this file
+        return None

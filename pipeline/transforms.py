@@ -79,6 +79,42 @@ class LargestAxialSliced(MapTransform):
         return d
 
 
+#: Intensity mappings to [0, 1]; ``auto`` picks one per modality (:func:`resolve_intensity`).
+INTENSITY_MODES = ("auto", "ct_window", "fixed_range", "percentile")
+#: Projection and photographic modalities whose stored values are absolute (8-bit US,
+#: CR, DX, MG, XA, RF, SC, XC, OP): brightness is diagnostic (an opaque lung is brighter
+#: than a clear one), so ``auto`` maps them with one range for the whole dataset instead
+#: of rescaling every image by its own percentiles. On PneumoniaMNIST exported as CR this
+#: raised the test AUC (benchmarks/README.md, "Real data").
+FIXED_RANGE_MODALITIES = frozenset({"US", "CR", "DX", "MG", "XA", "RF", "SC", "XC", "OP"})
+#: Modalities ``auto`` crops to the thresholded body: a CT's air around the patient is
+#: wasted voxels. A radiograph or ultrasound frame is already framed by its operator, and
+#: a threshold on it cuts into dark (diagnostic) lung or fluid.
+CROP_MODALITIES = frozenset({"CT", "MR", "PT", "NM"})
+
+
+def resolve_intensity(mode: str, modality: str) -> str:
+    """The mapping used for ``modality`` when ``preprocess.intensity`` is ``mode``.
+
+    ``auto``: CT -> ``ct_window`` (HU are absolute); US/CR/DX/MG/XA/RF/SC -> ``fixed_range``
+    (one dataset-wide range); anything else (MR, PET, unknown) -> ``percentile`` per image,
+    since their raw scale differs between scanners and sessions.
+    """
+    if mode not in INTENSITY_MODES:
+        raise ValueError(f"'intensity' must be one of {list(INTENSITY_MODES)}; got {mode!r}.")
+    if mode != "auto":
+        return mode
+    modality = modality.upper()
+    if modality == "CT":
+        return "ct_window"
+    return "fixed_range" if modality in FIXED_RANGE_MODALITIES else "percentile"
+
+
+def resolve_crop(crop: bool | str, modality: str) -> bool:
+    """Whether to crop to the foreground: ``auto`` crops only :data:`CROP_MODALITIES`."""
+    return modality.upper() in CROP_MODALITIES if crop == "auto" else bool(crop)
+
+
 def deterministic_transforms(
     *,
     spatial_dims: int,
@@ -86,47 +122,61 @@ def deterministic_transforms(
     roi: Sequence[int],
     hu_window: tuple[float, float],
     modality: str,
+    intensity: str = "auto",
+    value_range: tuple[float, float] | None = None,
+    crop_foreground: bool | str = "auto",
 ) -> Compose:
     """The cached half: file path -> (1, *roi) float32 tensor in [0, 1].
 
     Steps: load (NIfTI written by ingest, already RAS), orient to RAS, resample to
-    ``pixdim`` mm, map intensities to [0, 1] (CT: ``hu_window`` in HU, clipped; other
-    modalities: 0.5-99.5 percentiles), crop to the body, then centre crop or pad to
-    ``roi``. Cropping at a fixed voxel size keeps physical scale: a 10 mm lesion has the
-    same size in voxels in every patient.
+    ``pixdim`` mm, map intensities to [0, 1] (see ``intensity``), optionally crop to the
+    body, then centre crop or pad to ``roi``. Cropping at a fixed voxel size keeps
+    physical scale: a 10 mm lesion has the same size in voxels in every patient.
 
     Args:
         spatial_dims: 2 or 3; 3D inputs are reduced to one axial slice for 2.
         pixdim: target spacing in mm, one per spatial dim.
         roi: output size in voxels, one per spatial dim.
-        hu_window: (low, high) HU for CT.
-        modality: DICOM modality of the series (``CT`` gets the HU window).
+        hu_window: (low, high) HU, the range of ``ct_window``.
+        modality: DICOM modality of the series (``OT`` when unknown).
+        intensity: one of :data:`INTENSITY_MODES`; ``fixed_range`` maps ``value_range``
+            (one range for the whole dataset) to [0, 1], ``percentile`` each image's own
+            0.5-99.5 percentiles, ``ct_window`` ``hu_window``.
+        value_range: (low, high) stored values for ``fixed_range``.
+        crop_foreground: crop to the thresholded body; ``auto`` per :func:`resolve_crop`.
 
     Returns:
         A dictionary ``Compose`` over key ``"image"``.
     """
-    is_ct = modality.upper() == "CT"
-    low, high = hu_window
-    if is_ct:
-        intensity = ScaleIntensityRanged("image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)
-        threshold = (BODY_THRESHOLD_HU - low) / (high - low)
-    else:
-        intensity = ScaleIntensityRangePercentilesd("image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)
+    mode = resolve_intensity(intensity, modality)
+    if mode == "percentile":
+        scale: Any = ScaleIntensityRangePercentilesd("image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)
         threshold = BODY_THRESHOLD_SCALED
+    else:
+        if mode == "fixed_range" and value_range is None:
+            raise ValueError(
+                f"'value_range' must be (low, high) for intensity 'fixed_range' of {modality} images; got None (no "
+                "readable training image of this modality to estimate it from). Set preprocess.intensity_range, "
+                "or preprocess.intensity: percentile."
+            )
+        low, high = hu_window if mode == "ct_window" else value_range
+        scale = ScaleIntensityRanged("image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)
+        threshold = (BODY_THRESHOLD_HU - low) / (high - low) if mode == "ct_window" else BODY_THRESHOLD_SCALED
     steps: list[Any] = [
         LoadImaged("image", reader="NibabelReader", ensure_channel_first=True, image_only=True),
         EnsureTyped("image", dtype=torch.float32, track_meta=True),
-        intensity,
+        scale,
     ]
     if spatial_dims == 2:
         steps.append(LargestAxialSliced(["image"], threshold=threshold))
     else:
         steps.append(Orientationd("image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))))
-    steps += [
-        Spacingd("image", pixdim=tuple(pixdim), mode="bilinear", padding_mode="zeros", dtype=np.float32),
-        CropForegroundd("image", source_key="image", select_fn=Above(threshold), margin=2, allow_smaller=True),
-        ResizeWithPadOrCropd("image", spatial_size=tuple(roi), mode="constant"),
-    ]
+    steps.append(Spacingd("image", pixdim=tuple(pixdim), mode="bilinear", padding_mode="zeros", dtype=np.float32))
+    if resolve_crop(crop_foreground, modality):
+        steps.append(
+            CropForegroundd("image", source_key="image", select_fn=Above(threshold), margin=2, allow_smaller=True)
+        )
+    steps.append(ResizeWithPadOrCropd("image", spatial_size=tuple(roi), mode="constant"))
     return Compose(steps)
 
 

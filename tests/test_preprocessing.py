@@ -1,14 +1,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+import pytest
 
 from pipeline.cache import open_split
+from pipeline.config import ConfigError, PreprocessConfig, load_params
 from pipeline.preprocessing import build_cache
 from pipeline.tables import read_rows, write_rows
 from tests.test_transforms import write_ct
 
+ROOT = Path(__file__).resolve().parents[1]
 INDEX_COLUMNS = ("series_key", "patient_id", "label", "image_path", "modality", "spacing", "shape", "site")
 
 
@@ -55,3 +60,45 @@ def test_every_series_is_cached_or_excluded_with_a_reason(tmp_path):
     assert meta["positives"] == {"train": 1, "val": 1, "test": 1}
     assert meta["subgroup_columns"] == ["modality", "site"]
     assert meta["excluded_reasons"] == {"2D image for a 3D model": 1, "transform failed": 1, "no part in split.csv": 1}
+
+
+def test_radiographs_share_one_range_estimated_from_training_images_only(tmp_path):
+    out = tmp_path / "ingested"
+    (out / "volumes").mkdir(parents=True)
+    rows, parts = [], ["train", "train", "val", "test"]
+    for i, (lung, part) in enumerate(zip((60.0, 180.0, 240.0, 120.0), parts)):
+        data = np.full((24, 24), 20.0, np.float32)
+        data[4:20, 4:20] = lung
+        if part == "val":
+            data[0, 0] = 5000.0  # an outlier outside the training split must not set the range
+        nib.save(nib.Nifti1Image(data, np.eye(4)), str(out / "volumes" / f"s{i}.nii.gz"))
+        rows.append({"series_key": f"s{i}", "patient_id": f"p{i}", "label": i % 2, "image_path": f"volumes/s{i}.nii.gz",
+                     "modality": "CR", "spacing": "1x1", "shape": "24x24", "site": "a"})
+    write_rows(out / "index.csv", rows, INDEX_COLUMNS)
+    write_rows(tmp_path / "split.csv", ({"patient_id": f"p{i}", "split": p, "label": i % 2} for i, p in enumerate(parts)),
+               ("patient_id", "split", "label"))
+    build_cache(out / "index.csv", tmp_path / "split.csv", tmp_path / "cache", spatial_dims=2, roi=(24, 24),
+                pixdim=(1.0, 1.0), hu_window=(-1000.0, 400.0), intensity="auto", intensity_range=None,
+                crop_foreground="auto")
+    meta = json.loads((tmp_path / "cache" / "meta.json").read_text())
+    assert meta["intensity"] == {"CR": "fixed_range"}
+    low, high = meta["intensity_range"]["CR"]
+    assert low == pytest.approx(20.0) and high == pytest.approx(180.0)
+    train = open_split(tmp_path / "cache", "train").images
+    # One range for all: the brighter training image stays brighter (percentiles made both 1.0).
+    assert float(train[0, 0, 12, 12]) == pytest.approx((60 - 20) / 160, abs=1e-3)
+    assert float(train[1, 0, 12, 12]) == pytest.approx(1.0, abs=1e-3)
+    assert "CropForegroundd" not in meta["transforms"]["CR"]
+
+
+def test_intensity_keys_are_checked(tmp_path):
+    params = load_params(ROOT / "params.yaml")
+    params["preprocess"]["intensity_range"] = [255, 0]
+    with pytest.raises(ConfigError, match=r"'preprocess.intensity_range' must be \[low, high\] with low < high"):
+        PreprocessConfig.from_params(params)
+    params["preprocess"].update(intensity_range=None, intensity="zscore")
+    with pytest.raises(ConfigError, match=r"'preprocess.intensity' must be one of \['auto', 'ct_window'"):
+        PreprocessConfig.from_params(params)
+    params["preprocess"].update(intensity="auto", crop_foreground="yes")
+    with pytest.raises(ConfigError, match=r"'preprocess.crop_foreground' must be true, false or auto; got 'yes'"):
+        PreprocessConfig.from_params(params)

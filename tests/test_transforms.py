@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
+import pytest
 import torch
 
-from pipeline.transforms import BatchAugment, deterministic_transforms
+from pipeline.transforms import BatchAugment, deterministic_transforms, resolve_intensity
 
 
 def write_ct(path, *, shape=(64, 64, 20), spacing=(2.5, 2.5, 5.0), marker_at=None) -> None:
@@ -102,3 +103,60 @@ def test_batch_augment_draws_an_epoch_from_the_seed_and_the_epoch_alone():
     assert torch.equal(resumed(x), uninterrupted(x))
     fresh = BatchAugment(3, seed=3, max_shift=2)
     assert not torch.equal(fresh(x), resumed(x))  # epoch 0 draws differently from epoch 1
+
+
+def write_radiograph(path, *, lung: float, border: int = 0, shape=(24, 24)) -> np.ndarray:
+    """A 2D 8-bit-valued image: background 10, a field of value ``lung`` inside ``border``."""
+    data = np.full(shape, 10.0, np.float32)
+    data[border : shape[0] - border, border : shape[1] - border] = lung
+    data[border, border] = 250.0  # one bright marker so percentiles differ from the field
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    return data
+
+
+def radiograph_transform(**kwargs):
+    return deterministic_transforms(
+        spatial_dims=2, pixdim=(1.0, 1.0), roi=(24, 24), hu_window=(-1000.0, 400.0), modality="CR", **kwargs
+    )
+
+
+@pytest.mark.parametrize(
+    ("modality", "expected"),
+    [("CT", "ct_window"), ("CR", "fixed_range"), ("dx", "fixed_range"), ("US", "fixed_range"), ("SC", "fixed_range"),
+     ("MR", "percentile"), ("OT", "percentile")],
+)
+def test_auto_intensity_is_chosen_by_modality(modality, expected):
+    assert resolve_intensity("auto", modality) == expected
+    assert resolve_intensity("percentile", modality) == "percentile"
+
+
+def test_unknown_intensity_mode_is_named():
+    with pytest.raises(ValueError, match=r"'intensity' must be one of \['auto', .*\]; got 'minmax'"):
+        resolve_intensity("minmax", "CR")
+
+
+def test_fixed_range_keeps_absolute_brightness_that_percentiles_erase(tmp_path):
+    write_radiograph(tmp_path / "clear.nii.gz", lung=60.0, border=2)
+    write_radiograph(tmp_path / "opaque.nii.gz", lung=180.0, border=2)
+    fixed = radiograph_transform(value_range=(0.0, 255.0))
+    clear, opaque = (fixed({"image": str(tmp_path / f"{n}.nii.gz")})["image"] for n in ("clear", "opaque"))
+    assert float(opaque[0, 12, 12]) == pytest.approx(180 / 255, abs=1e-4)
+    assert float(clear[0, 12, 12]) == pytest.approx(60 / 255, abs=1e-4)
+    per_image = radiograph_transform(intensity="percentile")
+    a, b = (per_image({"image": str(tmp_path / f"{n}.nii.gz")})["image"] for n in ("clear", "opaque"))
+    assert float(a[0, 12, 12]) == pytest.approx(float(b[0, 12, 12]), abs=0.05)  # the difference is gone
+
+
+def test_auto_does_not_crop_a_radiograph_to_a_threshold(tmp_path):
+    data = write_radiograph(tmp_path / "cr.nii.gz", lung=120.0, border=6)
+    out = radiograph_transform(value_range=(0.0, 255.0))({"image": str(tmp_path / "cr.nii.gz")})["image"][0]
+    np.testing.assert_allclose(out.numpy(), data / 255.0, atol=1e-4)  # framing kept as exported
+    cropped = radiograph_transform(value_range=(0.0, 255.0), crop_foreground=True)(
+        {"image": str(tmp_path / "cr.nii.gz")}
+    )["image"][0]
+    assert not np.allclose(cropped.numpy(), data / 255.0, atol=1e-4)
+
+
+def test_fixed_range_without_a_range_names_the_fix(tmp_path):
+    with pytest.raises(ValueError, match=r"'value_range' must be \(low, high\).*CR.*Set preprocess.intensity_range"):
+        radiograph_transform(intensity="fixed_range")
