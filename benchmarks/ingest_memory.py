@@ -21,6 +21,7 @@ import argparse
 import copy
 import csv
 import gzip
+import io
 import json
 import subprocess
 import sys
@@ -58,31 +59,28 @@ def _nifti_header(shape: tuple[int, ...], dtype: type) -> bytes:
     return header.binaryblock + b"\x00" * 4
 
 
-def _gzip_zeros(path: Path, head: bytes, zero_bytes: int, members: int = 1) -> None:
-    """``head`` then ``zero_bytes`` zeros, gzip; repeated members add zeros without recompressing."""
-    member_path = path.with_suffix(".member")
-    with gzip.GzipFile(member_path, "wb", compresslevel=9, mtime=0) as handle:
+def _gzip_member(head: bytes, zero_bytes: int) -> bytes:
+    """One gzip member: ``head`` then ``zero_bytes`` zeros, compressed in 16 MiB writes."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=9, mtime=0) as handle:
         handle.write(head)
         chunk = bytes(2**24)
-        left = zero_bytes // members
+        left = zero_bytes
         while left > 0:
             handle.write(chunk[: min(left, len(chunk))])
             left -= len(chunk)
-    first = member_path.read_bytes()
-    rest = b""
-    if members > 1:
-        with gzip.GzipFile(member_path, "wb", compresslevel=9, mtime=0) as handle:
-            chunk = bytes(2**24)
-            left = zero_bytes // members
-            while left > 0:
-                handle.write(chunk[: min(left, len(chunk))])
-                left -= len(chunk)
-        rest = member_path.read_bytes()
-    member_path.unlink()
+    return buffer.getvalue()
+
+
+def _gzip_zeros(path: Path, head: bytes, zero_bytes: int, members: int = 1) -> None:
+    """``head`` then ``zero_bytes`` zeros, gzip; repeated members add zeros without recompressing."""
+    per_member = zero_bytes // members
     with path.open("wb") as out:
-        out.write(first)
-        for _ in range(members - 1):
-            out.write(rest)
+        out.write(_gzip_member(head, per_member))
+        if members > 1:
+            rest = _gzip_member(b"", per_member)
+            for _ in range(members - 1):
+                out.write(rest)
 
 
 def _frames_liar(path: Path, frames: int) -> None:
