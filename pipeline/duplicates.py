@@ -15,7 +15,7 @@ and it inflates every test metric. Two kinds are found, only between different p
   normalised). On the 5,030 chest radiographs of PneumoniaMNIST (28 x 28) this flags 3
   of 12.6 million distinct pairs, while noisy (SD 2 and 5 grey levels), brightened,
   contrast-changed, JPEG (quality 75 and 50), resized and 16-level copies are found
-  (benchmarks/README.md has the figures; ``benchmarks/duplicate_audit.py`` reruns them).
+  (``benchmarks/duplicate_audit.py`` reruns these measurements).
 
 3D volumes are matched exactly only. A volume's thumbnail is its body outline: the
 demo's distinct phantom patients are closer (1 - cosine 0.001 to 0.007) than any noisy
@@ -39,9 +39,9 @@ import gzip
 import hashlib
 import math
 import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -57,8 +57,9 @@ NEAR_MAX_DISTANCE = 0.03
 ALL_PAIRS_MAX = 2048
 BUCKET_MAX_BITS = 6
 CANDIDATE_MAX_BITS = 12
-"""Bucket mates whose hashes differ in more bits than this are not compared; measured
-recall of planted copies equals the all-pairs search (benchmarks/README.md)."""
+"""Bucket mates whose hashes differ in more bits than this are not compared. On
+PneumoniaMNIST with planted copies this found the same groups as the all-pairs search;
+6 bits lost 1-2% of the noisiest copies."""
 _PAIR_CHUNK = 200_000
 
 

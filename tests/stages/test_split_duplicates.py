@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.splits import assign_splits
 from pipeline.stages import split
-from pipeline.tables import read_rows
+from pipeline.tables import read_rows, write_rows
 from tests.duplicate_cohort import write_cohort
 
 PARAMS = "base:\n  seed: {seed}\nsplit:\n  val_fraction: 0.25\n  test_fraction: 0.35\n  duplicates: {policy}\n"
@@ -49,6 +50,8 @@ def test_refuse_stops_listing_every_group(tmp_path, capsys):
 def test_ignore_warns_with_the_count_and_splits_as_before(tmp_path, capsys):
     code, out, dups, _ = _run(tmp_path, "ignore")
     assert code == 0 and len(read_rows(dups)) == 5
+    plain = assign_splits(read_rows(tmp_path / "ingested" / "index.csv"), seed=0, val_fraction=0.25, test_fraction=0.35)
+    assert {r["patient_id"]: r["split"] for r in read_rows(out)} == {s.patient_id: s.split for s in plain}
     captured = capsys.readouterr()
     assert "split: WARNING: 4 group(s) of patients share an image" in captured.err
     assert "duplicates: 4 groups of 9 patients (3 exact, 2 near pairs), ignored" in captured.out
@@ -57,7 +60,6 @@ def test_ignore_warns_with_the_count_and_splits_as_before(tmp_path, capsys):
 def test_a_cohort_without_copies_says_so(tmp_path, capsys):
     index, _ = write_cohort(tmp_path / "ingested")
     rows = [r for r in read_rows(index) if r["patient_id"] not in ("p01", "p03", "p05", "p06", "p08")]
-    from pipeline.tables import write_rows
     write_rows(index, rows, list(rows[0]))
     (tmp_path / "params.yaml").write_text(PARAMS.format(seed=0, policy="refuse"))
     assert split.main([str(index), str(tmp_path / "s.csv"), "--duplicates", str(tmp_path / "d.csv"),
