@@ -20,6 +20,7 @@ import yaml
 from pipeline.errors import PipelineInputError
 
 PSEUDONYM_KEY_ENV = "PIPELINE_PSEUDONYM_KEY"
+DUPLICATE_POLICIES = ("group", "refuse", "ignore")
 #: The key params.yaml ships for the synthetic demo. It is public, so pseudonyms made with
 #: it can be reversed by hashing every candidate ID: fine for fake patients only.
 DEMO_PSEUDONYM_KEY = "demo-cohort-not-a-secret"
@@ -273,16 +274,21 @@ class SplitConfig:
         seed: shuffling seed.
         val_fraction: share of patients for validation (threshold selection, early stop).
         test_fraction: share of patients held out for the final report.
+        duplicates: what to do with the same image under different patients (see
+            pipeline/duplicates.py): ``group`` keeps them in one part, ``refuse`` stops,
+            ``ignore`` warns and splits as if they were distinct.
     """
 
     seed: int
     val_fraction: float = 0.2
     test_fraction: float = 0.3
+    duplicates: str = "group"
 
     def __post_init__(self) -> None:
         check_range("base.seed", self.seed, low=0, integer=True)
         check_range("split.val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
         check_range("split.test_fraction", self.test_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
+        check_choice("split.duplicates", self.duplicates, DUPLICATE_POLICIES)
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError(
                 "'split.val_fraction' + 'split.test_fraction' must be below 1 so that some patients "

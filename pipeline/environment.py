@@ -41,7 +41,7 @@ _DICOM = ("pydicom", "pylibjpeg", "libjpeg", "openjpeg", "rle")
 STAGE_PACKAGES: dict[str, tuple[str, ...]] = {
     "demo": ("yaml", "numpy", "scipy", "nibabel", "pydicom"),
     "ingest": ("yaml", "numpy", "nibabel", *_DICOM),
-    "split": ("yaml", "numpy"),
+    "split": ("yaml", "numpy", "nibabel"),
     # MONAI reads the NIfTI volumes through nibabel, which no pipeline module imports.
     "preprocess": ("yaml", "numpy", "nibabel", "torch", "monai"),
     "train": ("yaml", "numpy", "sklearn", "torch", "monai", "pytorch_lightning", "dvclive"),

@@ -84,7 +84,12 @@ def given_splits(rows: Sequence[Mapping[str, str]]) -> dict[str, str]:
 
 
 def assign_splits(
-    rows: Sequence[Mapping[str, str]], *, seed: int, val_fraction: float, test_fraction: float
+    rows: Sequence[Mapping[str, str]],
+    *,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    groups: Sequence[Sequence[str]] = (),
 ) -> list[PatientSplit]:
     """Assign every patient to train, val or test, stratified by label.
 
@@ -98,25 +103,69 @@ def assign_splits(
         seed: shuffling seed.
         val_fraction: share of free patients for validation.
         test_fraction: share of free patients for test.
+        groups: patients that must share a part (the same image under several
+            patients); each group moves as one unit, positive when any member is, and
+            goes where the manifest fixes any of its members.
 
     Returns:
         One :class:`PatientSplit` per patient, sorted by patient id.
+
+    Raises:
+        SplitError: also when the manifest fixes members of one group to different parts.
     """
     if not rows:
         raise SplitError("the index must hold at least one series; got none. Check the ingest ledger for why.")
     labels = patient_labels(rows)
     fixed = given_splits(rows)
+    units = _units(labels, groups)
+    unit_fixed = _unit_parts(units, fixed)
     rng = np.random.default_rng(seed)
     parts = dict(fixed)
     for label in (0, 1):
-        free = sorted(pid for pid, lab in labels.items() if lab == label and pid not in fixed)
+        free = sorted(key for key, members in units.items()
+                      if max(labels[p] for p in members) == label and key not in unit_fixed)
         order = [free[i] for i in rng.permutation(len(free))]
-        n_val, n_test = _part_sizes(len(order), val_fraction, test_fraction)
-        for k, pid in enumerate(order):
-            parts[pid] = "val" if k < n_val else "test" if k < n_val + n_test else "train"
+        n_val, n_test = _part_sizes(sum(len(units[k]) for k in order), val_fraction, test_fraction)
+        placed = 0
+        for key in order:
+            part = "val" if placed < n_val else "test" if placed < n_val + n_test else "train"
+            parts.update({pid: part for pid in units[key]})
+            placed += len(units[key])
+    for key, part in unit_fixed.items():
+        parts.update({pid: part for pid in units[key]})
     # One part per patient holds by construction: ``parts`` is keyed by patient, and a
     # manifest giving a patient two parts was refused by given_splits.
     return [PatientSplit(pid, parts[pid], labels[pid]) for pid in sorted(labels)]
+
+
+def _units(labels: Mapping[str, int], groups: Sequence[Sequence[str]]) -> dict[str, list[str]]:
+    """Units of assignment keyed by their first patient: a group, or one patient alone."""
+    grouped = {pid for group in groups for pid in group}
+    units = {pid: [pid] for pid in labels if pid not in grouped}
+    for group in groups:
+        members = sorted(pid for pid in group if pid in labels)
+        if members:
+            units[members[0]] = members
+    return units
+
+
+def _unit_parts(units: Mapping[str, list[str]], fixed: Mapping[str, str]) -> dict[str, str]:
+    """The part the manifest fixes for each unit; a group fixed to two parts is refused."""
+    unit_fixed: dict[str, str] = {}
+    conflicts = []
+    for key, members in units.items():
+        given = {fixed[p] for p in members if p in fixed}
+        if len(given) > 1:
+            conflicts.append(", ".join(f"{p}: {fixed[p]}" for p in members if p in fixed))
+        elif given:
+            unit_fixed[key] = given.pop()
+    if conflicts:
+        raise SplitError(
+            f"patients showing the same image must share one part; the manifest's 'split' puts "
+            f"{len(conflicts)} such group(s) in several: " + "; ".join(f"[{c}]" for c in conflicts)
+            + ". Give them one 'split' (see data/duplicates.csv), or set split.duplicates: ignore."
+        )
+    return unit_fixed
 
 
 def _part_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:

@@ -79,3 +79,27 @@ def test_patient_positive_if_any_series_positive():
     ]
     labels = {s.patient_id: s.label for s in assign_splits(rows, seed=0, val_fraction=0.2, test_fraction=0.2)}
     assert labels == {"A": 1, "B": 0}
+
+
+def test_a_duplicate_group_moves_as_one_unit_and_keeps_the_counts():
+    rows = _rows(40)
+    groups = [("P001", "P002", "P007"), ("P010", "P033")]
+    for seed in range(10):
+        parts = {s.patient_id: s.split for s in assign_splits(rows, seed=seed, val_fraction=0.2, test_fraction=0.3,
+                                                              groups=groups)}
+        assert all(len({parts[p] for p in g}) == 1 for g in groups)
+        assert sorted(parts) == sorted({r["patient_id"] for r in rows})
+    assert assign_splits(rows, seed=4, val_fraction=0.2, test_fraction=0.3, groups=()) == assign_splits(
+        rows, seed=4, val_fraction=0.2, test_fraction=0.3)
+
+
+def test_a_group_follows_its_fixed_member_and_a_conflict_is_refused():
+    rows = _rows(20)
+    rows[3]["split"] = "test"
+    parts = {s.patient_id: s.split for s in assign_splits(rows, seed=0, val_fraction=0.2, test_fraction=0.2,
+                                                          groups=[("P003", "P011")])}
+    assert parts["P003"] == parts["P011"] == "test"
+    rows[11]["split"] = "train"
+    with pytest.raises(SplitError, match=r"same image must share one part; .* 1 such group\(s\) in several: "
+                                         r"\[P003: test, P011: train\]"):
+        assign_splits(rows, seed=0, val_fraction=0.2, test_fraction=0.2, groups=[("P003", "P011")])

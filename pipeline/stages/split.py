@@ -1,12 +1,17 @@
 """DVC stage ``split``: patients -> train/val/test.
 
-Usage: ``python -m pipeline.stages.split INDEX_CSV SPLIT_CSV``
+Usage: ``python -m pipeline.stages.split INDEX_CSV SPLIT_CSV [--duplicates DUPLICATES_CSV]``
+
+Before assigning parts, every volume the index lists is audited for the same image
+under different patients (pipeline/duplicates.py); ``split.duplicates`` says what then
+happens, and ``--duplicates`` receives the list (always written when given).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from pipeline.environment import require
 
@@ -15,7 +20,9 @@ from pipeline.environment import require
 require("split")
 
 from pipeline.config import SplitConfig, load_params  # noqa: E402
-from pipeline.outputs import atomic_file, refuse_overlap  # noqa: E402
+from pipeline.duplicates import TABLE_COLUMNS, Audit, audit_index  # noqa: E402
+from pipeline.errors import PipelineInputError  # noqa: E402
+from pipeline.outputs import refuse_overlap  # noqa: E402
 from pipeline.splits import assign_splits, summarise  # noqa: E402
 from pipeline.stages.outcome import run_stage  # noqa: E402
 from pipeline.tables import read_rows, write_rows  # noqa: E402
@@ -25,23 +32,61 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("index", help="index.csv written by ingest")
     parser.add_argument("out", help="split.csv to write: patient_id, split, label")
+    parser.add_argument("--duplicates", help="duplicates.csv to write: the duplicate pairs across patients")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     return run_stage("split", lambda: write_split(args))
 
 
+class DuplicateImageError(PipelineInputError):
+    """The same image under different patients, with ``split.duplicates: refuse``."""
+
+
 def write_split(args: argparse.Namespace) -> str:
-    refuse_overlap({"out": args.out}, {"index": args.index, "params": args.params}, stage="split")
+    outputs = {"out": args.out, "duplicates": args.duplicates}
+    refuse_overlap(outputs, {"index": args.index, "params": args.params}, stage="split")
+    if args.duplicates and Path(args.duplicates).resolve() == Path(args.out).resolve():
+        raise PipelineInputError(f"'duplicates' must differ from 'out'; both are {args.out!r}. Name two files.")
     config = SplitConfig.from_params(load_params(args.params))
-    rows = read_rows(args.index, required=("patient_id", "label"))
+    rows = read_rows(args.index, required=("patient_id", "label", "series_key", "image_path"))
+    audit = audit_index(args.index, rows)
+    if args.duplicates:
+        write_rows(args.duplicates, audit.table(), TABLE_COLUMNS)
+    if audit.groups and config.duplicates == "refuse":
+        raise DuplicateImageError(
+            f"patients must not share an image with split.duplicates: refuse; got {len(audit.groups)} group(s): "
+            + "; ".join(f"group {n}: {list(g)}" for n, g in enumerate(audit.groups, 1))
+            + ". Check these patients in the manifest, or set split.duplicates: group to keep each group in one part."
+        )
+    if audit.groups and config.duplicates == "ignore":
+        print(f"split: WARNING: {len(audit.groups)} group(s) of patients share an image (see "
+              f"{args.duplicates or 'the duplicate audit'}); split.duplicates: ignore splits them as if distinct, "
+              "and a copy on each side of the split inflates the test metrics.", file=sys.stderr)
+    groups = audit.groups if config.duplicates == "group" else ()
     splits = assign_splits(
-        rows, seed=config.seed, val_fraction=config.val_fraction, test_fraction=config.test_fraction
+        rows, seed=config.seed, val_fraction=config.val_fraction, test_fraction=config.test_fraction, groups=groups
     )
-    with atomic_file(args.out) as temp:
-        write_rows(temp, ({"patient_id": s.patient_id, "split": s.split, "label": s.label} for s in splits),
-                   ("patient_id", "split", "label"))
+    write_rows(args.out, ({"patient_id": s.patient_id, "split": s.split, "label": s.label} for s in splits),
+               ("patient_id", "split", "label"))
     counts = summarise(splits)
-    return "split: " + ", ".join(f"{part} {c['patients']} patients ({c['positive']} positive)" for part, c in counts.items())
+    return ("split: " + ", ".join(f"{part} {c['patients']} patients ({c['positive']} positive)" for part, c in counts.items())
+            + "; " + duplicate_summary(audit, config.duplicates))
+
+
+def duplicate_summary(audit: Audit, policy: str) -> str:
+    """The audit's part of the summary line: groups, patients, pairs by kind, unread volumes."""
+    audited = f"{len(audit.series)} images audited"
+    if audit.groups:
+        exact = sum(m.kind == "exact" for m in audit.matches)
+        what = {"group": "each kept in one part", "refuse": "refused", "ignore": "ignored"}[policy]
+        text = (f"duplicates: {len(audit.groups)} groups of {sum(map(len, audit.groups))} patients "
+                f"({exact} exact, {len(audit.matches) - exact} near pairs), {what}; {audited}")
+    else:
+        text = f"duplicates: none across patients; {audited}"
+    if audit.unread:
+        keys = ", ".join(key for key, _ in audit.unread[:5]) + (", ..." if len(audit.unread) > 5 else "")
+        text += f"; {len(audit.unread)} volumes unreadable, not audited ({keys}: {audit.unread[0][1]})"
+    return text
 
 
 if __name__ == "__main__":
