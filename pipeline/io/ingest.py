@@ -30,10 +30,10 @@ Outputs (under ``out_dir``)::
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import os
 import shutil
-import sys
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -577,8 +577,11 @@ def _entry_name(job: _Job, store: IngestStore | None) -> str:
     states = [(path, file_state(os.path.join(job.raw_dir, path))) for path in paths]
     if any(state is None for _, state in states):
         return ""
-    with np.printoptions(precision=17, floatmode="unique", threshold=sys.maxsize):
-        return store.name(repr((job.series_key, job.nifti, job.plan, sorted(job.headers.items()), states)))
+    plan = job.plan
+    if plan is not None:
+        # The affine exactly, as bytes: numpy's printed form rounds, and is slow.
+        plan = dataclasses.replace(plan, affine_lps=plan.affine_lps.astype("<f8").tobytes().hex())
+    return store.name(repr((job.series_key, job.nifti, plan, sorted(job.headers.items()), states)))
 
 
 def _cores() -> int:
