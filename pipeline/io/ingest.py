@@ -475,8 +475,8 @@ def _choose_and_plan(
 
 
 HEADER_BATCH = 64
-"""Files per header-reading task: large enough to hide the pool's overhead, small enough
-for a progress line and an even spread over the workers."""
+"""Most files per header-reading task: enough to hide the pool's overhead, few enough
+for a progress line every few seconds."""
 
 
 class _Pool:
@@ -519,7 +519,9 @@ def _cached_headers(
     if pool.workers <= 1 or len(missing) < 8:
         fresh = {r.path: r for r in read_headers(raw, missing, 1, max_voxels)}
     else:
-        batches = [missing[i : i + HEADER_BATCH] for i in range(0, len(missing), HEADER_BATCH)]
+        # At least 8 tasks per worker: with few large ones, one worker is left with the last.
+        size = max(1, min(HEADER_BATCH, -(-len(missing) // (pool.workers * 8))))
+        batches = [missing[i : i + size] for i in range(0, len(missing), size)]
         futures = [pool.executor().submit(read_headers, raw, batch, 1, max_voxels) for batch in batches]
         for future in as_completed(futures):
             fresh.update((r.path, r) for r in future.result())
