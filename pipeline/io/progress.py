@@ -28,11 +28,13 @@ class Progress:
         self._last = time.monotonic()
         self._started = self._last
         self._open_line = False
+        self._said: tuple[str, int, int] | None = None
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         now = time.monotonic()
-        if done < total and now - self._last < self._every:
+        if (phase, done, total) == self._said or (done < total and now - self._last < self._every):
             return
+        self._said = (phase, done, total)
         self._last = now
         rate = done / max(now - self._started, 1e-9)
         text = f"ingest: {phase}: {done}/{total} files ({rate:.0f}/s)"

@@ -15,6 +15,7 @@ def test_a_log_gets_whole_lines_at_most_every_few_seconds_and_always_the_last() 
     progress = Progress(stream)
     for done in range(1, 101):
         progress("headers", done, 100)
+    progress("headers", 100, 100)  # said again by a caller: not repeated
     lines = stream.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ingest: headers: 100/100 files (")
 
