@@ -8,8 +8,13 @@ file). Prints slices per second for:
 * ``ours (volume)``: header scan in a process pool + grouping + position ordering +
   pixels + HU into memory: the same work as MONAI's reader;
 * ``ours (stage)``: the full :func:`pipeline.io.ingest.ingest_cohort`, including the
-  canonical ``.nii.gz`` write, index and ledger;
+  canonical volume write (the default ``ingest.volume_format``), index and ledger, and
+  the same with ``.nii.gz``;
 * ``monai``: ``LoadImage(reader="PydicomReader", image_only=True)`` on the series folder;
+* ``write ...``: the canonical write of that volume alone, per format and deflate
+  implementation (``nibabel.save``'s zlib, ISA-L with one thread and with all cores);
+* ``re-ingest``: a cohort of ``--cohort`` small series ingested with a store, ten series
+  added, ingested again: the second run's time as a share of the first's;
 
 and the ratios, best of ``--repeats`` runs each. Run: ``python benchmarks/ingest_throughput.py``.
 """
@@ -21,6 +26,7 @@ import copy
 import os
 import random
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -30,7 +36,11 @@ import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
 
+# The pipeline of the checkout this file is in, not whichever one the venv installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from pipeline.io.ingest import ingest_cohort
+from pipeline.io.nifti import write_canonical
 from pipeline.io.scan import read_headers, walk
 from pipeline.io.series import group_series, plan_volume, read_planes
 
@@ -91,12 +101,68 @@ def best_time(function, repeats: int) -> float:
     return min(times)
 
 
+def write_options(volume: np.ndarray, root: Path, repeats: int) -> None:
+    """Time the canonical write of ``volume`` per format; print time, MiB/s and size."""
+    import nibabel as nib
+
+    affine = np.diag([-0.7, -0.7, 1.25, 1.0])
+    cores = len(os.sched_getaffinity(0))
+    mib = volume.nbytes / 2**20
+    options = {
+        "write nii (default)": lambda p: write_canonical(volume, affine, p.with_suffix(".nii")),
+        "write nii.gz isal, 1 thread": lambda p: write_canonical(volume, affine, p.with_suffix(".nii.gz"), threads=1),
+        f"write nii.gz isal, {cores} threads": lambda p: write_canonical(volume, affine, p.with_suffix(".nii.gz"), threads=cores),
+        "write nii.gz nibabel (zlib 1)": lambda p: nib.save(nib.Nifti1Image(volume, affine), str(p.with_suffix(".nii.gz"))),
+    }
+    for name, write in options.items():
+        target = root / "w" / "volume"
+        target.parent.mkdir(exist_ok=True)
+        seconds = best_time(lambda: write(target), repeats)
+        size = sum(f.stat().st_size for f in target.parent.iterdir())
+        print(f"{name:32s}: {seconds:6.2f} s {mib / seconds:7.0f} MiB/s  {size / 2**20:6.1f} MiB on disk")
+        shutil.rmtree(target.parent)
+
+
+def reingest(root: Path, n_series: int, slices: int, matrix: int, workers: int) -> None:
+    """Ingest ``n_series`` with a store, add 10, ingest again; print both times and the ratio."""
+    raw = root / "cohort"
+    lines = ["patient_id,label,path"]
+    for i in range(n_series + 10):
+        write_series(raw / f"p{i:04d}", slices, matrix, seed=100 + i)
+        lines.append(f"P{i},{i % 2},p{i:04d}")
+    first_manifest, second_manifest = root / "c1.csv", root / "c2.csv"
+    first_manifest.write_text("\n".join(lines[: n_series + 1]) + "\n")
+    second_manifest.write_text("\n".join(lines) + "\n")
+    hidden = [raw / f"p{i:04d}" for i in range(n_series, n_series + 10)]
+    parked = root / "parked"
+    parked.mkdir()
+    for folder in hidden:  # the ten new series are not in the raw folder on the first run
+        folder.rename(parked / folder.name)
+    store = root / "store"
+
+    def run(manifest: Path, out: str) -> float:
+        start = time.perf_counter()
+        ingest_cohort(raw, manifest, root / out, pseudonym_key="benchmark-key", workers=workers, store_dir=store)
+        return time.perf_counter() - start
+
+    first = run(first_manifest, "c_out1")
+    for folder in hidden:
+        (parked / folder.name).rename(folder)
+    second = run(second_manifest, "c_out2")
+    files = (n_series + 10) * slices
+    print(f"first ingest : {n_series} series x {slices} x {matrix}^2 in {first:.2f} s (with an empty store)")
+    print(f"re-ingest    : {n_series + 10} series ({files} files), 10 new, in {second:.2f} s = {100 * second / first:.1f}% of the first run")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--matrix", type=int, default=512)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cohort", type=int, default=200, help="series in the re-ingest cohort (0: skip)")
+    parser.add_argument("--cohort-slices", type=int, default=8)
+    parser.add_argument("--cohort-matrix", type=int, default=128)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     root = Path(tempfile.mkdtemp(prefix="ingest_bench_"))
@@ -128,6 +194,11 @@ def main() -> None:
             lambda: ingest_cohort(series, root / "one.csv", root / "out1", pseudonym_key="benchmark-key", workers=args.workers),
             args.repeats,
         )
+        t_gz = best_time(
+            lambda: ingest_cohort(series, root / "one.csv", root / "out3", pseudonym_key="benchmark-key",
+                                  workers=args.workers, volume_format="nii.gz"),
+            args.repeats,
+        )
         n_mixed = args.slices + 2 + 120
         t_mixed = best_time(
             lambda: ingest_cohort(mixed, root / "manifest.csv", root / "out2", pseudonym_key="benchmark-key", workers=args.workers),
@@ -135,10 +206,15 @@ def main() -> None:
         )
         rate = {name: args.slices / t for name, t in (("ours", t_ours), ("monai", t_monai), ("stage", t_stage))}
         print(f"ours (volume): {rate['ours']:8.1f} slices/s  ({t_ours:.2f} s)")
-        print(f"ours (stage) : {rate['stage']:8.1f} slices/s  ({t_stage:.2f} s, incl. .nii.gz write)")
+        print(f"ours (stage) : {rate['stage']:8.1f} slices/s  ({t_stage:.2f} s, incl. .nii write, the default)")
+        print(f"ours (stage) : {args.slices / t_gz:8.1f} slices/s  ({t_gz:.2f} s, incl. .nii.gz write)")
         print(f"monai        : {rate['monai']:8.1f} slices/s  ({t_monai:.2f} s)")
         print(f"mixed folder : {n_mixed / t_mixed:8.1f} slices/s  ({t_mixed:.2f} s, {n_mixed} image files + 2 others, full stage)")
-        print(f"ratio ours(volume)/monai: {rate['ours'] / rate['monai']:.2f}x; ours(stage)/monai: {rate['stage'] / rate['monai']:.2f}x")
+        print(f"ratio ours(volume)/monai: {rate['ours'] / rate['monai']:.2f}x; ours(stage)/monai: {rate['stage'] / rate['monai']:.2f}x; "
+              f"ours(stage, nii.gz)/monai: {args.slices / t_gz / rate['monai']:.2f}x")
+        write_options(ours, root, args.repeats)
+        if args.cohort:
+            reingest(root, args.cohort, args.cohort_slices, args.cohort_matrix, args.workers)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

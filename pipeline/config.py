@@ -199,6 +199,14 @@ class DemoConfig:
         return cls(seed=BaseConfig.from_params(params).seed, **_known(demo, cls, "demo", skip={"seed"}))
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and ``taskset`` narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class IngestConfig:
     """How raw DICOM/NIfTI files become canonical volumes and an index.
@@ -213,7 +221,9 @@ class IngestConfig:
         spacing_policy: non-uniform slice spacing inside a series: ``reject`` the series
             (recorded in the ledger) or ``resample`` it onto the median spacing
             (recorded too).
-        workers: processes reading headers and pixels in parallel.
+        workers: processes reading headers and pixels in parallel; ``auto`` (the value
+            in ``workers`` after construction is then the number of cores this process
+            may use, ``os.sched_getaffinity``).
         manifest_encoding: ``auto`` (UTF-8 with or without BOM, UTF-16/32 with BOM)
             or a Python codec name for other manifests (``cp1252``).
         assume_missing_geometry: ingest DICOM files whose geometry values are present
@@ -221,15 +231,18 @@ class IngestConfig:
         max_voxels: a file whose header declares more voxels (Rows x Columns x frames,
             or the NIfTI shape) is quarantined from its header alone, before any
             allocation; 2**31 is above any clinical CT or MR.
+        volume_format: ``nii`` (uncompressed, the fastest write and read) or ``nii.gz``
+            (gzip level 1: less disk, slower); see benchmarks/README.md.
     """
 
     pseudonym_key: str
     series_choice: str = "most_slices"
     spacing_policy: str = "reject"
-    workers: int = 2
+    workers: int | str = "auto"
     manifest_encoding: str = "auto"
     assume_missing_geometry: bool = False
     max_voxels: int = 2**31
+    volume_format: str = "nii"
 
     def __post_init__(self) -> None:
         # The value is a secret: errors say what is wrong with it, never what it is.
@@ -245,7 +258,12 @@ class IngestConfig:
             )
         check_choice("ingest.series_choice", self.series_choice, ("most_slices", "error"))
         check_choice("ingest.spacing_policy", self.spacing_policy, ("reject", "resample"))
+        if self.workers == "auto":
+            object.__setattr__(self, "workers", available_cores())
+        elif isinstance(self.workers, str):
+            raise ConfigError(f"'ingest.workers' must be 'auto' or an integer >= 1; got {self.workers!r}.")
         check_range("ingest.workers", self.workers, low=1, integer=True)
+        check_choice("ingest.volume_format", self.volume_format, ("nii", "nii.gz"))
         _check_codec("ingest.manifest_encoding", self.manifest_encoding)
         if not isinstance(self.assume_missing_geometry, bool):
             raise ConfigError(

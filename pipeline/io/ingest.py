@@ -13,9 +13,14 @@ The order of work keeps the expensive part small and every file accounted for:
 5. read pixels of the chosen series only, in the pool, and write canonical NIfTI;
 6. write ``index.csv`` (one row per volume) and ``ledger.csv`` (one row per file).
 
+With a store (:mod:`pipeline.io.store`), steps 2 and 5 skip what an earlier run already
+did with the same files, code and params: headers of unchanged files are not read
+again, volumes of unchanged series are linked from the store. Steps 3, 4 and 6 always
+run in full, so the index and ledger are those of a fresh run, byte for byte.
+
 Outputs (under ``out_dir``)::
 
-    volumes/<series_key>.nii.gz   canonical RAS, HU for CT, 2D images kept 2D
+    volumes/<series_key>.nii[.gz] canonical RAS, HU for CT, 2D images kept 2D
     index.csv                     series_key, patient_id (keyed hash), label, [split],
                                   image_path, modality, spacing, shape, technical
                                   metadata, then the manifest's subgroup columns
@@ -25,10 +30,12 @@ Outputs (under ``out_dir``)::
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -38,7 +45,15 @@ import numpy as np
 from pipeline.io.deid import TECHNICAL_KEYWORDS, Redactor, file_ref, path_token, pseudonym, resolve_file_refs
 from pipeline.io.ledger import Ledger
 from pipeline.io.manifest import AUTO_ENCODING, RESERVED_COLUMNS, Manifest, ManifestRow, RowError, read_manifest
-from pipeline.io.nifti import LPS_TO_RAS, NiftiShapeError, image_shape_problem, load_nifti, write_canonical
+from pipeline.io.nifti import (
+    LPS_TO_RAS,
+    VOLUME_FORMATS,
+    NiftiShapeError,
+    gzip_writer_name,
+    image_shape_problem,
+    load_nifti,
+    write_canonical,
+)
 from pipeline.io.scan import (
     DEFAULT_MAX_VOXELS,
     FileRecord,
@@ -49,6 +64,7 @@ from pipeline.io.scan import (
     walk,
 )
 from pipeline.io.series import Candidate, PixelError, VolumePlan, group_series, plan_volume, read_planes
+from pipeline.io.store import IngestStore, code_fingerprint, file_state
 from pipeline.outputs import refuse_overlap
 from pipeline.tables import write_rows
 
@@ -128,6 +144,7 @@ class _Job:
     plan: VolumePlan | None = None
     headers: dict = field(default_factory=dict)
     nifti: str | None = None
+    threads: int = 1
 
 
 @dataclass
@@ -155,6 +172,9 @@ def ingest_cohort(
     manifest_encoding: str = AUTO_ENCODING,
     assume_missing_geometry: bool = False,
     max_voxels: int = DEFAULT_MAX_VOXELS,
+    volume_format: str = "nii",
+    store_dir: str | Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> IngestSummary:
     """Ingest a raw DICOM/NIfTI export listed by a manifest.
 
@@ -174,6 +194,10 @@ def ingest_cohort(
             position is present but unparseable, with 1 mm / axial assumed and noted;
             by default such a file is quarantined.
         max_voxels: a file declaring more voxels is quarantined from its header alone.
+        volume_format: ``nii`` or ``nii.gz`` (see :data:`pipeline.io.nifti.VOLUME_FORMATS`).
+        store_dir: a folder kept between runs (:mod:`pipeline.io.store`); unchanged files
+            and series are taken from it instead of read again. ``None``: read everything.
+        progress: called as ``progress(phase, files_done, files_total)`` while reading.
 
     Returns:
         The run's summary; its counts add up to the number of files found.
@@ -189,12 +213,47 @@ def ingest_cohort(
         raise ValueError(f"'spacing_policy' must be one of {list(SPACING_POLICIES)}; got {spacing_policy!r}.")
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"'workers' must be an integer >= 1; got {workers!r}.")
+    if volume_format not in VOLUME_FORMATS:
+        raise ValueError(f"'volume_format' must be one of {list(VOLUME_FORMATS)}; got {volume_format!r}.")
     raw = Path(raw_dir).resolve()
     out = Path(out_dir).resolve()
     if not raw.is_dir():
         raise ValueError(f"'raw_dir' must be an existing folder; got {str(raw_dir)!r}. Check the path in dvc.yaml/params.yaml.")
     # Any overlap, not only out inside raw: out_dir=X with raw_dir=X/volumes once emptied the raw folder.
     refuse_overlap({"out_dir": out_dir}, {"raw_dir": raw_dir, "manifest": manifest_path}, stage="ingest")
+    if store_dir is not None:
+        refuse_overlap(
+            {"store": store_dir}, {"raw_dir": raw_dir, "manifest": manifest_path, "out_dir": out_dir}, stage="ingest"
+        )
+    with ExitStack() as stack:
+        pool = _Pool(workers, stack)
+        store = None
+        if store_dir is not None:
+            settings = (code_fingerprint((gzip_writer_name(),)), volume_format, series_choice, spacing_policy,
+                        str(assume_missing_geometry), str(max_voxels))
+            store = IngestStore(store_dir, pseudonym_key, settings)
+        return _ingest(
+            raw, manifest_path, out, pseudonym_key, series_choice, spacing_policy, pool, manifest_encoding,
+            assume_missing_geometry, max_voxels, "." + volume_format, store, progress or _quiet,
+        )
+
+
+def _ingest(
+    raw: Path,
+    manifest_path: str | Path,
+    out: Path,
+    pseudonym_key: str,
+    series_choice: str,
+    spacing_policy: str,
+    pool: "_Pool",
+    manifest_encoding: str,
+    assume_missing_geometry: bool,
+    max_voxels: int,
+    suffix: str,
+    store: IngestStore | None,
+    progress: Callable[[str, int, int], None],
+) -> IngestSummary:
+    """:func:`ingest_cohort` after its arguments are checked (same steps, same outputs)."""
 
     manifest = read_manifest(manifest_path, raw, manifest_encoding)
     files = walk(raw)
@@ -210,7 +269,7 @@ def ingest_cohort(
         manifest.raise_if_invalid()
     wanted = sorted(set(files) if uses_uid else set().union(*reach.values()) if reach else set())
     wanted = [p for p in wanted if p != manifest_rel]
-    records = {record.path: record for record in read_headers(raw, wanted, workers, max_voxels)}
+    records = _cached_headers(raw, wanted, pool, max_voxels, store, progress)
     for record in records.values():
         redact.add(record.phi)
 
@@ -224,12 +283,12 @@ def ingest_cohort(
     )
     manifest.raise_if_invalid(errors)
 
-    jobs, chosen_rows = _choose_and_plan(manifest, options_by_row, records, ledger, raw, out, spacing_policy)
+    jobs, chosen_rows = _choose_and_plan(manifest, options_by_row, records, ledger, raw, out, spacing_policy, suffix)
     volume_dir = out / VOLUME_DIR
     if volume_dir.exists():
         shutil.rmtree(volume_dir)
     volume_dir.mkdir(parents=True)
-    built = _run_jobs(jobs, workers)
+    built = _run_jobs(jobs, pool, store, suffix, progress)
 
     index_rows = []
     for job, result in zip(jobs, built):
@@ -241,7 +300,7 @@ def ingest_cohort(
         for path in option.files:
             if ledger.status(path) is None:
                 ledger.record(path, "ingested", note, job.series_key)
-        index_rows.append(_index_row(manifest, row, option, result, pseudonym_key))
+        index_rows.append(_index_row(manifest, row, option, result, pseudonym_key, suffix))
     for path in files:
         if ledger.status(path) is None:
             record = records.get(path)
@@ -252,6 +311,8 @@ def ingest_cohort(
     tokenise = functools.partial(path_token, pseudonym_key)
     _write_index(out / INDEX_FILE, manifest, index_rows, redact, tokenise)
     ledger.write(out / LEDGER_FILE, redact, tokenise)
+    if store is not None:
+        store.prune()
     lines_with = {int(r["_line"]) for r in index_rows}
     return IngestSummary(
         n_files=len(files),
@@ -371,6 +432,7 @@ def _choose_and_plan(
     raw: Path,
     out: Path,
     spacing_policy: str,
+    suffix: str,
 ) -> tuple[list[_Job], dict[str, tuple[ManifestRow, _Option]]]:
     """Pick one option per row (most planes), plan it, and record the losers."""
     jobs: list[_Job] = []
@@ -390,7 +452,7 @@ def _choose_and_plan(
                     f"({winner.n_planes} planes vs {loser.n_planes})",
                     loser.key,
                 )
-        out_path = str(out / VOLUME_DIR / f"{winner.key}.nii.gz")
+        out_path = str(out / VOLUME_DIR / f"{winner.key}{suffix}")
         if winner.nifti is not None:
             if winner.shape_problem:
                 ledger.record(winner.nifti, "skipped", winner.shape_problem, winner.key)
@@ -412,11 +474,123 @@ def _choose_and_plan(
     return jobs, chosen
 
 
-def _run_jobs(jobs: list[_Job], workers: int) -> list[_Built]:
-    if workers <= 1 or len(jobs) <= 1:
-        return [_build(job) for job in jobs]
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-        return list(pool.map(_build, jobs, chunksize=1))
+HEADER_BATCH = 64
+"""Most files per header-reading task: enough to hide the pool's overhead, few enough
+for a progress line every few seconds."""
+
+
+class _Pool:
+    """A process pool started on first use and shared by header reading and volume building."""
+
+    def __init__(self, workers: int, stack: ExitStack) -> None:
+        self.workers = workers
+        self._stack = stack
+        self._executor: Executor | None = None
+
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = self._stack.enter_context(ProcessPoolExecutor(max_workers=self.workers))
+        return self._executor
+
+
+def _quiet(phase: str, done: int, total: int) -> None:
+    return None
+
+
+def _cached_headers(
+    raw: Path,
+    wanted: list[str],
+    pool: _Pool,
+    max_voxels: int,
+    store: IngestStore | None,
+    progress: Callable[[str, int, int], None],
+) -> dict[str, FileRecord]:
+    """Header records of ``wanted``, in order: from the store where the file is unchanged, else read."""
+    states = {path: file_state(raw / path) for path in wanted} if store is not None else {}
+    kept = store.load_headers() if store is not None else {}
+    records: dict[str, FileRecord] = {}
+    for path in wanted:
+        record = kept.get((path, states.get(path)))
+        if record is not None:
+            records[path] = record  # type: ignore[assignment]
+    missing = [path for path in wanted if path not in records]
+    fresh: dict[str, FileRecord] = {}
+    progress("headers", len(records), len(wanted))
+    if pool.workers <= 1 or len(missing) < 8:
+        fresh = {r.path: r for r in read_headers(raw, missing, 1, max_voxels)}
+    else:
+        # At least 8 tasks per worker: with few large ones, one worker is left with the last.
+        size = max(1, min(HEADER_BATCH, -(-len(missing) // (pool.workers * 8))))
+        batches = [missing[i : i + size] for i in range(0, len(missing), size)]
+        futures = [pool.executor().submit(read_headers, raw, batch, 1, max_voxels) for batch in batches]
+        for future in as_completed(futures):
+            fresh.update((r.path, r) for r in future.result())
+            progress("headers", len(records) + len(fresh), len(wanted))
+    records.update(fresh)
+    if store is not None:
+        store.save_headers({(p, states[p]): records[p] for p in wanted if states[p] is not None})
+    progress("headers", len(wanted), len(wanted))
+    return {path: records[path] for path in wanted}
+
+
+def _run_jobs(
+    jobs: list[_Job], pool: _Pool, store: IngestStore | None, suffix: str, progress: Callable[[str, int, int], None]
+) -> list[_Built]:
+    """Build every job, or link its volume from the store; results in the order of ``jobs``."""
+    results: list[_Built | None] = [None] * len(jobs)
+    names: dict[int, str] = {}
+    sizes = [len(job.headers) or 1 for job in jobs]
+    total, done = sum(sizes), 0
+    for i, job in enumerate(jobs):
+        name = _entry_name(job, store)
+        report = store.fetch(name, suffix, job.out_path) if store is not None and name else None
+        if report is not None:
+            results[i] = _Built(job.series_key, tuple(report["shape"]), tuple(report["spacing"]),
+                                list(report["notes"]), report["minimum"])
+            done += sizes[i]
+        elif name:
+            names[i] = name
+    todo = [i for i, result in enumerate(results) if result is None]
+    parallel = min(pool.workers, len(todo))
+    for i in todo:
+        # Cores left over by the processes go to a .nii.gz's deflate threads.
+        jobs[i].threads = max(1, _cores() // max(1, parallel))
+    progress("volumes", done, total)
+    if parallel <= 1:
+        finished = ((i, _build(jobs[i])) for i in todo)
+    else:
+        futures = {pool.executor().submit(_build, jobs[i]): i for i in todo}
+        finished = ((futures[f], f.result()) for f in as_completed(futures))
+    for i, built in finished:
+        results[i] = built
+        done += sizes[i]
+        progress("volumes", done, total)
+        if store is not None and i in names and not built.failure:
+            report = {"shape": built.shape, "spacing": built.spacing, "notes": built.notes, "minimum": built.minimum}
+            store.keep(names[i], suffix, jobs[i].out_path, report)
+    return results  # type: ignore[return-value]
+
+
+def _entry_name(job: _Job, store: IngestStore | None) -> str:
+    """The store name of ``job``'s result: a hash of all it reads; ``""`` without a store or a file."""
+    if store is None:
+        return ""
+    paths = [job.nifti] if job.nifti is not None else sorted(job.headers)
+    states = [(path, file_state(os.path.join(job.raw_dir, path))) for path in paths]
+    if any(state is None for _, state in states):
+        return ""
+    plan = job.plan
+    if plan is not None:
+        # The affine exactly, as bytes: numpy's printed form rounds, and is slow.
+        plan = dataclasses.replace(plan, affine_lps=plan.affine_lps.astype("<f8").tobytes().hex())
+    return store.name(repr((job.series_key, job.nifti, plan, sorted(job.headers.items()), states)))
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
 
 
 def _build(job: _Job) -> _Built:
@@ -437,7 +611,7 @@ def _build(job: _Job) -> _Built:
                 if plan.is_2d:  # type: ignore[union-attr]
                     array = array[:, :, 0]
             minimum = float(array.min()) if array.size else 0.0
-            shape, spacing = write_canonical(array, affine_ras, job.out_path)
+            shape, spacing = write_canonical(array, affine_ras, job.out_path, threads=job.threads)
             return _Built(job.series_key, shape, spacing, notes, minimum)
         except Exception as error:
             return _failed(job, error)
@@ -468,7 +642,7 @@ def _record_failure(ledger: Ledger, option: _Option, result: _Built) -> None:
 
 
 def _index_row(
-    manifest: Manifest, row: ManifestRow, option: _Option, built: _Built, key: str
+    manifest: Manifest, row: ManifestRow, option: _Option, built: _Built, key: str, suffix: str
 ) -> dict[str, str]:
     values: dict[str, str] = {
         "_line": str(row.line),
@@ -478,7 +652,7 @@ def _index_row(
     }
     if manifest.has_split:
         values["split"] = row.split or ""
-    values["image_path"] = f"{VOLUME_DIR}/{built.series_key}.nii.gz"
+    values["image_path"] = f"{VOLUME_DIR}/{built.series_key}{suffix}"
     notes = list(built.notes)
     if option.candidate is not None:
         first = option.candidate.first

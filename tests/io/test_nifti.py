@@ -131,3 +131,32 @@ def test_scaled_big_endian_data_reads_as_nibabel_reads_it(tmp_path: Path) -> Non
     reference = nib.load(tmp_path / "be.nii.gz")
     np.testing.assert_allclose(array, reference.get_fdata())
     np.testing.assert_array_equal(affine, reference.affine)
+
+
+def test_written_nii_is_the_file_nibabel_save_writes(tmp_path: Path) -> None:
+    data = np.arange(5 * 6 * 7, dtype=np.int16).reshape(5, 6, 7) - 100
+    affine = np.diag([0.8, 0.9, 2.5, 1.0])
+    write_canonical(data, affine, tmp_path / "ours.nii")
+    reference = nib.Nifti1Image(np.asfortranarray(data), affine, nib.Nifti1Header())
+    reference.header.set_data_dtype(np.int16)
+    reference.header.set_xyzt_units("mm")
+    reference.set_qform(affine, code=1)
+    reference.set_sform(affine, code=1)
+    nib.save(reference, tmp_path / "nibabel.nii")
+    assert (tmp_path / "ours.nii").read_bytes() == (tmp_path / "nibabel.nii").read_bytes()
+
+
+def test_gzip_bytes_do_not_depend_on_threads_or_file_name_and_monai_reads_both(tmp_path: Path) -> None:
+    from monai.transforms import LoadImage
+
+    data = np.random.default_rng(0).integers(-1000, 2000, size=(64, 48, 40)).astype(np.int16)
+    affine = np.diag([-0.7, 0.7, 1.25, 1.0])
+    write_canonical(data, affine, tmp_path / "a.nii.gz", threads=1)
+    write_canonical(data, affine, tmp_path / "other-name.nii.gz", threads=4)
+    write_canonical(data, affine, tmp_path / "a.nii")
+    assert (tmp_path / "a.nii.gz").read_bytes() == (tmp_path / "other-name.nii.gz").read_bytes()
+    assert gzip.decompress((tmp_path / "a.nii.gz").read_bytes()) == (tmp_path / "a.nii").read_bytes()
+    expected = np.asanyarray(nib.load(tmp_path / "a.nii").dataobj)
+    for name in ("a.nii", "a.nii.gz"):
+        loaded = LoadImage(image_only=True)(str(tmp_path / name))
+        np.testing.assert_array_equal(np.asarray(loaded), expected)

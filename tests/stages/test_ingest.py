@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,33 @@ def test_a_non_string_key_is_refused_without_echoing_it() -> None:
     with pytest.raises(ConfigError, match=r"'ingest.pseudonym_key' must be a string; got a int .*Quote it") as caught:
         IngestConfig(pseudonym_key=12345678)  # type: ignore[arg-type]
     assert "12345678" not in str(caught.value)
+
+
+def test_workers_auto_uses_every_core_and_progress_goes_to_stderr_with_the_store(
+    workspace: dict, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pipeline.config import IngestConfig
+
+    monkeypatch.delenv(PSEUDONYM_KEY_ENV, raising=False)
+    assert IngestConfig(pseudonym_key="k" * 8, workers="auto").workers == len(os.sched_getaffinity(0))
+    workspace["params"].write_text("ingest:\n  pseudonym_key: params-key-123\n  workers: auto\n  volume_format: nii\n")
+    args = [str(workspace["raw"]), str(workspace["manifest"]), str(workspace["out"]), "--params", str(workspace["params"])]
+    assert main([*args, "--store", str(tmp_path / "store")]) == 0
+    captured = capsys.readouterr()
+    assert "ingest: headers: 12/12 files" in captured.err and "ingest: volumes: 11/11 files" in captured.err
+    assert captured.out.count("\n") == 1  # the summary alone
+    index = list(csv.DictReader((workspace["out"] / "index.csv").open()))
+    assert all(r["image_path"].endswith(".nii") and (workspace["out"] / r["image_path"]).is_file() for r in index)
+    assert main([*args, "--store", str(workspace["raw"] / "store")]) == 2
+    assert "'store' must not be inside 'raw_dir'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("workers", "many", r"'ingest.workers' must be 'auto' or an integer >= 1; got 'many'"),
+    ("volume_format", "nii.bz2", r"'ingest.volume_format' must be one of \['nii', 'nii.gz'\]; got 'nii.bz2'"),
+])
+def test_bad_workers_or_format_is_refused_with_the_choices(key: str, value: str, message: str) -> None:
+    from pipeline.config import ConfigError, IngestConfig
+
+    with pytest.raises(ConfigError, match=message):
+        IngestConfig(pseudonym_key="k" * 8, **{key: value})

@@ -1,0 +1,170 @@
+"""Incremental ingest: what the store reuses, and that the result is a fresh run's, byte for byte."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.io.ingest import ingest_cohort
+from pipeline.io.store import HEADERS_FILE, IngestStore
+from tests.io.dicom_builders import PHI, write_ct_series, write_localizer
+
+KEY = "store-test-key-0123"
+
+
+class Calls:
+    """Records progress calls: the first count of a phase is what the store supplied."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, int]] = []
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        self.calls.append((phase, done, total))
+
+    def first(self, phase: str) -> tuple[int, int]:
+        return next((done, total) for p, done, total in self.calls if p == phase)
+
+
+def _cohort(tmp_path: Path, n: int) -> tuple[Path, Path]:
+    raw = tmp_path / "raw"
+    lines = ["patient_id,label,path"]
+    for i in range(n):
+        folder = raw / f"Testperson_{i}"
+        if not folder.exists():
+            write_ct_series(folder, 4, seed=i)
+        if i == 0 and not (folder / "loc").exists():
+            write_localizer(folder / "loc", 1, seed=50)
+        lines.append(f"MRN-{i:04d},{i % 2},Testperson_{i}")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    return raw, manifest
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def _run(raw: Path, manifest: Path, out: Path, store: Path | None, key: str = KEY, **kw) -> Calls:
+    calls = Calls()
+    ingest_cohort(raw, manifest, out, pseudonym_key=key, store_dir=store, progress=calls, **kw)
+    return calls
+
+
+@pytest.mark.parametrize("volume_format", ["nii", "nii.gz"])
+def test_reingest_after_adding_series_reads_only_the_new_ones_and_equals_a_fresh_run(
+    tmp_path: Path, volume_format: str
+) -> None:
+    raw, manifest = _cohort(tmp_path, 3)
+    store = tmp_path / "store"
+    _run(raw, manifest, tmp_path / "first", store, volume_format=volume_format)
+    raw, manifest = _cohort(tmp_path, 5)  # two patients added
+
+    again = _run(raw, manifest, tmp_path / "again", store, volume_format=volume_format, workers=2)
+    _run(raw, manifest, tmp_path / "fresh", None, volume_format=volume_format)
+
+    assert again.first("headers") == (3 * 4 + 1, 5 * 4 + 1)  # only the 8 new files read
+    assert again.first("volumes") == (12, 20)  # the 3 old series linked, not built
+    incremental, fresh = _snapshot(tmp_path / "again"), _snapshot(tmp_path / "fresh")
+    assert sorted(incremental) == sorted(fresh) and len(fresh) == 2 + 5
+    for name in fresh:
+        assert incremental[name] == fresh[name], name
+
+
+def test_a_changed_file_or_param_is_read_again_and_still_equals_a_fresh_run(tmp_path: Path) -> None:
+    raw, manifest = _cohort(tmp_path, 3)
+    store = tmp_path / "store"
+    _run(raw, manifest, tmp_path / "first", store)
+    changed = sorted((raw / "Testperson_1").iterdir())[0]
+    changed.write_bytes(changed.read_bytes())  # same bytes, new mtime: taken as changed
+
+    again = _run(raw, manifest, tmp_path / "again", store)
+    assert again.first("headers") == (12, 13)
+    assert again.first("volumes") == (8, 12)
+    _run(raw, manifest, tmp_path / "fresh", None)
+    assert _snapshot(tmp_path / "again") == _snapshot(tmp_path / "fresh")
+
+    other = _run(raw, manifest, tmp_path / "resampled", store, spacing_policy="resample")
+    assert other.first("headers") == (0, 13) and other.first("volumes") == (0, 12)
+
+
+def test_a_new_pseudonym_key_reuses_nothing(tmp_path: Path) -> None:
+    raw, manifest = _cohort(tmp_path, 2)
+    store = tmp_path / "store"
+    _run(raw, manifest, tmp_path / "first", store)
+    other = _run(raw, manifest, tmp_path / "again", store, key="another-key-4567")
+    assert other.first("headers") == (0, 9) and other.first("volumes") == (0, 8)
+    _run(raw, manifest, tmp_path / "fresh", None, key="another-key-4567")
+    assert _snapshot(tmp_path / "again") == _snapshot(tmp_path / "fresh")
+    assert _snapshot(tmp_path / "again") != _snapshot(tmp_path / "first")
+
+
+def test_store_names_hold_no_identifier_and_unused_entries_go(tmp_path: Path) -> None:
+    raw, manifest = _cohort(tmp_path, 3)
+    store = tmp_path / "store"
+    _run(raw, manifest, tmp_path / "first", store)
+    names = [p.relative_to(store).as_posix() for p in store.rglob("*")]
+    assert len([n for n in names if n.endswith(".nii")]) == 3
+    identifiers = [*PHI.values(), "Testperson", "MRN-", "loc"]
+    assert not [n for n in names if any(value.lower() in n.lower() for value in identifiers)]
+
+    manifest.write_text("patient_id,label,path\nMRN-0000,0,Testperson_0\n")
+    _run(raw, manifest, tmp_path / "second", store)
+    assert len(list(store.rglob("*.nii"))) == 1
+
+
+def test_a_killed_writer_leaves_nothing_that_is_used_and_is_cleaned(tmp_path: Path) -> None:
+    raw, manifest = _cohort(tmp_path, 2)
+    store = tmp_path / "store"
+    _run(raw, manifest, tmp_path / "first", store)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    entry = next(store.rglob("*.json"))
+    leftover = entry.parent / f".tmp-{pid}-{entry.stem}.nii"
+    leftover.write_bytes(b"half a volume")
+    entry.unlink()  # killed between the volume's rename and its report's: incomplete
+
+    again = _run(raw, manifest, tmp_path / "again", store)
+    assert not leftover.exists()
+    assert again.first("volumes") == (4, 8)  # the incomplete entry was built again
+    _run(raw, manifest, tmp_path / "fresh", None)
+    assert _snapshot(tmp_path / "again") == _snapshot(tmp_path / "fresh")
+
+
+def test_an_altered_or_foreign_header_file_is_ignored_not_loaded(tmp_path: Path) -> None:
+    raw, manifest = _cohort(tmp_path, 2)
+    store = tmp_path / "store"
+    _run(raw, manifest, tmp_path / "first", store)
+    blob = bytearray((store / HEADERS_FILE).read_bytes())
+    blob[-1] ^= 1
+    (store / HEADERS_FILE).write_bytes(bytes(blob))
+    assert IngestStore(store, KEY, ()).load_headers() == {}
+    again = _run(raw, manifest, tmp_path / "again", store)
+    assert again.first("headers") == (0, 9)
+
+
+def test_a_volume_written_through_its_link_is_not_served(tmp_path: Path) -> None:
+    raw, manifest = _cohort(tmp_path, 1)
+    store = tmp_path / "store"
+    _run(raw, manifest, tmp_path / "first", store)
+    volume = next((tmp_path / "first" / "volumes").iterdir())
+    with volume.open("r+b") as handle:  # shares the store's inode when linked
+        handle.seek(400)
+        handle.write(b"\x7f\x7f")
+    os.utime(volume, ns=(0, 10**18))
+    shutil.rmtree(tmp_path / "first")
+    _run(raw, manifest, tmp_path / "again", store)
+    _run(raw, manifest, tmp_path / "fresh", None)
+    assert _snapshot(tmp_path / "again") == _snapshot(tmp_path / "fresh")
+
+
+def test_the_store_may_not_overlap_the_inputs_or_the_output(tmp_path: Path) -> None:
+    raw, manifest = _cohort(tmp_path, 1)
+    with pytest.raises(ValueError, match="'store' must not be inside 'raw_dir'"):
+        _run(raw, manifest, tmp_path / "out", raw / "store")
+    with pytest.raises(ValueError, match="'store' must not be inside 'out_dir'"):
+        _run(raw, manifest, tmp_path / "out", tmp_path / "out" / "store")
