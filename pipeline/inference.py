@@ -46,7 +46,10 @@ class Prediction:
         positive: ``score >= threshold``; None when skipped or no threshold is known.
         reason: why the series was skipped ("" when scored).
         series_key: ingest's series key (keyed hash), "" when no series was built.
-        saliency: Grad-CAM map in the model's input grid, when asked for.
+        saliency: Grad-CAM map (``*roi``, in [0, 1]) on the model's input grid, when asked for.
+        saliency_layer: the ResNet stage the map comes from.
+        image: the prepared input (``1, *roi``), kept when saliency is asked for.
+        affine: voxel-to-world (RAS, mm) affine of ``image`` and ``saliency``.
     """
 
     key: str
@@ -55,6 +58,24 @@ class Prediction:
     reason: str = ""
     series_key: str = ""
     saliency: np.ndarray | None = None
+    saliency_layer: str = ""
+    image: np.ndarray | None = None
+    affine: np.ndarray | None = None
+
+    def save_overlay(self, path: str | Path) -> Path:
+        """Write a PNG of the input (its slice where the map peaks, in 3D) with the map over it.
+
+        Raises:
+            PipelineInputError: no map (the classifier was not called with ``saliency=True``).
+        """
+        from pipeline.explain import save_overlay
+
+        if self.saliency is None or self.image is None:
+            raise PipelineInputError(
+                f"prediction {self.key!r} must hold a saliency map to draw an overlay; it has none "
+                f"({self.reason or 'saliency was not asked for'}). Call the classifier with saliency=True."
+            )
+        return save_overlay(path, self.image, self.saliency)
 
 
 class Classifier:
@@ -104,7 +125,11 @@ class Classifier:
         return bool(score >= self.threshold)
 
     def prepare(self, image_path: str | Path, modality: str, shape: str) -> np.ndarray:
-        """One canonical volume (a NIfTI written by ingest) -> (1, *roi) float32 as the cache holds it.
+        """One canonical volume (a NIfTI written by ingest) -> (1, *roi) float32 as the cache holds it."""
+        return self.prepare_with_affine(image_path, modality, shape)[0]
+
+    def prepare_with_affine(self, image_path: str | Path, modality: str, shape: str) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`prepare`, and the prepared image's voxel-to-world affine (RAS, mm).
 
         Args:
             image_path: the volume.
@@ -130,8 +155,9 @@ class Classifier:
         image = np.asarray(out.detach().cpu().numpy() if hasattr(out, "detach") else out, dtype=np.float32)
         if image.shape != self.input_shape:
             raise PipelineInputError(f"transformed image must have shape {self.input_shape}; got {image.shape}.")
+        affine = np.asarray(out.affine, dtype=np.float64) if hasattr(out, "affine") else np.eye(len(image.shape))
         # The model learnt from the float16 cache; round the same way so scores match.
-        return image.astype(self.preprocess["dtype"]).astype(np.float32)
+        return image.astype(self.preprocess["dtype"]).astype(np.float32), affine
 
     def _transform_args(self, modality: str) -> dict[str, Any]:
         """Arguments of ``deterministic_transforms`` from the recorded preprocess settings."""
@@ -150,11 +176,14 @@ class Classifier:
         return args
 
     def __call__(self, inputs: str | Path | Sequence[str | Path], *, batch_size: int = DEFAULT_BATCH,
-                 progress: bool | None = None) -> Prediction | list[Prediction]:
+                 progress: bool | None = None, saliency: bool = False,
+                 layer: str = "auto") -> Prediction | list[Prediction]:
         """Score one input (returns a :class:`Prediction`) or several (returns a list).
 
         An input is a DICOM folder (series assembled by ingest's code), a NIfTI file, or a
         single DICOM file; a bad input gives a Prediction with its ``reason``, never an error.
+        With ``saliency`` each result also holds its Grad-CAM map from ``layer`` (see
+        :func:`pipeline.explain.choose_layer`).
         """
         from pipeline.predict_inputs import cases_from_paths, scoring_session
 
@@ -162,14 +191,17 @@ class Classifier:
         paths = [inputs] if single else list(inputs)
         with scoring_session() as session:
             cases = cases_from_paths(paths, session)
-            results = self.score_cases(cases, batch_size=batch_size, progress=progress)
+            results = self.score_cases(cases, batch_size=batch_size, progress=progress, saliency=saliency,
+                                       layer=layer)
         return results[0] if single else results
 
-    def score_cases(self, cases: Iterable[Any], *, batch_size: int = DEFAULT_BATCH,
-                    progress: bool | None = None) -> list[Prediction]:
-        """Score prepared :class:`~pipeline.predict_inputs.Case` objects in batches, in order."""
+    def score_cases(self, cases: Iterable[Any], *, batch_size: int = DEFAULT_BATCH, progress: bool | None = None,
+                    saliency: bool = False, layer: str = "auto") -> list[Prediction]:
+        """Score :class:`~pipeline.predict_inputs.Case` objects in batches, in order (maps on request)."""
+        from pipeline.explain import choose_layer
         from pipeline.predict_inputs import Progress
 
+        layer = choose_layer(self.network, self.input_shape, layer) if saliency else ""
         cases = list(cases)
         results = [Prediction(key=c.key, reason=c.reason, series_key=c.series_key) for c in cases]
         ready = [i for i, c in enumerate(cases) if not c.reason]
@@ -178,17 +210,31 @@ class Classifier:
             batch, images = [], []
             for i in ready[start:start + batch_size]:
                 try:
-                    images.append(self.prepare(cases[i].image_path, cases[i].modality, cases[i].shape))
-                    batch.append(i)
+                    image, affine = self.prepare_with_affine(cases[i].image_path, cases[i].modality, cases[i].shape)
                 except PipelineInputError as error:
                     results[i].reason = str(error)
+                    continue
+                images.append(image)
+                batch.append(i)
+                if saliency:
+                    results[i].image, results[i].affine = image, affine
             if images:
-                for i, score in zip(batch, self.scores(torch.from_numpy(np.stack(images))).tolist()):
+                x = torch.from_numpy(np.stack(images))
+                for i, score in zip(batch, self.scores(x).tolist()):
                     results[i].score = float(score)
                     results[i].positive = self.decide(float(score))
+                if saliency:
+                    self._add_saliency([results[i] for i in batch], x, layer)
             meter.advance(len(ready[start:start + batch_size]))
         meter.close()
         return results
+
+
+    def _add_saliency(self, results: list[Prediction], x: torch.Tensor, layer: str) -> None:
+        from pipeline.explain import grad_cam
+
+        for result, cam in zip(results, grad_cam(self.network, self.normalization, x, layer)):
+            result.saliency, result.saliency_layer = cam, layer
 
 
 def build_network(layout: dict[str, Any]) -> nn.Module:

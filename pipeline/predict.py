@@ -4,6 +4,7 @@ Usage::
 
     python -m pipeline.predict models/best.ckpt INPUT... --out predictions.csv
         [--raw-dir DIR] [--params params.yaml] [--metrics reports/metrics.json | --threshold T]
+        [--saliency DIR [--saliency-layer auto|layer1..layer4]]
 
 An INPUT is a DICOM folder (any layout; series assembled by ingest's code), a NIfTI file,
 a single DICOM file, or a manifest CSV (read as ingest reads it; needs ``--raw-dir``).
@@ -13,7 +14,8 @@ with ``reports/predictions.csv``; folders and files are keyed by the path as typ
 
 Columns: ``input``, ``patient_id``, ``series_key``, ``label``, ``score`` (probability),
 ``positive`` (1/0 at the threshold; empty without one), ``threshold``, ``reason`` (why a
-series was not scored; empty when it was). A bad input file is a row with its reason;
+series was not scored; empty when it was), and with ``--saliency`` the map's file name.
+A bad input file is a row with its reason;
 bad arguments exit with status 2 and one line.
 """
 
@@ -48,6 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threshold", type=float, default=None, help="decision threshold (overrides --metrics)")
     parser.add_argument("--batch-size", type=int, default=8, help="series per forward pass (default 8)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: the GPU when there is one")
+    parser.add_argument("--saliency", type=Path, default=None,
+                        help="folder for Grad-CAM maps: <series_key>.nii.gz (3D, world-aligned) or .png (2D overlay)")
+    parser.add_argument("--saliency-layer", default="auto",
+                        help="ResNet stage for Grad-CAM: auto (deepest with >= 8 cells in-plane) or layer1..layer4")
     return parser.parse_args(argv)
 
 
@@ -88,22 +94,37 @@ def predict(args: argparse.Namespace) -> str:
                 cases += cases_from_manifest(item, args.raw_dir, session, config)
             else:
                 cases += cases_from_paths([item], session, config)
-        results = classifier.score_cases(cases, batch_size=args.batch_size)
+        results = classifier.score_cases(cases, batch_size=args.batch_size, saliency=args.saliency is not None,
+                                         layer=args.saliency_layer)
+    maps = _write_saliency(args.saliency, results) if args.saliency is not None else {}
     rows = [
         {"input": c.source if c.source in manifests else c.key,
          "patient_id": c.key if c.source in manifests else "", "series_key": r.series_key, "label": c.label,
          "score": "" if r.score is None else format(r.score, ".17g"),
          "positive": "" if r.positive is None else int(r.positive),
-         "threshold": "" if threshold is None else format(threshold, ".17g"), "reason": r.reason}
+         "threshold": "" if threshold is None else format(threshold, ".17g"), "reason": r.reason,
+         "saliency": maps.get(id(r), "")}
         for c, r in zip(cases, results)
     ]
     with atomic_file(args.out) as temp:
-        write_rows(temp, rows, COLUMNS)
+        write_rows(temp, rows, COLUMNS + (("saliency",) if args.saliency is not None else ()))
     scored = [r for r in results if r.score is not None]
     at = f"{sum(bool(r.positive) for r in scored)} positive at threshold {threshold:.4g} from {source}" \
         if threshold is not None else "no threshold (give --threshold or --metrics for decisions)"
     return (f"predict: {len(results)} series from {len(args.inputs)} inputs -> {len(scored)} scored ({at}), "
             f"{len(results) - len(scored)} not scored (see 'reason'); wrote {args.out}")
+
+
+def _write_saliency(folder: Path, results: list) -> dict[int, str]:
+    """Write each scored series' map, named by its series key (a keyed hash: no identifier)."""
+    from pipeline.explain import save_saliency
+
+    written = {}
+    for n, r in enumerate(results):
+        if r.saliency is not None:
+            name = r.series_key or f"series{n}"
+            written[id(r)] = save_saliency(folder, name, r.image, r.saliency, r.affine).name
+    return written
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -116,8 +116,8 @@ def cases_from_paths(paths: Sequence[str | Path], session: Path, config: IngestC
         rows = read_rows(work / "ingested" / INDEX_FILE)
         if not rows:
             cases.append(Case(text, text, reason=_no_series(work / "ingested")))
-        for row in rows:
-            cases.append(_case(text, text, row, work / "ingested"))
+        for row in rows:  # the label is the placeholder of the one-row manifest: not the user's
+            cases.append(replace(_case(text, text, row, work / "ingested"), label=""))
     return cases
 
 
