@@ -102,7 +102,7 @@ def predict(args: argparse.Namespace) -> str:
          "patient_id": c.key if c.source in manifests else "", "series_key": r.series_key, "label": c.label,
          "score": "" if r.score is None else format(r.score, ".17g"),
          "positive": "" if r.positive is None else int(r.positive),
-         "threshold": "" if threshold is None else format(threshold, ".17g"), "reason": r.reason,
+         "threshold": "" if threshold is None else repr(float(threshold)), "reason": r.reason,
          "saliency": maps.get(id(r), "")}
         for c, r in zip(cases, results)
     ]
@@ -111,8 +111,10 @@ def predict(args: argparse.Namespace) -> str:
     scored = [r for r in results if r.score is not None]
     at = f"{sum(bool(r.positive) for r in scored)} positive at threshold {threshold:.4g} from {source}" \
         if threshold is not None else "no threshold (give --threshold or --metrics for decisions)"
+    layers = sorted({r.saliency_layer for r in scored if r.saliency_layer})
+    maps_line = f"; Grad-CAM maps from {', '.join(layers)} in {args.saliency}" if layers else ""
     return (f"predict: {len(results)} series from {len(args.inputs)} inputs -> {len(scored)} scored ({at}), "
-            f"{len(results) - len(scored)} not scored (see 'reason'); wrote {args.out}")
+            f"{len(results) - len(scored)} not scored (see 'reason'); wrote {args.out}{maps_line}")
 
 
 def _write_saliency(folder: Path, results: list) -> dict[int, str]:

@@ -54,9 +54,10 @@ def test_auto_picks_the_deepest_stage_with_8_cells_in_plane(runs):
         choose_layer(network, (1, 64, 64), "fc")
 
 
-def test_predict_writes_a_world_aligned_nifti_per_3d_case(runs, nifti, tmp_path):
+def test_predict_writes_a_world_aligned_nifti_per_3d_case(runs, nifti, tmp_path, capsys):
     out, maps = tmp_path / "p.csv", tmp_path / "maps"
     assert main([str(runs[3].model), str(nifti), "--out", str(out), "--saliency", str(maps)]) == 0
+    assert f"Grad-CAM maps from layer1 in {maps}" in capsys.readouterr().out
     row = next(csv.DictReader(out.open(newline="")))
     image = nib.load(maps / row["saliency"])
     assert row["saliency"] == f"{row['series_key']}.nii.gz"

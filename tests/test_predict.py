@@ -158,3 +158,22 @@ def test_a_manifest_without_the_key_is_refused(runs, tmp_path, monkeypatch, caps
     status = main([str(run.model), str(run.manifest), "--raw-dir", str(run.raw_dir), "--out", "p.csv"])
     assert status == 2
     assert "pseudonym key must be the one ingest used" in capsys.readouterr().err
+
+
+def test_the_threshold_comes_from_reports_metrics_json_unless_given(runs, tmp_path, monkeypatch, capsys):
+    run = runs[2]
+    monkeypatch.chdir(tmp_path)
+    nifti = str(next(run.raw_dir.rglob("*.nii.gz")))
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "metrics.json").write_text(json.dumps({"val": {"threshold": 0.125}}))
+    assert main([str(run.model), nifti, "--out", "a.csv"]) == 0
+    assert read_csv(tmp_path / "a.csv")[0]["threshold"] == "0.125"
+    assert "from reports/metrics.json" in capsys.readouterr().out
+    assert main([str(run.model), nifti, "--out", "b.csv", "--threshold", "0.99"]) == 0
+    row = read_csv(tmp_path / "b.csv")[0]
+    assert row["threshold"] == "0.99" and row["positive"] == "0"
+    (tmp_path / "reports" / "metrics.json").write_text(json.dumps({"test": {}}))
+    assert main([str(run.model), nifti, "--out", "c.csv"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "must be evaluate's metrics.json with val.threshold" in err and "give --threshold" in err
