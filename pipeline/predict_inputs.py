@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -118,7 +119,23 @@ def cases_from_paths(paths: Sequence[str | Path], session: Path, config: IngestC
             cases.append(Case(text, text, reason=_no_series(work / "ingested")))
         for row in rows:  # the label is the placeholder of the one-row manifest: not the user's
             cases.append(replace(_case(text, text, row, work / "ingested"), label=""))
+        cases += _series_not_chosen(text, work / "ingested", {r["series_key"] for r in rows})
     return cases
+
+
+def _series_not_chosen(text: str, out: Path, built: set[str]) -> list[Case]:
+    """One case per other series ingest found in the input and left out, with ingest's reason.
+
+    A study folder often holds a localizer or a second reconstruction beside the volume;
+    ingest keeps one series per manifest row (most slices), and each series it passed over
+    is reported, not dropped silently.
+    """
+    reasons: dict[str, str] = {}
+    for row in read_rows(out / LEDGER_FILE):
+        if row["status"] == "skipped" and row["series_key"] and row["series_key"] not in built:
+            # "line 2" is the row of the one-row manifest written here, meaningless to the user.
+            reasons.setdefault(row["series_key"], re.sub(r"^line \d+ matched", "the input matched", row["reason"]))
+    return [Case(text, text, series_key=key, reason=f"series not chosen: {why}") for key, why in sorted(reasons.items())]
 
 
 def cases_from_manifest(manifest: str | Path, raw_dir: str | Path, session: Path, config: IngestConfig) -> list[Case]:

@@ -177,3 +177,21 @@ def test_the_threshold_comes_from_reports_metrics_json_unless_given(runs, tmp_pa
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert "must be evaluate's metrics.json with val.threshold" in err and "give --threshold" in err
+
+
+def test_every_series_of_a_study_folder_gets_a_row(runs, tmp_path, capsys):
+    run = runs[3]
+    folders = [str(run.raw_dir / f) for f in manifest_folders(run).values() if not f.endswith(".nii.gz")]
+    out = tmp_path / "p.csv"
+    assert main([str(run.model), *folders, "--out", str(out), "--batch-size", "3"]) == 0
+    rows = read_csv(out)
+    for folder in folders:
+        mine = [r for r in rows if r["input"] == folder]
+        scored = [r for r in mine if r["score"]]
+        assert len(scored) == 1, folder
+        for other in mine:
+            if other is not scored[0]:
+                assert other["reason"].startswith("series not chosen: the input matched")
+                assert f"kept {scored[0]['series_key']} by most_slices" in other["reason"]
+    assert len(rows) > len(folders)  # the demo writes localizers beside some volumes
+    assert f"predict: {len(folders)}/{len(folders)} series scored" in capsys.readouterr().err
