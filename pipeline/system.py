@@ -16,6 +16,8 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from pipeline.finetuning import discriminative_param_groups
+from pipeline.modelfile import KEY as MODEL_FILE_KEY
+from pipeline.modelfile import seal
 from pipeline.transforms import BatchAugment
 
 
@@ -120,6 +122,16 @@ class ClassifierSystem(pl.LightningModule):
             scores, labels, index = (self.all_gather(t).reshape(-1) for t in (scores, labels, index))
         auc = validation_auc(scores.cpu().numpy(), labels.cpu().numpy(), index.cpu().numpy())
         self.log("val_auc", auc, prog_bar=True, sync_dist=False, rank_zero_only=False)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Seal the model description (set by training as ``model_description``) into the file.
+
+        With it the checkpoint alone rebuilds the model (:func:`pipeline.load_classifier`);
+        the digest covers the weights as saved, so any later change to either is detected.
+        """
+        description = getattr(self, "model_description", None)
+        if description is not None:
+            checkpoint[MODEL_FILE_KEY] = seal(description, checkpoint["state_dict"])
 
     def predict_step(self, batch, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
         x, _, idx = batch

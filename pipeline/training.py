@@ -33,6 +33,7 @@ from pipeline.config import ModelConfig, TrainConfig
 from pipeline.data import CachedDataModule
 from pipeline.finetuning import FreezeEarlyLayers
 from pipeline.folders import empty_folder
+from pipeline.modelfile import describe_model
 from pipeline.models import build_backbone
 from pipeline.outputs import write_atomic
 from pipeline.precision import resolve_precision
@@ -152,6 +153,10 @@ def train_and_predict(
         normalize=None if norm is None else norm.apply,
         augment=BatchAugment(spatial_dims, seed=train.seed, max_shift=train.augment_shift_voxels) if train.augment else None,
         channels_last=train.channels_last,
+    )
+    # Sealed into every checkpoint: best.ckpt alone rebuilds and feeds the model.
+    system.model_description = describe_model(
+        backbone.model, provenance=provenance, normalization=norm, cache_meta=meta, model_config=config["model"]
     )
     data = CachedDataModule(
         cache_dir, batch_size=train.batch_size, num_workers=train.num_workers, seed=train.seed,

@@ -1,0 +1,127 @@
+"""Grad-CAM saliency for the classifier: MONAI's ``GradCAM`` on a named residual stage.
+
+The map comes from one ResNet stage (``layer1`` to ``layer4``), upsampled by MONAI to the
+model's input grid (the ROI the preprocess transforms produce) and scaled to [0, 1] per
+case. A map only localises when the stage keeps enough cells: ``auto`` picks the deepest
+stage with at least :data:`MIN_CELLS` cells along each in-plane axis (with the usual
+stride-32 ResNet, ``layer2`` for a 64-voxel ROI), else the finest stage, ``layer1``.
+
+3D maps are written as NIfTI with the affine of the prepared image, so a viewer overlays
+them on the original scan in world coordinates; 2D maps as PNG overlays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.errors import PipelineInputError
+
+LAYERS = ("layer4", "layer3", "layer2", "layer1")
+MIN_CELLS = 8
+
+
+class _Logits(nn.Module):
+    """Normalisation and network: image -> logits (B, num_classes), as GradCAM expects."""
+
+    def __init__(self, network: nn.Module, normalization: Any) -> None:
+        super().__init__()
+        self.network = network
+        self.normalization = normalization
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x if self.normalization is None else self.normalization.apply(x))
+
+
+def stage_cells(network: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Spatial size of each stage's output for one input of ``input_shape`` (C, *roi)."""
+    sizes: dict[str, tuple[int, ...]] = {}
+    hooks = [getattr(network, name).register_forward_hook(
+        lambda _m, _i, out, name=name: sizes.__setitem__(name, tuple(out.shape[2:]))) for name in LAYERS]
+    device = next(network.parameters()).device
+    try:
+        with torch.no_grad():
+            network(torch.zeros(1, *input_shape, device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sizes
+
+
+def choose_layer(network: nn.Module, input_shape: tuple[int, ...], layer: str = "auto") -> str:
+    """``layer`` checked, or for ``auto`` the deepest stage with >= MIN_CELLS cells in-plane.
+
+    Raises:
+        PipelineInputError: ``layer`` is not a ResNet stage name.
+    """
+    if layer != "auto":
+        if layer not in LAYERS:
+            raise PipelineInputError(f"saliency layer must be 'auto' or one of {list(LAYERS)}; got {layer!r}.")
+        return layer
+    sizes = stage_cells(network, input_shape)
+    # In-plane axes are the first two: images are (H, W), volumes RAS (x, y, z) with z axial.
+    return next((name for name in LAYERS if min(sizes[name][:2]) >= MIN_CELLS), "layer1")
+
+
+def grad_cam(network: nn.Module, normalization: Any, images: torch.Tensor, layer: str) -> np.ndarray:
+    """Grad-CAM of the positive logit: (B, *roi) float32 in [0, 1], on the input grid."""
+    from monai.visualize import GradCAM
+
+    # eval() on the wrapper: GradCAM restores the wrapper's mode after its pass, and a new
+    # Module starts in training mode, which would leave the network with BatchNorm training.
+    cam = GradCAM(nn_module=_Logits(network, normalization).eval(), target_layers=f"network.{layer}")
+    with torch.enable_grad():
+        maps = cam(x=images.to(next(network.parameters()).device).float(), class_idx=0)
+    network.zero_grad(set_to_none=True)
+    return maps[:, 0].detach().cpu().numpy().astype(np.float32)
+
+
+def peak_slice(saliency: np.ndarray) -> int:
+    """Axial slice (last axis) holding the map's maximum."""
+    return int(np.unravel_index(int(np.argmax(saliency)), saliency.shape)[-1])
+
+
+def save_overlay(path: str | Path, image: np.ndarray, saliency: np.ndarray) -> Path:
+    """PNG of the image (2D) or its axial slice where the map peaks (3D), with the map over it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image = np.asarray(image)[0] if np.asarray(image).ndim == saliency.ndim + 1 else np.asarray(image)
+    if saliency.ndim == 3:
+        k = peak_slice(saliency)
+        image, saliency = image[..., k], saliency[..., k]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, axis = plt.subplots(figsize=(4, 4), dpi=100)
+    # Arrays are (x, y) in RAS; shown as radiology shows an axial slice: anterior up, the
+    # patient's right on the viewer's left.
+    axis.imshow(_radiological(image), cmap="gray", vmin=0.0, vmax=1.0)
+    axis.imshow(_radiological(saliency), cmap="jet", alpha=0.35, vmin=0.0, vmax=1.0)
+    axis.set_axis_off()
+    figure.savefig(path, bbox_inches="tight", pad_inches=0)
+    plt.close(figure)
+    return path
+
+
+def _radiological(plane: np.ndarray) -> np.ndarray:
+    return np.flipud(np.fliplr(plane.T))
+
+
+def save_saliency(folder: str | Path, name: str, image: np.ndarray, saliency: np.ndarray,
+                  affine: np.ndarray | None) -> Path:
+    """``folder/name.nii.gz`` (3D, world-aligned by ``affine``) or ``folder/name.png`` (2D overlay)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if saliency.ndim == 2:
+        return save_overlay(folder / f"{name}.png", image, saliency)
+    import nibabel as nib
+
+    path = folder / f"{name}.nii.gz"
+    nib.save(nib.Nifti1Image(saliency.astype(np.float32), np.eye(4) if affine is None else np.asarray(affine)), path)
+    return path

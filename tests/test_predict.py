@@ -1,0 +1,197 @@
+"""``python -m pipeline.predict`` and ``Classifier`` on a real tiny cohort, 2D and 3D.
+
+The runs come from :mod:`tests.trained_runs`: demo DICOM/NIfTI files, ingest, split,
+preprocess, one epoch of training. Scores from predict must be the ones the train stage
+wrote to predictions.csv for the same patients: same reading, same transforms, same model.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from pipeline.io.deid import pseudonym
+from pipeline.predict import main
+from tests.trained_runs import KEY, trained_runs
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return trained_runs(tmp_path_factory)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def trained_scores(run) -> dict[str, float]:
+    return {r["patient_id"]: float(r["score"]) for r in read_csv(run.predictions)}
+
+
+def manifest_folders(run) -> dict[str, str]:
+    """Patient pseudonym -> the manifest's path for that patient (folder or NIfTI file)."""
+    return {pseudonym(KEY, "patient", r["patient_id"]): r["path"] for r in read_csv(run.manifest)}
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_manifest_scores_match_the_training_predictions(runs, spatial_dims, tmp_path, monkeypatch, capsys):
+    run = runs[spatial_dims]
+    monkeypatch.setenv("PIPELINE_PSEUDONYM_KEY", KEY)
+    monkeypatch.chdir(tmp_path)  # no params.yaml, no reports/metrics.json here
+    out = tmp_path / "p.csv"
+    status = main([str(run.model), str(run.manifest), "--raw-dir", str(run.raw_dir), "--out", str(out)])
+    assert status == 0, capsys.readouterr().err
+    rows = {r["patient_id"]: r for r in read_csv(out)}
+    expected = trained_scores(run)
+    assert len(expected) >= 4
+    for patient, score in expected.items():
+        assert abs(float(rows[patient]["score"]) - score) < 1e-5, patient
+    assert all(r["reason"] == "" and r["positive"] == "" for r in rows.values())
+    assert "no threshold" in capsys.readouterr().out
+
+
+def test_a_single_patient_folder_gets_its_training_score(runs):
+    from pipeline import load_classifier
+
+    run = runs[3]
+    folders = manifest_folders(run)
+    clf = load_classifier(run.model, threshold=0.5)
+    patients = [p for p in trained_scores(run) if not folders[p].endswith(".nii.gz")][:2]
+    for patient in patients:
+        result = clf(str(run.raw_dir / folders[patient]))
+        assert result.reason == ""
+        assert abs(result.score - trained_scores(run)[patient]) < 1e-5
+        assert result.positive == (result.score >= 0.5)
+    batch = clf([str(run.raw_dir / folders[p]) for p in patients])
+    assert [r.score for r in batch] == pytest.approx([clf(str(run.raw_dir / folders[p])).score for p in patients],
+                                                     abs=1e-6)
+
+
+def test_a_single_dicom_file_feeds_the_2d_model(runs):
+    from pipeline import load_classifier
+
+    run = runs[2]
+    folders = manifest_folders(run)
+    folder = next(run.raw_dir / f for f in folders.values() if not f.endswith(".nii.gz"))
+    one_file = sorted(p for p in folder.rglob("*") if p.is_file())[0]
+    result = load_classifier(run.model)(one_file)
+    assert result.reason == "" and 0.0 <= result.score <= 1.0 and result.positive is None
+
+
+def test_bad_inputs_are_rows_with_their_reason(runs, tmp_path, monkeypatch, capsys):
+    run = runs[3]
+    monkeypatch.chdir(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image\n")
+    folders = manifest_folders(run)
+    nifti = next(run.raw_dir / f for f in folders.values() if f.endswith(".nii.gz"))
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"val": {"threshold": 0.25}, "test": {"threshold": 0.25}}))
+    out = tmp_path / "p.csv"
+    status = main([str(run.model), "missing/folder", str(empty), str(text), str(nifti), "--out", str(out),
+                   "--metrics", str(metrics)])
+    assert status == 0, capsys.readouterr().err
+    rows = {r["input"]: r for r in read_csv(out)}
+    assert "not found" in rows["missing/folder"]["reason"]
+    assert rows[str(empty)]["reason"] and rows[str(empty)]["score"] == ""
+    assert rows[str(text)]["reason"] and rows[str(text)]["score"] == ""
+    scored = rows[str(nifti)]
+    assert scored["reason"] == "" and scored["threshold"] == "0.25"
+    assert scored["positive"] == str(int(float(scored["score"]) >= 0.25))
+
+
+def test_a_2d_image_is_refused_by_the_3d_model_with_its_reason(runs):
+    from pipeline import load_classifier
+
+    run = runs[3]
+    folder = next(run.raw_dir / f for f in manifest_folders(run).values() if not f.endswith(".nii.gz"))
+    one_file = sorted(p for p in folder.rglob("*") if p.is_file())[0]
+    result = load_classifier(run.model)(one_file)
+    assert result.score is None
+    assert "must be 3D for this 3D model" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["MANIFEST", "--out", "p.csv"], r"--raw-dir must be given with a manifest input"),
+        (["MANIFEST", "--raw-dir", "RAW"], r"the following arguments are required: --out"),
+        (["MANIFEST", "--raw-dir", "RAW", "--out", "p.csv", "--batch-size", "0"], r"--batch-size must be"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(runs, tmp_path, monkeypatch, capsys, args, message):
+    run = runs[2]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PIPELINE_PSEUDONYM_KEY", KEY)
+    argv = [str(run.model)] + [str(run.manifest) if a == "MANIFEST" else str(run.raw_dir) if a == "RAW" else a
+                               for a in args]
+    with pytest.raises(SystemExit) if "required" in message else _returns() as caught:
+        status = main(argv)
+    err = capsys.readouterr().err
+    assert (caught.value.code if caught else status) == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("predict failed: ")
+    assert re.search(message, err), err
+    assert not (tmp_path / "p.csv").exists()
+
+
+class _returns:
+    """Context for a call that must return (not exit); ``value`` stays None."""
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+
+def test_a_manifest_without_the_key_is_refused(runs, tmp_path, monkeypatch, capsys):
+    run = runs[2]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PIPELINE_PSEUDONYM_KEY", raising=False)
+    status = main([str(run.model), str(run.manifest), "--raw-dir", str(run.raw_dir), "--out", "p.csv"])
+    assert status == 2
+    assert "pseudonym key must be the one ingest used" in capsys.readouterr().err
+
+
+def test_the_threshold_comes_from_reports_metrics_json_unless_given(runs, tmp_path, monkeypatch, capsys):
+    run = runs[2]
+    monkeypatch.chdir(tmp_path)
+    nifti = str(next(run.raw_dir.rglob("*.nii.gz")))
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "metrics.json").write_text(json.dumps({"val": {"threshold": 0.125}}))
+    assert main([str(run.model), nifti, "--out", "a.csv"]) == 0
+    assert read_csv(tmp_path / "a.csv")[0]["threshold"] == "0.125"
+    assert "from reports/metrics.json" in capsys.readouterr().out
+    assert main([str(run.model), nifti, "--out", "b.csv", "--threshold", "0.99"]) == 0
+    row = read_csv(tmp_path / "b.csv")[0]
+    assert row["threshold"] == "0.99" and row["positive"] == "0"
+    (tmp_path / "reports" / "metrics.json").write_text(json.dumps({"test": {}}))
+    assert main([str(run.model), nifti, "--out", "c.csv"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "must be evaluate's metrics.json with val.threshold" in err and "give --threshold" in err
+
+
+def test_every_series_of_a_study_folder_gets_a_row(runs, tmp_path, capsys):
+    run = runs[3]
+    folders = [str(run.raw_dir / f) for f in manifest_folders(run).values() if not f.endswith(".nii.gz")]
+    out = tmp_path / "p.csv"
+    assert main([str(run.model), *folders, "--out", str(out), "--batch-size", "3"]) == 0
+    rows = read_csv(out)
+    for folder in folders:
+        mine = [r for r in rows if r["input"] == folder]
+        scored = [r for r in mine if r["score"]]
+        assert len(scored) == 1, folder
+        for other in mine:
+            if other is not scored[0]:
+                assert other["reason"].startswith("series not chosen: the input matched")
+                assert f"kept {scored[0]['series_key']} by most_slices" in other["reason"]
+    assert len(rows) > len(folders)  # the demo writes localizers beside some volumes
+    assert f"predict: {len(folders)}/{len(folders)} series scored" in capsys.readouterr().err
