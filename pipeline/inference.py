@@ -165,6 +165,12 @@ class Classifier:
         for name, parameter in inspect.signature(deterministic_transforms).parameters.items():
             if name == "modality":
                 args[name] = modality
+            elif name == "intensity" and isinstance(self.preprocess.get(name), dict):
+                # recorded per modality by preprocess; another modality gets the setting
+                args[name] = self.preprocess[name].get(modality, self.preprocess.get("intensity_setting", "auto"))
+            elif name == "value_range":
+                found = self.preprocess.get("intensity_range", {}).get(modality)
+                args[name] = tuple(found) if found is not None else None
             elif name in self.preprocess:
                 value = self.preprocess[name]
                 args[name] = tuple(value) if isinstance(value, list) else value

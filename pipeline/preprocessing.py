@@ -138,7 +138,10 @@ def build_cache(
             "roi": list(roi),
             "pixdim": list(pixdim),
             "hu_window": list(hu_window),
+            # The mode each modality got, and the setting that chose it (for a modality
+            # the training data did not have: predict resolves it the same way).
             "intensity": {m: resolve_intensity(intensity, m) for m in pipelines},
+            "intensity_setting": intensity,
             "intensity_range": {m: list(r) for m, r in ranges.items()},
             "crop_foreground": crop_foreground,
             "dtype": "float16",

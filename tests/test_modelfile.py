@@ -40,7 +40,9 @@ def test_the_file_records_network_weights_and_preprocess(runs, spatial_dims):
     assert pre["spatial_dims"] == spatial_dims and pre["dtype"] == "float16"
     assert tuple(pre["roi"]) == SETTINGS[spatial_dims]["roi"] and tuple(pre["pixdim"]) == SETTINGS[spatial_dims]["pixdim"]
     assert pre["hu_window"] == [-1000.0, 400.0]
-    assert ("LargestAxialSliced" if spatial_dims == 2 else "Orientationd") in pre["transforms"]
+    # preprocess records its transforms and intensity mode per modality (the demo is CT)
+    assert ("LargestAxialSliced" if spatial_dims == 2 else "Orientationd") in pre["transforms"]["CT"]
+    assert pre["intensity"] == {"CT": "ct_window"} and pre["intensity_setting"] == "auto"
     assert "counts" not in pre  # the cohort's counts describe the data, not how to prepare an image
 
 
