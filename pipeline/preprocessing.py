@@ -16,6 +16,7 @@ import nibabel as nib
 import numpy as np
 
 from pipeline.cache import ROW_COLUMNS, CacheWriter, write_meta
+from pipeline.io.progress import Progress
 from pipeline.splits import PARTS
 from pipeline.tables import read_rows, write_rows
 from pipeline.transforms import deterministic_transforms, resolve_intensity
@@ -110,9 +111,11 @@ def build_cache(
     ranges = dataset_ranges(index_csv.parent, planned["train"], intensity, intensity_range)
     cached: dict[str, int] = {}
     positives: dict[str, int] = {}
+    progress = Progress(stage="preprocess", unit="series")
     for part, part_rows in planned.items():
         writer = CacheWriter(cache_dir, part, len(part_rows), roi)
-        for row in part_rows:
+        for done, row in enumerate(part_rows):
+            progress(part, done, len(part_rows))
             modality = row["modality"] or "OT"
             try:
                 if modality not in pipelines:
@@ -127,6 +130,7 @@ def build_cache(
                 continue
             image = np.asarray(out.detach().cpu().numpy() if hasattr(out, "detach") else out, dtype=np.float32)
             writer.add(image, {c: row.get(c, "") for c in (*ROW_COLUMNS, *extra)})
+        progress(part, len(part_rows), len(part_rows))
         positives[part] = sum(int(r["label"]) for r in writer.rows)
         cached[part] = writer.close((*ROW_COLUMNS, *extra))
 

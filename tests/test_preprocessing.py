@@ -38,6 +38,15 @@ def make_index(tmp_path):
     return out / "index.csv", tmp_path / "split.csv"
 
 
+def test_a_log_reader_sees_how_far_each_part_has_come(tmp_path, capsys):
+    index, split = make_index(tmp_path)
+    build_cache(index, split, tmp_path / "cache", spatial_dims=3, roi=(16, 16, 8),
+                pixdim=(5.0, 5.0, 10.0), hu_window=(-1000.0, 400.0))
+    lines = capsys.readouterr().err.splitlines()  # not a terminal: whole lines, the last count of each part
+    for part, n in (("train", 3), ("val", 2), ("test", 2)):  # planned rows; exclusions happen in the loop
+        assert any(line.startswith(f"preprocess: {part}: {n}/{n} series") for line in lines), lines
+
+
 def test_every_series_is_cached_or_excluded_with_a_reason(tmp_path):
     index, split = make_index(tmp_path)
     summary = build_cache(index, split, tmp_path / "cache", spatial_dims=3, roi=(16, 16, 8),

@@ -1,4 +1,4 @@
-"""A progress line for long ingests: a live line on a terminal, a line every few seconds in a log."""
+"""A progress line for long stages (ingest, preprocess): live on a terminal, every few seconds in a log."""
 
 from __future__ import annotations
 
@@ -19,9 +19,13 @@ class Progress:
         stream: where to write (default: standard error, so stdout keeps the summary).
         every: seconds between lines on a non-terminal; the last count of a phase is
             always written.
+        stage: the stage named at the start of each line.
+        unit: what is counted.
     """
 
-    def __init__(self, stream: TextIO | None = None, every: float | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, every: float | None = None, *, stage: str = "ingest",
+                 unit: str = "files") -> None:
+        self._stage, self._unit = stage, unit
         self._stream = stream if stream is not None else sys.stderr
         self._tty = bool(getattr(self._stream, "isatty", lambda: False)())
         self._every = every if every is not None else (TTY_EVERY_S if self._tty else LOG_EVERY_S)
@@ -37,7 +41,7 @@ class Progress:
         self._said = (phase, done, total)
         self._last = now
         rate = done / max(now - self._started, 1e-9)
-        text = f"ingest: {phase}: {done}/{total} files ({rate:.0f}/s)"
+        text = f"{self._stage}: {phase}: {done}/{total} {self._unit} ({rate:.0f}/s)"
         if self._tty:
             self._stream.write("\r" + text + "\x1b[K" + ("\n" if done >= total else ""))
             self._open_line = done < total
