@@ -62,6 +62,22 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
+def _nodes_run_on_import(tree: ast.AST):  # noqa: ANN202 - a generator of nodes
+    """Every node of ``tree`` except the bodies of module-level ``__getattr__`` (PEP 562).
+
+    ``pipeline/__init__.py`` exports ``load_classifier`` lazily through ``__getattr__``:
+    what it imports is loaded only when that name is used, never by a stage.
+    """
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            lazy = isinstance(child, ast.FunctionDef) and child.name == "__getattr__" and isinstance(node, ast.Module)
+            if not lazy:
+                todo.append(child)
+
+
 def _imports(stage: str) -> set[str]:
     """Top-level names of every package the stage's pipeline modules import, read from their source.
 
@@ -78,7 +94,7 @@ def _imports(stage: str) -> set[str]:
             if file in seen:
                 continue
             seen.add(file)
-            for node in ast.walk(ast.parse(file.read_text())):
+            for node in _nodes_run_on_import(ast.parse(file.read_text())):
                 if isinstance(node, ast.Import):
                     found = [alias.name for alias in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
