@@ -17,17 +17,13 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from pipeline.errors import PipelineInputError
+from pipeline.errors import ConfigError
 
 PSEUDONYM_KEY_ENV = "PIPELINE_PSEUDONYM_KEY"
 DUPLICATE_POLICIES = ("group", "refuse", "ignore")
 #: The key params.yaml ships for the synthetic demo. It is public, so pseudonyms made with
 #: it can be reversed by hashing every candidate ID: fine for fake patients only.
 DEMO_PSEUDONYM_KEY = "demo-cohort-not-a-secret"
-
-
-class ConfigError(PipelineInputError):
-    """A value in ``params.yaml`` breaks a rule; the message names key, rule, value, fix."""
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:

@@ -16,3 +16,8 @@ from __future__ import annotations
 
 class PipelineInputError(ValueError):
     """Bad input or settings, stated so a user can fix it; never a bug in the pipeline."""
+
+
+class ConfigError(PipelineInputError):
+    """A setting breaks a rule (a ``params.yaml`` value or a library argument); the message
+    names the key, the rule, the value and the fix."""
