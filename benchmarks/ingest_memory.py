@@ -32,7 +32,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pydicom
+import yaml
 from pydicom.uid import generate_uid
+
+REPO = Path(__file__).resolve().parents[1]
 
 TEMPLATE = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
 HOSTILE_LIMIT = 10**9
@@ -142,7 +145,9 @@ def measure(case: dict) -> dict:
     folder = case["raw"].parent
     target = next(case["raw"].iterdir()).name  # one file, or the one folder of a series
     (folder / "manifest.csv").write_text(f"patient_id,label,path\nP1,1,{target}\n")
-    (folder / "params.yaml").write_text("ingest:\n  pseudonym_key: benchmark-key-123\n  workers: 1\n")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["ingest"].update(pseudonym_key="benchmark-key-123", workers=1)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
     argv = [sys.executable, "-m", "pipeline.stages.ingest", str(case["raw"]), str(folder / "manifest.csv"),
             str(folder / "out"), "--params", str(folder / "params.yaml")]
     start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Vocabularies and value rules shared by ``config.py`` and the library, written once.
+"""Vocabularies and value rules shared by ``pipeline.config`` and the library, written once.
 
 A setting such as ``ingest.series_choice`` is checked when ``params.yaml`` is read and
 again where a library function is called directly (benchmarks, tests, the Python API).

@@ -60,3 +60,41 @@ def test_a_missing_required_key_is_named_not_a_type_error(section_name, config, 
     with pytest.raises(ConfigError, match=rf"params keys \[.*{missing}.*\] must be set; they are missing\. "
                                           rf"Add them under '{section_name}:' in params.yaml"):
         config.from_params(params)
+
+
+def _read_keys() -> list[tuple[str, str]]:
+    """Every key under a section that a stage's config reads (``data`` is dvc.yaml's alone)."""
+    params = load_params(ROOT / "params.yaml")
+    return [(name, key) for name in params if name != "data" for key in params[name]]
+
+
+@pytest.mark.parametrize(("section_name", "key"), _read_keys(), ids=lambda v: str(v))
+def test_deleting_any_key_fails_the_config_that_reads_it_naming_the_key(section_name, key):
+    """params.yaml is the one source of defaults: no config falls back to a value of its own."""
+    params = load_params(ROOT / "params.yaml")
+    del params[section_name][key]
+    readers = [config for config in STAGES if _reads(config, section_name, key)]
+    assert readers, f"no config reads '{section_name}.{key}'"
+    for config in readers:
+        build = (lambda: config.from_params(params, environ={})) if config is IngestConfig else (
+            lambda: config.from_params(params))
+        with pytest.raises(ConfigError, match=rf"'{section_name}\.{key}'"):
+            build()
+
+
+def _reads(config: type, section_name: str, key: str) -> bool:
+    if section_name == "base":
+        return "seed" in config.__dataclass_fields__
+    return SECTION_OF[config] == section_name and key in config.__dataclass_fields__
+
+
+SECTION_OF = {DemoConfig: "demo", IngestConfig: "ingest", SplitConfig: "split", PreprocessConfig: "preprocess",
+              ModelConfig: "model", TrainConfig: "train", EvaluateConfig: "evaluate"}
+
+
+def test_no_config_field_has_a_default():
+    import dataclasses
+
+    with_default = [f"{config.__name__}.{f.name}" for config in STAGES for f in dataclasses.fields(config)
+                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING]
+    assert with_default == []

@@ -23,6 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline.cache import CacheWriter, open_split, write_meta
 from pipeline.config import ConfigError, ModelConfig, TrainConfig
+from tests.params import config
 from pipeline.data import CachedDataModule
 from pipeline.system import ClassifierSystem
 from pipeline.tables import write_rows
@@ -68,9 +69,16 @@ def run_paths(root: Path) -> dict[str, Path]:
 
 
 def tiny_configs(**train: object) -> tuple[ModelConfig, TrainConfig]:
-    settings = dict(seed=0, max_epochs=3, batch_size=8, lr=1e-3, accelerator="cpu", devices=1, precision="32")
+    # augment on and no shift: these tests cover the resumed and repeated augmentation too.
+    settings = dict(seed=0, max_epochs=3, batch_size=8, lr=1e-3, accelerator="cpu", devices=1, precision="32",
+                    augment=True, augment_shift_voxels=0)
     settings.update(train)
-    return ModelConfig(arch="resnet18", weights="none"), TrainConfig(**settings)
+    return tiny_model(), config(TrainConfig, **settings)
+
+
+def tiny_model() -> ModelConfig:
+    return config(ModelConfig, arch="resnet18", weights="none", weights_sha256=None, freeze_until_epoch=0,
+                  backbone_lr_scale=1.0, stem_kernel_depth=7, stem_stride_depth=2)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import ModelConfig, TrainConfig
+from tests.params import config
 from pipeline.demo.cohort import make_cohort
 from pipeline.io.ingest import ingest_cohort
 from pipeline.preprocessing import build_cache
@@ -54,10 +55,12 @@ def train_run(root: Path, spatial_dims: int, cohort: tuple[Path, Path, Path, Pat
     run = root / f"run{spatial_dims}d"
     build_cache(index_csv, split_csv, run / "cache", spatial_dims=spatial_dims, hu_window=(-1000.0, 400.0),
                 **SETTINGS[spatial_dims])
-    train = TrainConfig(seed=0, max_epochs=1, batch_size=4, lr=1e-3, accelerator="cpu", devices=1, precision="32")
+    train = config(TrainConfig, seed=0, max_epochs=1, batch_size=4, lr=1e-3, accelerator="cpu", devices=1, precision="32",
+                   augment=True, augment_shift_voxels=0)  # as before params.yaml was the one source of defaults
     train_and_predict(run / "cache", run / "models", run / "reports" / "predictions.csv",
                       run / "reports" / "train_summary.json", run / "dvclive",
-                      model=ModelConfig(arch="resnet18", weights="none"), train=train)
+                      model=config(ModelConfig, arch="resnet18", weights="none", weights_sha256=None),
+                      train=train)
     return _run(root, spatial_dims)
 
 

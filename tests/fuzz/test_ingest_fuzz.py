@@ -23,6 +23,7 @@ import pytest
 
 from tests.fuzz.mutants import make
 from tests.io.peak_rss import run_measured
+from tests.params import write_params
 
 BATCH = 50
 """Mutants per ingest run."""
@@ -65,7 +66,7 @@ def run_batch(folder: Path, cases: list[tuple[int, int]]) -> dict:
     manifest = folder / "manifest.csv"
     manifest.write_text("\n".join(lines) + "\n")
     params = folder / "params.yaml"
-    params.write_text(f"ingest:\n  pseudonym_key: fuzz-key-not-secret\n  workers: {WORKERS}\n")
+    write_params(params, ingest={"pseudonym_key": "fuzz-key-not-secret", "workers": WORKERS})
     out = folder / "out"
     argv = [sys.executable, "-m", "pipeline.stages.ingest", str(raw), str(manifest), str(out), "--params", str(params)]
     where = f"mutants {cases[0]}..{cases[-1]} ({len(cases)})"

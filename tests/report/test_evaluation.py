@@ -10,6 +10,7 @@ from scipy.special import expit
 
 from pipeline.calibration import fit_calibrator
 from pipeline.config import EvaluateConfig
+from tests.params import config
 from pipeline.report.evaluation import EvaluationError, compare_tables, evaluate_table
 from pipeline.report.predictions import PatientTable
 from pipeline.report.provenance import REDACTED, collect_provenance, read_lock, redact_params
@@ -17,9 +18,9 @@ from pipeline.report.writers import jsonable, write_outputs
 
 # The model's own scores, unrecalibrated: these tests are about the threshold rule and the
 # outputs; recalibration has its own tests below.
-SETTINGS = EvaluateConfig(
-    seed=0, threshold="youden", target_sensitivity=0.9, ci_method="delong", n_boot=200, calibration_bins=5,
-    calibration="none",
+SETTINGS = config(
+    EvaluateConfig, seed=0, aggregate="max", threshold="youden", target_sensitivity=0.9, ci_method="delong",
+    n_boot=200, calibration_bins=5, subgroups=[], calibration="none", reader_columns=[],
 )
 
 

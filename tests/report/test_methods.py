@@ -9,7 +9,8 @@ import pytest
 from pipeline.report.methods import ledger_counts
 from pipeline.report.provenance import ProvenanceError
 from pipeline.stages.evaluate import main
-from tests.stages.test_evaluate import PARAMS, _predictions
+from tests.params import params_text
+from tests.stages.test_evaluate import EVALUATE, PARAMS, _predictions
 
 
 def _run(tmp_path, name: str, params: str, *, ledger: bool = True) -> str:
@@ -32,22 +33,17 @@ def _run(tmp_path, name: str, params: str, *, ledger: bool = True) -> str:
     return (out / "methods.md").read_text()
 
 
-SPLIT_AND_PREPROCESS = """split:
-  val_fraction: 0.2
-  test_fraction: 0.3
-preprocess:
-  spatial_dims: 3
-  roi: [64, 64, 32]
-  pixdim: [5.0, 5.0, 6.25]
-  hu_window: [-1000, 400]
-"""
+def _params(*, ci_method: str, test_fraction: float, pixdim: list[float]) -> str:
+    return params_text(
+        base={"seed": 3}, evaluate={**EVALUATE, "ci_method": ci_method},
+        split={"val_fraction": 0.2, "test_fraction": test_fraction},
+        preprocess={"spatial_dims": 3, "roi": [64, 64, 32], "pixdim": pixdim, "hu_window": [-1000, 400]},
+    )
 
 
 def test_changing_a_param_changes_the_paragraph(tmp_path):
-    before = _run(tmp_path, "before", PARAMS + SPLIT_AND_PREPROCESS)
-    changed = (PARAMS.replace("ci_method: bootstrap", "ci_method: delong") + SPLIT_AND_PREPROCESS
-               .replace("test_fraction: 0.3", "test_fraction: 0.25").replace("pixdim: [5.0, 5.0, 6.25]", "pixdim: [2.0, 2.0, 3.0]"))
-    after = _run(tmp_path, "after", changed)
+    before = _run(tmp_path, "before", _params(ci_method="bootstrap", test_fraction=0.3, pixdim=[5.0, 5.0, 6.25]))
+    after = _run(tmp_path, "after", _params(ci_method="delong", test_fraction=0.25, pixdim=[2.0, 2.0, 3.0]))
     assert "test fraction 0.3," in before and "test fraction 0.25," in after
     assert "resampled to [5.0, 5.0, 6.25] mm" in before and "resampled to [2.0, 2.0, 3.0] mm" in after
     assert "stratified percentile bootstrap (200 resamples, seed 3)" in before and "DeLong variance" in after

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from pipeline.stages import evaluate, split
+from tests.params import write_params
 from tests.stages.test_evaluate import _setup
 from tests.test_preprocessing import make_index
 
@@ -18,7 +19,7 @@ def _dead_pid() -> int:
 
 def test_split_replaces_its_file_whole_and_removes_a_dead_runs_leftover(tmp_path, capsys):
     index, _ = make_index(tmp_path)
-    (tmp_path / "params.yaml").write_text("base:\n  seed: 1\nsplit:\n  val_fraction: 0.2\n  test_fraction: 0.3\n")
+    write_params(tmp_path / "params.yaml", base={"seed": 1}, split={"val_fraction": 0.2, "test_fraction": 0.3})
     out = tmp_path / "parts" / "split.csv"
     out.parent.mkdir()
     (out.parent / f".split.csv.tmp-{_dead_pid()}").write_text("patient_id,spl")

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from pipeline.config import ConfigError, DemoConfig
+from tests.params import config, shipped_params, write_params
 from pipeline.demo.cohort import make_cohort
 from pipeline.stages import demo
 
@@ -18,8 +19,7 @@ TINY = {"n_patients": 8, "nifti_fraction": 0.25, "matrix": 48, "n_slices": 12, "
 
 def _params(tmp_path: Path, **demo_overrides) -> Path:
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"base": {"seed": 3}, "demo": {**TINY, **demo_overrides}}))
-    return path
+    return write_params(path, base={"seed": 3}, demo={**TINY, **demo_overrides})
 
 
 def test_main_writes_the_cohort_and_prints_one_summary_line(tmp_path, capsys):
@@ -70,9 +70,14 @@ def test_lesion_params_reach_the_phantom(tmp_path, monkeypatch):
     assert sum(20 <= lesion.diameter_mm <= 24 for lesion in lesions) >= 3
 
 
-def test_config_defaults_and_from_params():
-    config = DemoConfig.from_params({"base": {"seed": 5}, "demo": {"n_patients": 40}})
-    assert (config.seed, config.n_patients, config.matrix, config.nifti_fraction) == (5, 40, 128, 0.2)
+def test_from_params_reads_every_key_and_names_a_missing_one():
+    params = shipped_params()
+    params["base"]["seed"], params["demo"]["n_patients"] = 5, 40
+    demo_config = DemoConfig.from_params(params)
+    assert (demo_config.seed, demo_config.n_patients, demo_config.matrix) == (5, 40, params["demo"]["matrix"])
+    del params["demo"]["matrix"]
+    with pytest.raises(ConfigError, match=r"params keys \['demo.matrix'\] must be set; they are missing"):
+        DemoConfig.from_params(params)
 
 
 @pytest.mark.parametrize(
@@ -92,7 +97,7 @@ def test_config_defaults_and_from_params():
 )
 def test_config_errors_name_key_rule_and_value(overrides, message):
     with pytest.raises(ConfigError, match=message):
-        DemoConfig(seed=0, **overrides)
+        config(DemoConfig, seed=0, **overrides)
 
 
 def test_unknown_or_missing_params_are_named():

@@ -12,19 +12,19 @@ from scipy.stats import mannwhitneyu
 
 from pipeline.metrics import delong_test
 from pipeline.stages.evaluate import main
+from tests.params import params_text
 
-PARAMS = """base:
-  seed: 3
-ingest:
-  pseudonym_key: do-not-print-this-key
-evaluate:
-  aggregate: max
-  threshold: sensitivity
-  target_sensitivity: 0.8
-  ci_method: bootstrap
-  n_boot: 200
-  calibration_bins: 5
-"""
+EVALUATE = {"aggregate": "max", "threshold": "sensitivity", "target_sensitivity": 0.8, "ci_method": "bootstrap",
+            "n_boot": 200, "calibration_bins": 5, "subgroups": [], "calibration": "platt", "reader_columns": []}
+
+
+def evaluate_params(**evaluate: object) -> str:
+    """The shipped params with this file's evaluate settings (and a key that must never be printed)."""
+    return params_text(base={"seed": 3}, ingest={"pseudonym_key": "do-not-print-this-key"},
+                       evaluate={**EVALUATE, **evaluate})
+
+
+PARAMS = evaluate_params()
 
 
 def _predictions(path, *, seed: int = 0, test_label: int | None = None) -> None:
@@ -106,7 +106,7 @@ def test_the_threshold_of_a_confident_model_is_written_exactly(tmp_path, capsys,
     on the model's scale in metrics.json (``threshold`` without recalibration,
     ``threshold_score`` with it), applied to predictions.csv, must give the confusion it reports."""
     preds = _setup(tmp_path)
-    (tmp_path / "params.yaml").write_text(PARAMS + f"  calibration: {calibration}\n")
+    (tmp_path / "params.yaml").write_text(evaluate_params(calibration=calibration))
     lines = preds.read_text().splitlines()
     scaled = [lines[0]]
     for line in lines[1:]:
@@ -171,7 +171,7 @@ def test_a_reader_column_is_compared_with_the_model_on_the_same_patients(tmp_pat
     preds = tmp_path / "predictions.csv"
     with preds.open("w", newline="") as handle:
         csv.writer(handle).writerows([["patient_id", "split", "label", "score", "radiologist_a"], *rows])
-    (tmp_path / "params.yaml").write_text(PARAMS + "  calibration: platt\n  reader_columns: [radiologist_a]\n")
+    (tmp_path / "params.yaml").write_text(evaluate_params(calibration="platt", reader_columns=["radiologist_a"]))
     out = tmp_path / "reports"
     assert main([str(preds), str(out), "--params", str(tmp_path / "params.yaml")]) == 0
 

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from pipeline.config import DEMO_PSEUDONYM_KEY, PSEUDONYM_KEY_ENV
+from tests.params import config, write_params
 from pipeline.stages.ingest import main
 from tests.io.dicom_builders import write_ct_series, write_localizer
 
@@ -21,7 +22,8 @@ def workspace(tmp_path: Path) -> dict:
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("patient_id,label,path,site\nP1,1,a1,north\nP2,0,b2,south\n")
     params = tmp_path / "params.yaml"
-    params.write_text("ingest:\n  pseudonym_key: params-key-123\n  series_choice: most_slices\n  spacing_policy: reject\n  workers: 1\n")
+    write_params(params, ingest={"pseudonym_key": "params-key-123", "series_choice": "most_slices",
+                                 "spacing_policy": "reject", "workers": 1})
     return {"raw": raw, "manifest": manifest, "params": params, "out": tmp_path / "out"}
 
 
@@ -96,7 +98,7 @@ def test_a_non_string_key_is_refused_without_echoing_it() -> None:
     from pipeline.config import ConfigError, IngestConfig
 
     with pytest.raises(ConfigError, match=r"'ingest.pseudonym_key' must be a string; got a int .*Quote it") as caught:
-        IngestConfig(pseudonym_key=12345678)  # type: ignore[arg-type]
+        config(IngestConfig, pseudonym_key=12345678)
     assert "12345678" not in str(caught.value)
 
 
@@ -106,8 +108,8 @@ def test_workers_auto_uses_every_core_and_progress_goes_to_stderr_with_the_store
     from pipeline.config import IngestConfig
 
     monkeypatch.delenv(PSEUDONYM_KEY_ENV, raising=False)
-    assert IngestConfig(pseudonym_key="k" * 8, workers="auto").workers == len(os.sched_getaffinity(0))
-    workspace["params"].write_text("ingest:\n  pseudonym_key: params-key-123\n  workers: auto\n  volume_format: nii\n")
+    assert config(IngestConfig, pseudonym_key="k" * 8, workers="auto").workers == len(os.sched_getaffinity(0))
+    write_params(workspace["params"], ingest={"pseudonym_key": "params-key-123", "workers": "auto", "volume_format": "nii"})
     args = [str(workspace["raw"]), str(workspace["manifest"]), str(workspace["out"]), "--params", str(workspace["params"])]
     assert main([*args, "--store", str(tmp_path / "store")]) == 0
     captured = capsys.readouterr()
@@ -127,4 +129,4 @@ def test_bad_workers_or_format_is_refused_with_the_choices(key: str, value: str,
     from pipeline.config import ConfigError, IngestConfig
 
     with pytest.raises(ConfigError, match=message):
-        IngestConfig(pseudonym_key="k" * 8, **{key: value})
+        config(IngestConfig, pseudonym_key="k" * 8, **{key: value})

@@ -23,26 +23,17 @@ import pytest
 
 from pipeline.stages import split
 from tests.io.dicom_builders import write_ct_series
+from tests.params import params_text
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = 20251128
 N_PATIENTS = 12
-PARAMS = """base:
-  seed: 5
-ingest:
-  pseudonym_key: params-key-123
-  series_choice: most_slices
-  spacing_policy: reject
-  workers: 1
-split:
-  val_fraction: 0.25
-  test_fraction: 0.25
-preprocess:
-  spatial_dims: 3
-  roi: [48, 48, 16]
-  pixdim: [2.5, 2.5, 2.5]
-  hu_window: [-1000, 400]
-"""
+PARAMS = params_text(
+    base={"seed": 5},
+    ingest={"pseudonym_key": "params-key-123", "series_choice": "most_slices", "spacing_policy": "reject", "workers": 1},
+    split={"val_fraction": 0.25, "test_fraction": 0.25},
+    preprocess={"spatial_dims": 3, "roi": [48, 48, 16], "pixdim": [2.5, 2.5, 2.5], "hu_window": [-1000, 400]},
+)
 
 
 def _start(stage: str, *args: Path) -> subprocess.Popen:

@@ -11,11 +11,14 @@ import yaml
 
 from pipeline.stages import demo, evaluate, ingest, preprocess, split, train
 from tests.io.dicom_builders import write_ct_series
+from tests.params import params_text, write_params
 from tests.stages.test_evaluate import PARAMS as EVALUATE_PARAMS
 from tests.stages.test_evaluate import _predictions
 from tests.test_preprocessing import make_index
 
-INGEST_PARAMS = "ingest:\n  pseudonym_key: params-key-123\n  series_choice: most_slices\n  spacing_policy: reject\n  workers: 1\n"
+INGEST_PARAMS = params_text(ingest={"pseudonym_key": "params-key-123", "series_choice": "most_slices",
+                                     "spacing_policy": "reject", "workers": 1})
+SPLIT_PARAMS = params_text(base={"seed": 1}, split={"val_fraction": 0.2, "test_fraction": 0.3})
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -73,9 +76,9 @@ def test_demo_refuses_a_raw_folder_holding_its_params(tmp_path, capsys):
     raw = tmp_path / "cohort"
     raw.mkdir()
     params = raw / "params.yaml"
-    params.write_text(yaml.safe_dump({"base": {"seed": 3}, "demo": {
+    write_params(params, base={"seed": 3}, demo={
         "n_patients": 8, "nifti_fraction": 0.25, "matrix": 48, "n_slices": 12, "pixel_spacing_mm": 5.0,
-        "slice_thickness_mm": 5.0, "lesion_diameter_mm": [6, 15], "lung_lesion_fraction": 0.6}}))
+        "slice_thickness_mm": 5.0, "lesion_diameter_mm": [6, 15], "lung_lesion_fraction": 0.6})
     before = _tree(tmp_path)
     assert demo.main([str(raw), str(tmp_path / "manifest.csv"), "--params", str(params)]) == 2
     _refused(capsys, "demo", "raw_dir", "contain", "params", raw, params)
@@ -84,7 +87,7 @@ def test_demo_refuses_a_raw_folder_holding_its_params(tmp_path, capsys):
 
 def test_split_refuses_to_overwrite_the_index(tmp_path, capsys):
     index, _ = make_index(tmp_path)
-    (tmp_path / "params.yaml").write_text("base:\n  seed: 1\nsplit:\n  val_fraction: 0.2\n  test_fraction: 0.3\n")
+    (tmp_path / "params.yaml").write_text(SPLIT_PARAMS)
     before = _tree(tmp_path)
     assert split.main([str(index), str(index), "--params", str(tmp_path / "params.yaml")]) == 2
     _refused(capsys, "split", "out", "be", "index", index)
@@ -98,8 +101,8 @@ def test_split_refuses_to_overwrite_the_index(tmp_path, capsys):
 def test_preprocess_refuses_a_cache_over_ingest_output(tmp_path, capsys, cache, relation, inp):
     index, split_csv = make_index(tmp_path)
     params = tmp_path / "params.yaml"
-    params.write_text("preprocess:\n  spatial_dims: 3\n  roi: [16, 16, 8]\n  pixdim: [5.0, 5.0, 10.0]\n"
-                      "  hu_window: [-1000, 400]\n")
+    write_params(params, preprocess={"spatial_dims": 3, "roi": [16, 16, 8], "pixdim": [5.0, 5.0, 10.0],
+                                     "hu_window": [-1000, 400]})
     before = _tree(tmp_path)
     assert preprocess.main([str(index), str(split_csv), str(tmp_path / cache), "--params", str(params)]) == 2
     _refused(capsys, "preprocess", "cache_dir", relation, inp, tmp_path / cache)

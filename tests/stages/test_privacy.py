@@ -19,6 +19,7 @@ from pathlib import Path
 import pydicom
 
 from tests.io.dicom_builders import PHI, PYDICOM_FILES, write_ct_series
+from tests.params import write_params
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDER = "Doe_Jane_MRN11112222"
@@ -70,7 +71,7 @@ def _written(out: Path) -> str:
 def test_no_planted_identifier_reaches_outputs_stdout_or_stderr(tmp_path: Path) -> None:
     raw, manifest = _raw_with_every_status(tmp_path)
     params = tmp_path / "params.yaml"
-    params.write_text("ingest:\n  pseudonym_key: params-key-123\n  workers: 2\n")
+    write_params(params, ingest={"pseudonym_key": "params-key-123", "workers": 2})
     out = tmp_path / "out"
     done = _run(raw, manifest, out, params)
     assert done.returncode == 0, done.stderr

@@ -8,14 +8,16 @@ from pipeline.splits import assign_splits
 from pipeline.stages import split
 from pipeline.tables import read_rows, write_rows
 from tests.duplicate_cohort import write_cohort
+from tests.params import params_text
 
-PARAMS = "base:\n  seed: {seed}\nsplit:\n  val_fraction: 0.25\n  test_fraction: 0.35\n  duplicates: {policy}\n"
+def _params_text(seed: int, policy: str) -> str:
+    return params_text(base={"seed": seed}, split={"val_fraction": 0.25, "test_fraction": 0.35, "duplicates": policy})
 
 
 def _run(tmp_path, policy, seed=0):
     index, expected = write_cohort(tmp_path / "ingested")
     params = tmp_path / "params.yaml"
-    params.write_text(PARAMS.format(seed=seed, policy=policy))
+    params.write_text(_params_text(seed, policy))
     out, dups = tmp_path / "split.csv", tmp_path / "duplicates.csv"
     code = split.main([str(index), str(out), "--duplicates", str(dups), "--params", str(params)])
     return code, out, dups, expected
@@ -61,7 +63,7 @@ def test_a_cohort_without_copies_says_so(tmp_path, capsys):
     index, _ = write_cohort(tmp_path / "ingested")
     rows = [r for r in read_rows(index) if r["patient_id"] not in ("p01", "p03", "p05", "p06", "p08")]
     write_rows(index, rows, list(rows[0]))
-    (tmp_path / "params.yaml").write_text(PARAMS.format(seed=0, policy="refuse"))
+    (tmp_path / "params.yaml").write_text(_params_text(0, "refuse"))
     assert split.main([str(index), str(tmp_path / "s.csv"), "--duplicates", str(tmp_path / "d.csv"),
                        "--params", str(tmp_path / "params.yaml")]) == 0
     assert capsys.readouterr().out.strip().endswith("; duplicates: none across patients; 19 images audited")
