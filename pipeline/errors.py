@@ -3,7 +3,7 @@
 A stage that fails because of its input (a manifest row, a params key, a file on disk, a
 weights checkpoint) raises a subclass of :class:`PipelineInputError` whose message names
 the thing, the rule, the value received and the fix. The stage edge
-(``pipeline.stages.outcome``) prints that message as one line and exits with status 2;
+(``pipeline.cli``) prints that message as one line and exits with status 2;
 any other exception is a bug and keeps its traceback.
 
 It derives from ``ValueError`` (scikit-learn's ``InvalidParameterError`` does the same) so

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from pipeline.errors import PipelineInputError
-from pipeline.stages.outcome import run_stage
+from pipeline.cli import run_stage
 
 FORMATS = ("onnx", "torchscript")
 TOLERANCE = 1e-4

@@ -25,7 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.stages.outcome import run_stage
+from pipeline.cli import run_stage
 
 DEFAULT_METRICS = Path("reports/metrics.json")
 COLUMNS = ("input", "patient_id", "series_key", "label", "score", "positive", "threshold", "reason")

@@ -14,7 +14,16 @@ import csv
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from pipeline.errors import PipelineInputError
 from pipeline.outputs import atomic_file
+
+
+class TableError(PipelineInputError):
+    """A table a stage reads is missing or lacks a column it needs."""
+
+
+class TableNotFoundError(TableError, FileNotFoundError):
+    """The table is not there: the stage that writes it has not run."""
 
 FORMULA_STARTS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 """First characters that make Excel, LibreOffice or Google Sheets read a cell as a
@@ -47,18 +56,18 @@ def read_rows(path: str | Path, *, required: Sequence[str] = ()) -> list[dict[st
     """Read a CSV into dicts, checking that ``required`` columns exist.
 
     Raises:
-        FileNotFoundError: when ``path`` does not exist, naming the stage that writes it.
-        ValueError: when a required column is missing, listing the columns found.
+        TableNotFoundError: when ``path`` does not exist, naming the stage that writes it.
+        TableError: when a required column is missing, listing the columns found.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"table {str(path)!r} must exist; it was not found. Run the stage that writes it first (dvc repro).")
+        raise TableNotFoundError(f"table {str(path)!r} must exist; it was not found. Run the stage that writes it first (dvc repro).")
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
         missing = [c for c in required if c not in columns]
         if missing:
-            raise ValueError(
+            raise TableError(
                 f"table {str(path)!r} must have columns {list(required)}; missing {missing}, found {columns}."
             )
         return [dict(row) for row in reader]

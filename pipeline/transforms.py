@@ -29,6 +29,8 @@ from monai.transforms import (
     Spacingd,
 )
 
+from pipeline.errors import ConfigError
+from pipeline.rules import INTENSITY_MODES, check_choice
 from pipeline.seeds import epoch_seed
 
 # Body versus air on CT: anything above -500 HU is tissue (lung parenchyma sits near
@@ -80,7 +82,6 @@ class LargestAxialSliced(MapTransform):
 
 
 #: Intensity mappings to [0, 1]; ``auto`` picks one per modality (:func:`resolve_intensity`).
-INTENSITY_MODES = ("auto", "ct_window", "fixed_range", "percentile")
 #: Projection and photographic modalities whose stored values are absolute (8-bit US,
 #: CR, DX, MG, XA, RF, SC, XC, OP): brightness is diagnostic (an opaque lung is brighter
 #: than a clear one), so ``auto`` maps them with one range for the whole dataset instead
@@ -100,8 +101,7 @@ def resolve_intensity(mode: str, modality: str) -> str:
     (one dataset-wide range); anything else (MR, PET, unknown) -> ``percentile`` per image,
     since their raw scale differs between scanners and sessions.
     """
-    if mode not in INTENSITY_MODES:
-        raise ValueError(f"'intensity' must be one of {list(INTENSITY_MODES)}; got {mode!r}.")
+    check_choice("preprocess.intensity", mode, INTENSITY_MODES)
     if mode != "auto":
         return mode
     modality = modality.upper()
@@ -154,7 +154,7 @@ def deterministic_transforms(
         threshold = BODY_THRESHOLD_SCALED
     else:
         if mode == "fixed_range" and value_range is None:
-            raise ValueError(
+            raise ConfigError(
                 f"'value_range' must be (low, high) for intensity 'fixed_range' of {modality} images; got None (no "
                 "readable training image of this modality to estimate it from). Set preprocess.intensity_range, "
                 "or preprocess.intensity: percentile."

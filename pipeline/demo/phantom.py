@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from pipeline.errors import ConfigError
+
 #: Tissue codes of :attr:`Phantom.tissue`.
 AIR, FAT, SOFT, LUNG, BONE, VESSEL, LESION = range(7)
 
@@ -284,7 +286,7 @@ def _draw_lesion(
         if candidates.size:
             break
     else:
-        raise ValueError(
+        raise ConfigError(
             f"the phantom's field of view must hold a {2 * max(semi):.1f} mm lesion inside a lung or soft "
             f"tissue; got a volume of {tissue.shape} voxels at {dxy} mm x {dz} mm with no room. "
             "Raise 'demo.matrix' or 'demo.pixel_spacing_mm'."

@@ -22,7 +22,7 @@ from pipeline.config import DemoConfig, load_params  # noqa: E402
 from pipeline.demo.cohort import CohortSummary, make_cohort  # noqa: E402
 from pipeline.demo.phantom import DEFAULT_PHANTOM  # noqa: E402
 from pipeline.outputs import atomic_file, refuse_overlap, staged_folder  # noqa: E402
-from pipeline.stages.outcome import run_stage  # noqa: E402
+from pipeline.cli import run_stage  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from pipeline.config import EvaluateConfig, load_params  # noqa: E402
 from pipeline.outputs import refuse_overlap  # noqa: E402
 from pipeline.report import run_evaluation  # noqa: E402
 from pipeline.report.writers import OUTPUT_NAMES  # noqa: E402
-from pipeline.stages.outcome import run_stage  # noqa: E402
+from pipeline.cli import run_stage  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

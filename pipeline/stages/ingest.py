@@ -32,7 +32,7 @@ from pipeline.config import DEMO_PSEUDONYM_KEY, PSEUDONYM_KEY_ENV, IngestConfig,
 from pipeline.io.ingest import INDEX_FILE, LEDGER_FILE, VOLUME_DIR, IngestSummary, ingest_cohort  # noqa: E402
 from pipeline.io.progress import Progress  # noqa: E402
 from pipeline.outputs import refuse_overlap, staged_folder  # noqa: E402
-from pipeline.stages.outcome import run_stage  # noqa: E402
+from pipeline.cli import run_stage  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

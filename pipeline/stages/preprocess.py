@@ -18,7 +18,7 @@ require("preprocess")
 from pipeline.config import PreprocessConfig, load_params  # noqa: E402
 from pipeline.outputs import refuse_overlap, staged_folder  # noqa: E402
 from pipeline.preprocessing import build_cache  # noqa: E402
-from pipeline.stages.outcome import run_stage  # noqa: E402
+from pipeline.cli import run_stage  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

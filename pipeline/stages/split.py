@@ -24,7 +24,7 @@ from pipeline.duplicates import TABLE_COLUMNS, Audit, audit_index  # noqa: E402
 from pipeline.errors import PipelineInputError  # noqa: E402
 from pipeline.outputs import refuse_overlap  # noqa: E402
 from pipeline.splits import assign_splits, summarise  # noqa: E402
-from pipeline.stages.outcome import run_stage  # noqa: E402
+from pipeline.cli import run_stage  # noqa: E402
 from pipeline.tables import read_rows, write_rows  # noqa: E402
 
 

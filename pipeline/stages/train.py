@@ -16,7 +16,7 @@ require("train")
 
 from pipeline.config import ModelConfig, TrainConfig, load_params  # noqa: E402
 from pipeline.outputs import refuse_overlap  # noqa: E402
-from pipeline.stages.outcome import run_stage  # noqa: E402
+from pipeline.cli import run_stage  # noqa: E402
 from pipeline.training import train_and_predict  # noqa: E402
 
 
