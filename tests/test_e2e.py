@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sklearn.metrics import roc_auc_score
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,6 +23,15 @@ TINY = {
     "train": {"max_epochs": 2, "batch_size": 4},
     "evaluate": {"n_boot": 200},
 }
+
+
+def _patient_max_scores(path: Path) -> dict[str, dict[str, tuple[int, float]]]:
+    by_part: dict[str, dict[str, tuple[int, float]]] = {"val": {}, "test": {}}
+    with path.open() as handle:
+        for row in csv.DictReader(handle):
+            label, score = by_part[row["split"]].get(row["patient_id"], (int(row["label"]), float("-inf")))
+            by_part[row["split"]][row["patient_id"]] = (label, max(score, float(row["score"])))
+    return by_part
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -53,9 +63,14 @@ def repo(tmp_path_factory) -> Path:
 @pytest.mark.e2e
 def test_repro_writes_the_reports(repo):
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    patient_scores = _patient_max_scores(repo / "reports" / "predictions.csv")
     for part in ("val", "test"):
         m = metrics[part]
-        assert 0.0 <= m["auc"] <= 1.0
+        labels, scores = zip(*patient_scores[part].values())
+        # The reported AUC is the one scikit-learn computes from predictions.csv (patients
+        # scored by their highest series, evaluate.aggregate: max), not just any number.
+        assert m["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        assert m["n_patients"] == len(labels) and m["n_positive"] == sum(labels)
         lo, hi = m["auc_ci95"]
         assert lo <= m["auc"] <= hi
         assert m["n_positive"] >= 1 and m["n_patients"] > m["n_positive"]

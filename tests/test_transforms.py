@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.errors import ConfigError
 from pipeline.transforms import BatchAugment, deterministic_transforms, resolve_intensity
 
 
@@ -43,13 +44,25 @@ def test_marker_keeps_its_side_after_resampling(tmp_path):
     assert peak[0] > 32  # the marker stays on the +x half
 
 
-def test_two_d_from_volume_takes_a_slice(tmp_path):
+@pytest.mark.parametrize("widest", [3, 13])
+def test_two_d_from_volume_takes_the_slice_of_largest_body_area(tmp_path, widest):
+    """Body discs of radius 6 voxels on every slice but one, of radius 20 at ``widest``, whose
+    tissue alone is 200 HU: the 2D image must be that slice (its value and its wide disc)."""
+    x, y = np.meshgrid(np.arange(64), np.arange(64), indexing="ij")
+    r2 = (x - 32) ** 2 + (y - 32) ** 2
+    hu = np.full((64, 64, 20), -1000.0, np.float32)
+    hu[r2 < 6**2] = 40.0
+    hu[..., widest][r2 < 20**2] = 200.0
     path = tmp_path / "ct.nii.gz"
-    write_ct(path)
+    nib.save(nib.Nifti1Image(hu, np.diag([2.5, 2.5, 5.0, 1.0])), str(path))
     out = deterministic_transforms(
-        spatial_dims=2, pixdim=(5.0, 5.0), roi=(32, 32), hu_window=(-1000.0, 400.0), modality="CT"
+        spatial_dims=2, pixdim=(2.5, 2.5), roi=(64, 64), hu_window=(-1000.0, 400.0), modality="CT"
     )({"image": str(path)})["image"]
-    assert tuple(out.shape) == (1, 32, 32)
+    assert tuple(out.shape) == (1, 64, 64)
+    tissue = (200.0 + 1000.0) / 1400.0
+    assert torch.isclose(out.max(), torch.tensor(tissue), atol=0.01)
+    disc = (out[0] > 0.5 * tissue).sum().item()
+    assert disc > 0.8 * np.pi * 20**2  # the wide disc, not one of the radius-6 ones
 
 
 def test_non_ct_is_scaled_by_percentiles(tmp_path):
@@ -131,7 +144,7 @@ def test_auto_intensity_is_chosen_by_modality(modality, expected):
 
 
 def test_unknown_intensity_mode_is_named():
-    with pytest.raises(ValueError, match=r"'intensity' must be one of \['auto', .*\]; got 'minmax'"):
+    with pytest.raises(ConfigError, match=r"'preprocess.intensity' must be one of \['auto', .*\]; got 'minmax'"):
         resolve_intensity("minmax", "CR")
 
 
