@@ -154,3 +154,31 @@ def test_weights_none_and_a_checkpoint_file(repo):
     assert weights["source"] == "file"
     assert weights["file"] == checkpoint.name and len(weights["sha256"]) == 64
     assert "site-resnet18.pth" in (repo / "reports" / "report.html").read_text()
+
+
+def _declared_outs(repo: Path) -> list[str]:
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    outs = []
+    for stage in stages.values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                path = entry if isinstance(entry, str) else next(iter(entry))
+                outs.append(re.sub(r"\$\{(\w+)\.(\w+)\}", lambda m: str(params[m[1]][m[2]]), path))
+    return outs
+
+
+@pytest.mark.e2e
+def test_every_file_the_pipeline_writes_is_a_declared_out(repo):
+    """What a stage writes outside its declared outs is neither cached nor cleaned by DVC."""
+    outs = _declared_outs(repo)
+    inputs = {"dvc.yaml", "dvc.lock", "params.yaml", ".gitignore", ".dvcignore", "repro.log"}
+    stray = []
+    for path in repo.rglob("*"):
+        rel = path.relative_to(repo).as_posix()
+        ignored = rel in inputs or path.name == ".gitignore" or rel.split("/")[0] in {".git", ".dvc", "pipeline"}
+        if not path.is_file() or ignored:
+            continue
+        if not any(rel == out or rel.startswith(out.rstrip("/") + "/") for out in outs):
+            stray.append(rel)
+    assert not stray, f"written but not declared in dvc.yaml: {sorted(stray)[:10]}"
