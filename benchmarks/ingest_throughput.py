@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.io.ingest import ingest_cohort
 from pipeline.io.nifti import write_canonical
-from pipeline.io.scan import read_headers, walk
+from pipeline.io.scan import read_headers
+from pipeline.io.tree import walk
 from pipeline.io.series import group_series, plan_volume, read_planes
 
 TEMPLATE = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"

@@ -54,17 +54,12 @@ from pipeline.io.nifti import (
     load_nifti,
     write_canonical,
 )
-from pipeline.io.scan import (
-    DEFAULT_MAX_VOXELS,
-    FileRecord,
-    environment_error,
-    read_headers,
-    short_error,
-    uid_name,
-    walk,
-)
+from pipeline.io.dicom_values import uid_name
+from pipeline.io.failures import environment_error, short_error
+from pipeline.io.scan import DEFAULT_MAX_VOXELS, FileRecord, read_headers
 from pipeline.io.series import Candidate, PixelError, VolumePlan, group_series, plan_volume, read_planes
 from pipeline.io.store import IngestStore, code_fingerprint, file_state
+from pipeline.io.tree import walk
 from pipeline.outputs import refuse_overlap
 from pipeline.tables import write_rows
 

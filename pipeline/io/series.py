@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.io.deid import file_ref
-from pipeline.io.scan import CappedReader, DicomHeader, short_error
+from pipeline.io.dicom_header import DicomHeader
+from pipeline.io.dicom_read import CappedReader
+from pipeline.io.failures import short_error
 
 DUPLICATE_TOLERANCE_MM = 0.01
 """Two planes closer than this along the normal are the same slice position."""

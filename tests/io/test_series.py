@@ -7,7 +7,8 @@ import pydicom
 import pytest
 
 from pipeline.io.nifti import LPS_TO_RAS
-from pipeline.io.scan import read_header, walk
+from pipeline.io.scan import read_header
+from pipeline.io.tree import walk
 from pipeline.io.series import PixelError, Plane, VolumePlan, group_series, plan_volume, read_planes
 from tests.io.dicom_builders import (
     PYDICOM_FILES,
