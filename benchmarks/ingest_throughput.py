@@ -41,9 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.io.ingest import ingest_cohort
 from pipeline.io.nifti import write_canonical
+from pipeline.io.pixels import read_planes
 from pipeline.io.scan import read_headers
+from pipeline.io.series import group_series
 from pipeline.io.tree import walk
-from pipeline.io.series import group_series, plan_volume, read_planes
+from pipeline.io.volume_plan import plan_volume
 
 TEMPLATE = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
 

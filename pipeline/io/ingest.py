@@ -57,9 +57,11 @@ from pipeline.io.nifti import (
 from pipeline.io.dicom_values import uid_name
 from pipeline.io.failures import environment_error, short_error
 from pipeline.io.scan import DEFAULT_MAX_VOXELS, FileRecord, read_headers
-from pipeline.io.series import Candidate, PixelError, VolumePlan, group_series, plan_volume, read_planes
+from pipeline.io.pixels import PixelError, read_planes
+from pipeline.io.series import Candidate, group_series
 from pipeline.io.store import IngestStore, code_fingerprint, file_state
 from pipeline.io.tree import walk
+from pipeline.io.volume_plan import VolumePlan, plan_volume
 from pipeline.outputs import refuse_overlap
 from pipeline.tables import write_rows
 

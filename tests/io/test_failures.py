@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pipeline.io.failures import DependencyError, environment_error, short_error
+from pipeline.io.pixels import PixelError
 
 
 def test_an_import_error_behind_a_pixel_error_is_an_environment_error() -> None:
-    from pipeline.io.series import PixelError
-
     try:
         try:
             raise ModuleNotFoundError("No module named 'pylibjpeg'")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pydicom
+import pytest
 
+from pipeline.io.pixels import PixelError, read_planes
 from pipeline.io.scan import read_header
-from pipeline.io.series import Plane, VolumePlan, read_planes
+from pipeline.io.series import Plane
+from pipeline.io.volume_plan import VolumePlan
 from tests.io.dicom_builders import PYDICOM_FILES, site_packages
 
 
@@ -50,3 +55,14 @@ def test_a_modality_lut_sequence_is_applied_like_pydicom() -> None:
     ds = pydicom.dcmread(path)
     np.testing.assert_array_equal(ours[:, :, 0].T, apply_modality_lut(ds.pixel_array, ds))
     assert "Modality LUT Sequence applied" in notes
+
+
+def test_a_decoder_panic_quarantines_the_file_instead_of_ending_the_stage(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(PYDICOM_FILES / "MR_small_RLE.dcm")
+    ds.Columns = 15  # the Rust RLE decoder indexes past its buffer and panics (pyo3 PanicException)
+    ds.save_as(tmp_path / "rle.dcm")
+    record = read_header(tmp_path / "rle.dcm", "rle.dcm")
+    assert record.kind == "dicom"
+    plan = VolumePlan([Plane("rle.dcm", 0, None, None, None, None)], np.eye(4), None, True)
+    with pytest.raises(PixelError, match=r"pixel data cannot be decoded: PanicException: index out of bounds"):
+        read_planes(str(tmp_path), {"rle.dcm": record.dicom}, plan)
