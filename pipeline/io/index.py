@@ -14,7 +14,8 @@ from typing import Callable
 from pipeline.io.build_volume import BuildResult
 from pipeline.io.deid import TECHNICAL_KEYWORDS, Redactor, pseudonym, resolve_file_refs
 from pipeline.io.dicom_values import uid_name
-from pipeline.io.manifest import RESERVED_COLUMNS, Manifest, ManifestRow
+from pipeline.io.manifest import RESERVED_COLUMNS, Manifest
+from pipeline.io.manifest_rows import ManifestRow
 from pipeline.io.series_choice import Option
 from pipeline.tables import write_rows
 

@@ -40,7 +40,8 @@ from pipeline.io.deid import Redactor, file_ref, path_token
 from pipeline.io.index import index_row, patient_key, write_index
 from pipeline.io.ledger import Ledger
 from pipeline.io.locators import files_under, resolve_rows
-from pipeline.io.manifest import AUTO_ENCODING, Manifest, ManifestRow, read_manifest
+from pipeline.io.manifest import AUTO_ENCODING, Manifest, read_manifest
+from pipeline.io.manifest_rows import ManifestRow
 from pipeline.io.nifti import VOLUME_FORMATS, gzip_writer_name
 from pipeline.io.scan import DEFAULT_MAX_VOXELS, FileRecord
 from pipeline.io.series_choice import Option, choose_and_plan, row_options

@@ -1,14 +1,15 @@
 """Which files each manifest row selects: by path, by UID, or both (they narrow each other).
 
 A row must select at least one file, and no file may be selected by two rows; every
-row breaking either rule is reported at once (:class:`pipeline.io.manifest.RowError`).
+row breaking either rule is reported at once (:class:`pipeline.io.manifest_rows.RowError`).
 """
 
 from __future__ import annotations
 
 import bisect
 
-from pipeline.io.manifest import Manifest, ManifestRow, RowError
+from pipeline.io.manifest import Manifest
+from pipeline.io.manifest_rows import ManifestRow, RowError
 from pipeline.io.scan import FileRecord
 
 

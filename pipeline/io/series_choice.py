@@ -18,7 +18,8 @@ from pipeline.io.build_volume import BuildJob
 from pipeline.io.deid import pseudonym
 from pipeline.io.dicom_header import DicomHeader
 from pipeline.io.ledger import Ledger
-from pipeline.io.manifest import Manifest, ManifestRow, RowError
+from pipeline.io.manifest import Manifest
+from pipeline.io.manifest_rows import ManifestRow, RowError
 from pipeline.io.nifti import image_shape_problem
 from pipeline.io.scan import FileRecord
 from pipeline.io.series import Candidate, group_series

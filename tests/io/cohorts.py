@@ -71,3 +71,19 @@ def set_header(path: Path, **values: object) -> None:
     for keyword, value in values.items():
         setattr(ds, keyword, value)
     ds.save_as(path)
+
+
+def raw_folder(tmp_path: Path) -> Path:
+    """A raw folder with three one-file folders ``p1``, ``p2``, ``p3`` for manifest paths."""
+    raw = tmp_path / "raw"
+    for name in ("p1", "p2", "p3"):
+        (raw / name).mkdir(parents=True)
+        (raw / name / "x.dcm").write_bytes(b"")
+    return raw
+
+
+def write_manifest(tmp_path: Path, text: str) -> Path:
+    """``text`` as ``manifest.csv`` in ``tmp_path``."""
+    path = tmp_path / "manifest.csv"
+    path.write_text(text)
+    return path

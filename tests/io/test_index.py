@@ -7,7 +7,8 @@ from pathlib import Path
 from pipeline.io.build_volume import BuildResult
 from pipeline.io.index import index_row, patient_key
 from pipeline.io.ingest import ingest_cohort
-from pipeline.io.manifest import Manifest, ManifestRow
+from pipeline.io.manifest import Manifest
+from pipeline.io.manifest_rows import ManifestRow
 from pipeline.io.series_choice import Option
 from tests.io.cohorts import KEY, one_series_cohort, rows
 
