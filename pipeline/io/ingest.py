@@ -35,6 +35,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.errors import PipelineInputError
 from pipeline.io.build_volume import BuildJob, BuildResult
 from pipeline.io.deid import Redactor, file_ref, path_token
 from pipeline.io.index import index_row, patient_key, write_index
@@ -55,6 +56,10 @@ SPACING_POLICIES: tuple[str, ...] = ("reject", "resample")
 VOLUME_DIR = "volumes"
 INDEX_FILE = "index.csv"
 LEDGER_FILE = "ledger.csv"
+
+
+class RawFolderError(PipelineInputError):
+    """The raw folder ingest is asked to read is not an existing folder."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,8 @@ def ingest_cohort(
     Raises:
         ManifestError: the manifest has problems; every bad line is listed.
         DependencyError: reading files failed for want of a module (the environment).
+        RawFolderError: ``raw_dir`` is not an existing folder.
+        OutputOverlapError: an output folder overlaps an input.
         ValueError: an argument breaks its rule (message names it).
     """
     _check_settings(series_choice, spacing_policy, workers, volume_format)
@@ -190,7 +197,9 @@ def _check_folders(
     raw = Path(raw_dir).resolve()
     out = Path(out_dir).resolve()
     if not raw.is_dir():
-        raise ValueError(f"'raw_dir' must be an existing folder; got {str(raw_dir)!r}. Check the path in dvc.yaml/params.yaml.")
+        raise RawFolderError(
+            f"'raw_dir' must be an existing folder; got {str(raw_dir)!r}. Check the path in dvc.yaml/params.yaml."
+        )
     # Any overlap, not only out inside raw: out_dir=X with raw_dir=X/volumes once emptied the raw folder.
     refuse_overlap({"out_dir": out_dir}, {"raw_dir": raw_dir, "manifest": manifest_path}, stage="ingest")
     if store_dir is not None:

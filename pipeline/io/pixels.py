@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from pipeline.errors import PipelineInputError
 from pipeline.io.dicom_header import DicomHeader
 from pipeline.io.dicom_read import CappedReader
 from pipeline.io.failures import short_error
@@ -23,8 +24,12 @@ LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 """ITU-R BT.601 luma, used to turn colour images (ultrasound, secondary capture) grey."""
 
 
-class PixelError(RuntimeError):
-    """A file's pixels could not be read; ``path`` names it for the ledger."""
+class PixelError(PipelineInputError):
+    """A file's pixels could not be read; ``path`` names it for the ledger.
+
+    Ingest catches it and quarantines the file with :attr:`reason`; it reaches a user
+    only from a direct call of :func:`read_planes`.
+    """
 
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"{path}: {reason}")

@@ -10,9 +10,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from pipeline.errors import PipelineInputError
 from pipeline.io.deid import path_token, pseudonym
-from pipeline.io.ingest import ingest_cohort
+from pipeline.io.ingest import RawFolderError, ingest_cohort
 from pipeline.io.manifest import ManifestError
+from pipeline.outputs import OutputOverlapError
 from tests.io.cohorts import KEY, all_output_bytes, one_series_cohort, rows
 from tests.io.dicom_builders import PHI, PYDICOM_FILES, expected_from_slices, voxel_world_lps, write_ct_series
 
@@ -115,8 +117,15 @@ def test_a_gap_is_rejected_by_default_and_resampled_on_request(tmp_path: Path) -
 
 
 def test_outputs_inside_the_raw_folder_are_refused(cohort: dict) -> None:
-    with pytest.raises(ValueError, match=r"'out_dir' must not be inside 'raw_dir'"):
+    with pytest.raises(OutputOverlapError, match=r"'out_dir' must not be inside 'raw_dir'"):
         ingest_cohort(cohort["raw"], cohort["manifest"], cohort["raw"] / "out", pseudonym_key=KEY)
+
+
+def test_a_raw_folder_that_does_not_exist_is_named(cohort: dict, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-folder"
+    with pytest.raises(RawFolderError, match=rf"^'raw_dir' must be an existing folder; got '{missing}'\. Check the path") as caught:
+        ingest_cohort(missing, cohort["manifest"], cohort["out"], pseudonym_key=KEY)
+    assert isinstance(caught.value, PipelineInputError) and not cohort["out"].exists()
 
 
 def test_bad_options_name_the_valid_ones(cohort: dict) -> None:

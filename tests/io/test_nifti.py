@@ -7,6 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from pipeline.errors import PipelineInputError
 from pipeline.io.nifti import NiftiShapeError, NiftiSizeError, load_nifti, write_canonical
 from pipeline.io.scan import read_header
 from tests.io.dicom_builders import site_packages
@@ -55,8 +56,9 @@ def test_no_free_text_from_the_input_header_is_copied(tmp_path: Path) -> None:
 
 def test_a_four_dimensional_series_is_refused_with_its_shape() -> None:
     path = site_packages() / "nibabel" / "tests" / "data" / "functional.nii"
-    with pytest.raises(NiftiShapeError, match=r"image must be 2D or 3D; got shape 17x21x3x20"):
+    with pytest.raises(NiftiShapeError, match=r"image must be 2D or 3D; got shape 17x21x3x20") as caught:
         load_nifti(path)
+    assert isinstance(caught.value, PipelineInputError) and issubclass(NiftiSizeError, NiftiShapeError)
 
 
 def _write_declared(path: Path, shape: tuple[int, ...], dtype: type, data_bytes: int) -> None:

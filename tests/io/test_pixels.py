@@ -8,6 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from pipeline.errors import PipelineInputError
 from pipeline.io.pixels import PixelError, read_planes
 from pipeline.io.scan import read_header
 from pipeline.io.series import Plane
@@ -64,5 +65,7 @@ def test_a_decoder_panic_quarantines_the_file_instead_of_ending_the_stage(tmp_pa
     record = read_header(tmp_path / "rle.dcm", "rle.dcm")
     assert record.kind == "dicom"
     plan = VolumePlan([Plane("rle.dcm", 0, None, None, None, None)], np.eye(4), None, True)
-    with pytest.raises(PixelError, match=r"pixel data cannot be decoded: PanicException: index out of bounds"):
+    with pytest.raises(PixelError, match=r"^rle.dcm: pixel data cannot be decoded: PanicException: index out of bounds") as caught:
         read_planes(str(tmp_path), {"rle.dcm": record.dicom}, plan)
+    assert isinstance(caught.value, PipelineInputError)  # the file's fault, never a bug of ours
+    assert caught.value.path == "rle.dcm" and caught.value.reason.startswith("pixel data cannot be decoded")

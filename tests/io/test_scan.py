@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.errors import PipelineInputError
 from pipeline.io.failures import DependencyError
 from pipeline.io.scan import read_header, read_headers
 from pipeline.io.tree import walk
@@ -104,5 +105,6 @@ def test_a_missing_module_stops_the_scan_instead_of_quarantining_files(
         shutil.copyfile(PYDICOM_FILES / "CT_small.dcm", raw / f"{i}.dcm")
     monkeypatch.setitem(sys.modules, "pydicom", None)  # what an interpreter without pydicom does
     for workers in (1, 2):
-        with pytest.raises(DependencyError, match=r"ModuleNotFoundError: .*pydicom.* under the interpreter '.*python.*'.*\.venv.*make setup"):
+        with pytest.raises(DependencyError, match=r"ModuleNotFoundError: .*pydicom.* under the interpreter '.*python.*'.*\.venv.*make setup") as caught:
             read_headers(raw, walk(raw), workers=workers)
+        assert isinstance(caught.value, PipelineInputError)  # the stage edge prints it as one line

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.io.ingest import ingest_cohort
 from pipeline.io.store import HEADERS_FILE, IngestStore
+from pipeline.outputs import OutputOverlapError
 from tests.io.dicom_builders import PHI, write_ct_series, write_localizer
 
 KEY = "store-test-key-0123"
@@ -164,7 +165,7 @@ def test_a_volume_written_through_its_link_is_not_served(tmp_path: Path) -> None
 
 def test_the_store_may_not_overlap_the_inputs_or_the_output(tmp_path: Path) -> None:
     raw, manifest = _cohort(tmp_path, 1)
-    with pytest.raises(ValueError, match="'store' must not be inside 'raw_dir'"):
+    with pytest.raises(OutputOverlapError, match="'store' must not be inside 'raw_dir'"):
         _run(raw, manifest, tmp_path / "out", raw / "store")
-    with pytest.raises(ValueError, match="'store' must not be inside 'out_dir'"):
+    with pytest.raises(OutputOverlapError, match="'store' must not be inside 'out_dir'"):
         _run(raw, manifest, tmp_path / "out", tmp_path / "out" / "store")
