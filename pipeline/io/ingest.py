@@ -35,7 +35,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import PipelineInputError
+from pipeline.errors import ConfigError, PipelineInputError
 from pipeline.io.build_volume import BuildJob, BuildResult
 from pipeline.io.deid import Redactor, file_ref, path_token
 from pipeline.io.index import index_row, patient_key, write_index
@@ -43,16 +43,15 @@ from pipeline.io.ledger import Ledger
 from pipeline.io.locators import files_under, resolve_rows
 from pipeline.io.manifest import AUTO_ENCODING, Manifest, read_manifest
 from pipeline.io.manifest_rows import ManifestRow
-from pipeline.io.nifti import VOLUME_FORMATS, gzip_writer_name
+from pipeline.io.nifti import gzip_writer_name
 from pipeline.io.scan import DEFAULT_MAX_VOXELS, FileRecord
 from pipeline.io.series_choice import Option, choose_and_plan, row_options
 from pipeline.io.store import IngestStore, code_fingerprint
 from pipeline.io.tree import walk
 from pipeline.io.worker_pool import Progress, WorkerPool, cached_headers, run_jobs
 from pipeline.outputs import refuse_overlap
+from pipeline.rules import SERIES_CHOICES, SPACING_POLICIES, VOLUME_FORMATS, check_choice
 
-SERIES_CHOICES: tuple[str, ...] = ("most_slices", "error")
-SPACING_POLICIES: tuple[str, ...] = ("reject", "resample")
 VOLUME_DIR = "volumes"
 INDEX_FILE = "index.csv"
 LEDGER_FILE = "ledger.csv"
@@ -150,7 +149,7 @@ def ingest_cohort(
             position is present but unparseable, with 1 mm / axial assumed and noted;
             by default such a file is quarantined.
         max_voxels: a file declaring more voxels is quarantined from its header alone.
-        volume_format: ``nii`` or ``nii.gz`` (see :data:`pipeline.io.nifti.VOLUME_FORMATS`).
+        volume_format: ``nii`` or ``nii.gz`` (:data:`pipeline.rules.VOLUME_FORMATS`).
         store_dir: a folder kept between runs (:mod:`pipeline.io.store`); unchanged files
             and series are taken from it instead of read again. ``None``: read everything.
         progress: called as ``progress(phase, files_done, files_total)`` while reading.
@@ -163,7 +162,7 @@ def ingest_cohort(
         DependencyError: reading files failed for want of a module (the environment).
         RawFolderError: ``raw_dir`` is not an existing folder.
         OutputOverlapError: an output folder overlaps an input.
-        ValueError: an argument breaks its rule (message names it).
+        ConfigError: an argument breaks its rule (the message names it and the valid values).
     """
     _check_settings(series_choice, spacing_policy, workers, volume_format)
     raw, out = _check_folders(raw_dir, manifest_path, out_dir, store_dir)
@@ -180,14 +179,12 @@ def ingest_cohort(
 
 
 def _check_settings(series_choice: str, spacing_policy: str, workers: int, volume_format: str) -> None:
-    if series_choice not in SERIES_CHOICES:
-        raise ValueError(f"'series_choice' must be one of {list(SERIES_CHOICES)}; got {series_choice!r}.")
-    if spacing_policy not in SPACING_POLICIES:
-        raise ValueError(f"'spacing_policy' must be one of {list(SPACING_POLICIES)}; got {spacing_policy!r}.")
+    """The rules :class:`pipeline.config.IngestConfig` applies, for callers that skip it."""
+    check_choice("series_choice", series_choice, SERIES_CHOICES)
+    check_choice("spacing_policy", spacing_policy, SPACING_POLICIES)
     if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"'workers' must be an integer >= 1; got {workers!r}.")
-    if volume_format not in VOLUME_FORMATS:
-        raise ValueError(f"'volume_format' must be one of {list(VOLUME_FORMATS)}; got {volume_format!r}.")
+        raise ConfigError(f"'workers' must be an integer >= 1; got {workers!r}.")
+    check_choice("volume_format", volume_format, VOLUME_FORMATS)
 
 
 def _check_folders(

@@ -232,10 +232,6 @@ def _read_voxels(path: str, layout: NiftiLayout) -> np.ndarray:
     return array
 
 
-VOLUME_FORMATS: tuple[str, ...] = ("nii", "nii.gz")
-"""Formats of the canonical volumes: uncompressed (fastest to write and to read back;
-DVC stores it as it is) or gzip (a quarter to a half of the disk for CT, slower)."""
-
 GZIP_LEVEL = 1
 """Deflate level of ``.nii.gz`` outputs: nibabel's default; higher levels save a few
 percent of disk for several times the time."""

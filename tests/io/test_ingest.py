@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pipeline.errors import PipelineInputError
+from pipeline.errors import ConfigError, PipelineInputError
 from pipeline.io.deid import path_token, pseudonym
 from pipeline.io.ingest import RawFolderError, ingest_cohort
 from pipeline.io.manifest import ManifestError
@@ -128,9 +128,20 @@ def test_a_raw_folder_that_does_not_exist_is_named(cohort: dict, tmp_path: Path)
     assert isinstance(caught.value, PipelineInputError) and not cohort["out"].exists()
 
 
-def test_bad_options_name_the_valid_ones(cohort: dict) -> None:
-    with pytest.raises(ValueError, match=r"'spacing_policy' must be one of \['reject', 'resample'\]; got 'drop'"):
-        ingest_cohort(cohort["raw"], cohort["manifest"], cohort["out"], pseudonym_key=KEY, spacing_policy="drop")
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("spacing_policy", "drop", r"'spacing_policy' must be one of \['reject', 'resample'\]; got 'drop'\."),
+        ("series_choice", "largest", r"'series_choice' must be one of \['most_slices', 'error'\]; got 'largest'\."),
+        ("volume_format", "nrrd", r"'volume_format' must be one of \['nii', 'nii.gz'\]; got 'nrrd'\."),
+        ("workers", 0, r"'workers' must be an integer >= 1; got 0\."),
+        ("workers", "2", r"'workers' must be an integer >= 1; got '2'\."),
+    ],
+)
+def test_bad_options_name_the_valid_ones(cohort: dict, setting: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{message}$"):
+        ingest_cohort(cohort["raw"], cohort["manifest"], cohort["out"], pseudonym_key=KEY, **{setting: value})
+    assert not cohort["out"].exists()
 
 
 def test_the_io_package_stays_free_of_torch_and_lightning() -> None:
