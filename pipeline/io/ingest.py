@@ -41,10 +41,10 @@ from pipeline.io.deid import Redactor, file_ref, path_token
 from pipeline.io.index import index_row, patient_key, write_index
 from pipeline.io.ledger import Ledger
 from pipeline.io.locators import files_under, resolve_rows
-from pipeline.io.manifest import AUTO_ENCODING, Manifest, read_manifest
+from pipeline.io.manifest import Manifest, read_manifest
 from pipeline.io.manifest_rows import ManifestRow
 from pipeline.io.nifti import gzip_writer_name
-from pipeline.io.scan import DEFAULT_MAX_VOXELS, FileRecord
+from pipeline.io.scan import FileRecord
 from pipeline.io.series_choice import Option, choose_and_plan, row_options
 from pipeline.io.store import IngestStore, code_fingerprint
 from pipeline.io.tree import walk
@@ -121,17 +121,21 @@ def ingest_cohort(
     out_dir: str | Path,
     *,
     pseudonym_key: str,
-    series_choice: str = "most_slices",
-    spacing_policy: str = "reject",
-    workers: int = 1,
-    manifest_encoding: str = AUTO_ENCODING,
-    assume_missing_geometry: bool = False,
-    max_voxels: int = DEFAULT_MAX_VOXELS,
-    volume_format: str = "nii",
+    series_choice: str,
+    spacing_policy: str,
+    workers: int,
+    manifest_encoding: str,
+    assume_missing_geometry: bool,
+    max_voxels: int,
+    volume_format: str,
     store_dir: str | Path | None = None,
     progress: Progress | None = None,
 ) -> IngestSummary:
     """Ingest a raw DICOM/NIfTI export listed by a manifest.
+
+    The settings from ``pseudonym_key`` to ``volume_format`` are the keys of the
+    ``ingest`` block of params.yaml (:class:`pipeline.config.IngestConfig`) and have no
+    defaults here, so a value can only come from there or from the caller.
 
     Args:
         raw_dir: folder holding the export; every file under it gets a ledger row.
@@ -139,15 +143,14 @@ def ingest_cohort(
         out_dir: receives ``volumes/``, ``index.csv`` and ``ledger.csv``; must not be,
             contain or lie inside ``raw_dir`` or the manifest.
         pseudonym_key: secret of the keyed hash for patient ids and series keys.
-        series_choice: ``most_slices``: when a row matches several series, keep the
-            one with most planes (ties: larger matrix, then key) and record the others
-            as skipped; ``error``: stop and list such rows.
+        series_choice: ``most_slices`` (keep the series with most planes, record the
+            others as skipped; :mod:`pipeline.io.series_choice`) or ``error``.
         spacing_policy: ``reject`` or ``resample`` a series with non-uniform spacing.
         workers: processes for header reading and volume building.
         manifest_encoding: ``auto`` or a codec name (see :func:`read_manifest`).
         assume_missing_geometry: ingest a DICOM file whose spacing, orientation or
-            position is present but unparseable, with 1 mm / axial assumed and noted;
-            by default such a file is quarantined.
+            position is present but unparseable, with 1 mm / axial assumed and noted,
+            instead of quarantining it.
         max_voxels: a file declaring more voxels is quarantined from its header alone.
         volume_format: ``nii`` or ``nii.gz`` (:data:`pipeline.rules.VOLUME_FORMATS`).
         store_dir: a folder kept between runs (:mod:`pipeline.io.store`); unchanged files
@@ -166,16 +169,19 @@ def ingest_cohort(
     """
     _check_settings(series_choice, spacing_policy, workers, volume_format)
     raw, out = _check_folders(raw_dir, manifest_path, out_dir, store_dir)
+    shaping = (volume_format, series_choice, spacing_policy, str(assume_missing_geometry), str(max_voxels))
     with ExitStack() as stack:
         pool = WorkerPool(workers, stack)
-        store = None
-        if store_dir is not None:
-            settings = (code_fingerprint((gzip_writer_name(),)), volume_format, series_choice, spacing_policy,
-                        str(assume_missing_geometry), str(max_voxels))
-            store = IngestStore(store_dir, pseudonym_key, settings)
         run = _Run(raw, out, pseudonym_key, series_choice, spacing_policy, assume_missing_geometry, max_voxels,
-                   "." + volume_format, pool, store, progress or _quiet)
+                   "." + volume_format, pool, _open_store(store_dir, pseudonym_key, shaping), progress or _quiet)
         return _ingest(run, manifest_path, manifest_encoding)
+
+
+def _open_store(store_dir: str | Path | None, key: str, shaping: tuple[str, ...]) -> IngestStore | None:
+    """The store for this run's code and the settings that shape its results; ``None`` without one."""
+    if store_dir is None:
+        return None
+    return IngestStore(store_dir, key, (code_fingerprint((gzip_writer_name(),)), *shaping))
 
 
 def _check_settings(series_choice: str, spacing_policy: str, workers: int, volume_format: str) -> None:
@@ -208,7 +214,7 @@ def _check_folders(
 
 def _ingest(run: _Run, manifest_path: str | Path, manifest_encoding: str) -> IngestSummary:
     """:func:`ingest_cohort` after its arguments are checked (the steps of the module docstring)."""
-    manifest = read_manifest(manifest_path, run.raw, manifest_encoding)
+    manifest = read_manifest(manifest_path, run.raw, encoding=manifest_encoding)
     files = walk(run.raw)
     manifest_rel = _relative_to(Path(manifest_path).resolve(), run.raw)
     ledger = Ledger(files)

@@ -99,7 +99,7 @@ class Manifest:
             raise ManifestError(self.source, errors)
 
 
-def read_manifest(path: str | Path, raw_dir: str | Path, encoding: str = AUTO_ENCODING) -> Manifest:
+def read_manifest(path: str | Path, raw_dir: str | Path, *, encoding: str) -> Manifest:
     """Parse and check the manifest; problems are collected, not raised.
 
     The rows are checked by :func:`pipeline.io.manifest_rows.check_rows`. Locators by UID
@@ -109,8 +109,8 @@ def read_manifest(path: str | Path, raw_dir: str | Path, encoding: str = AUTO_EN
     Args:
         path: the manifest CSV.
         raw_dir: the folder ``path`` locators are relative to.
-        encoding: ``auto`` (UTF-8 with or without BOM, UTF-16 or UTF-32 with BOM) or
-            a Python codec name (``cp1252``, ``latin-1``) for other exports.
+        encoding: ``ingest.manifest_encoding``: ``auto`` (UTF-8 with or without BOM,
+            UTF-16 or UTF-32 with BOM) or a Python codec name (``cp1252``, ``latin-1``).
 
     Returns:
         The manifest; call :meth:`Manifest.raise_if_invalid` to stop on errors.

@@ -35,9 +35,6 @@ from pipeline.io.tree import not_regular
 
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
 
-DEFAULT_MAX_VOXELS = 2**31
-"""``ingest.max_voxels`` of params.yaml, for callers outside a stage (tests, notebooks)."""
-
 _NON_IMAGE_PREFIXES: tuple[tuple[str, str], ...] = (
     ("1.2.840.10008.1.3.10", "DICOMDIR (media directory index)"),
     ("1.2.840.10008.5.1.4.1.1.88.", "structured report or key object selection"),
@@ -107,16 +104,15 @@ class FileRecord:
     geometry: str = ""
 
 
-def read_headers(
-    raw_dir: str | Path, paths: list[str], workers: int, max_voxels: int = DEFAULT_MAX_VOXELS
-) -> list[FileRecord]:
+def read_headers(raw_dir: str | Path, paths: list[str], *, workers: int, max_voxels: int) -> list[FileRecord]:
     """Read and classify each file's header, in ``workers`` processes.
 
     Args:
         raw_dir: the root the paths are relative to.
         paths: relative POSIX paths.
         workers: processes; 1 reads in this process (no pool start-up cost).
-        max_voxels: a file declaring more voxels is quarantined from its header alone.
+        max_voxels: a file declaring more voxels is quarantined from its header alone
+            (``ingest.max_voxels``).
 
     Returns:
         One record per path, in the same order. Never raises for a bad file.
@@ -130,8 +126,8 @@ def read_headers(
         return list(pool.map(_read_one, jobs, chunksize=chunk))
 
 
-def read_header(full_path: str | Path, rel_path: str, max_voxels: int = DEFAULT_MAX_VOXELS) -> FileRecord:
-    """Classify one file; see the module docstring for the kinds."""
+def read_header(full_path: str | Path, rel_path: str, *, max_voxels: int) -> FileRecord:
+    """Classify one file (see the module docstring for the kinds); ``max_voxels`` as in :func:`read_headers`."""
     full = str(full_path)
     root = full[: len(full) - len(rel_path)] if full.endswith(rel_path) else os.path.dirname(full)
     return _classify(root or ".", full, rel_path, max_voxels)

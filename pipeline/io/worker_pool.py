@@ -56,12 +56,13 @@ def cached_headers(
     fresh: dict[str, FileRecord] = {}
     progress("headers", len(records), len(wanted))
     if pool.workers <= 1 or len(missing) < 8:
-        fresh = {r.path: r for r in read_headers(raw, missing, 1, max_voxels)}
+        fresh = {r.path: r for r in read_headers(raw, missing, workers=1, max_voxels=max_voxels)}
     else:
         # At least 8 tasks per worker: with few large ones, one worker is left with the last.
         size = max(1, min(HEADER_BATCH, -(-len(missing) // (pool.workers * 8))))
         batches = [missing[i : i + size] for i in range(0, len(missing), size)]
-        futures = [pool.executor().submit(read_headers, raw, batch, 1, max_voxels) for batch in batches]
+        submit = pool.executor().submit
+        futures = [submit(read_headers, raw, batch, workers=1, max_voxels=max_voxels) for batch in batches]
         for future in as_completed(futures):
             fresh.update((r.path, r) for r in future.result())
             progress("headers", len(records) + len(fresh), len(wanted))

@@ -172,10 +172,11 @@ def image_headers(folder: Path) -> dict:
     """The DICOM image headers under ``folder`` (relative path -> header), as the scan reads them."""
     from pipeline.io.scan import read_header
     from pipeline.io.tree import walk
+    from tests.io.shipped import MAX_VOXELS
 
     headers = {}
     for rel in walk(folder):
-        record = read_header(folder / rel, rel)
+        record = read_header(folder / rel, rel, max_voxels=MAX_VOXELS)
         if record.kind == "dicom":
             headers[rel] = record.dicom
     return headers

@@ -83,7 +83,7 @@ HOSTILE_PEAK_BYTES = 400 * 2**20
 """Peak RSS allowed while one hostile header is classified (imports take about 150 MB)."""
 
 
-def classify_in_subprocess(path: Path, max_voxels: int = 2**31) -> tuple[str, str, float]:
+def classify_in_subprocess(path: Path, *, max_voxels: int) -> tuple[str, str, float]:
     """``(kind, reason, peak bytes)`` of :func:`pipeline.io.scan.read_header` on ``path``, in a fresh process."""
     code = (
         "import json; from pipeline.io.scan import read_header; "

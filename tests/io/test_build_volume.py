@@ -10,13 +10,14 @@ from pipeline.io.deid import path_token
 from pipeline.io.ingest import ingest_cohort
 from tests.io.cohorts import KEY, one_series_cohort, rows, set_header
 from tests.io.dicom_builders import site_packages
+from tests.io.shipped import ingest_settings
 
 
 def test_a_rescale_overflow_quarantines_the_file_that_declares_it(tmp_path: Path) -> None:
     raw, manifest, info = one_series_cohort(tmp_path)
     bad = info["paths"][2]
     set_header(bad, RescaleSlope=1e20)
-    ingest_cohort(raw, manifest, tmp_path / "out", pseudonym_key=KEY)
+    ingest_cohort(raw, manifest, tmp_path / "out", pseudonym_key=KEY, **ingest_settings())
     ledger = {r["path"]: r for r in rows(tmp_path / "out" / "ledger.csv")}
     row = ledger[path_token(KEY, bad.relative_to(raw).as_posix())]
     assert row["status"] == "quarantined" and "Rescale Slope 1e+20" in row["reason"]

@@ -11,6 +11,7 @@ import pytest
 from pipeline.io.scan import read_header
 from tests.io.dicom_builders import PYDICOM_FILES
 from tests.io.peak_rss import HOSTILE_PEAK_BYTES, classify_in_subprocess
+from tests.io.shipped import MAX_VOXELS
 
 
 @pytest.mark.parametrize(
@@ -57,6 +58,6 @@ def test_a_compressed_image_expanding_past_the_ratio_limit_is_quarantined(tmp_pa
     ds = pydicom.dcmread(PYDICOM_FILES / "JPEG2000.dcm")
     ds.Rows, ds.Columns = 16384, 16384  # 512 MiB decoded from a few hundred bytes
     ds.save_as(tmp_path / "bomb.dcm")
-    record = read_header(tmp_path / "bomb.dcm", "bomb.dcm")
+    record = read_header(tmp_path / "bomb.dcm", "bomb.dcm", max_voxels=MAX_VOXELS)
     assert record.kind == "quarantined"
     assert "decompression bomb" in record.reason and "536,870,912 bytes" in record.reason

@@ -8,6 +8,7 @@ import pytest
 from pipeline.io.dicom_header import geometry_problem
 from pipeline.io.scan import read_header
 from tests.io.dicom_builders import PYDICOM_FILES, site_packages
+from tests.io.shipped import MAX_VOXELS
 
 
 @pytest.mark.parametrize(
@@ -31,7 +32,7 @@ def test_a_present_but_unusable_geometry_value_is_named(keyword: str, value: obj
 
 def test_an_enhanced_ct_gets_positions_and_rescale_values_per_frame() -> None:
     path = site_packages() / "data_store" / "data" / "eCT_Supplemental.dcm"
-    header = read_header(path, path.name).dicom
+    header = read_header(path, path.name, max_voxels=MAX_VOXELS).dicom
     assert header is not None and header.frames == 2
     ds = pydicom.dcmread(path)
     expected = [tuple(float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient)
@@ -40,9 +41,10 @@ def test_an_enhanced_ct_gets_positions_and_rescale_values_per_frame() -> None:
 
 
 def test_uncompressed_grey_pixels_get_their_offset_and_dtype_and_compressed_ones_none() -> None:
-    plain = read_header(PYDICOM_FILES / "CT_small.dcm", "CT_small.dcm").dicom
-    big_endian = read_header(PYDICOM_FILES / "MR_small_bigendian.dcm", "MR_small_bigendian.dcm").dicom
-    compressed = read_header(PYDICOM_FILES / "JPEG2000.dcm", "JPEG2000.dcm").dicom
+    plain = read_header(PYDICOM_FILES / "CT_small.dcm", "CT_small.dcm", max_voxels=MAX_VOXELS).dicom
+    big_endian = read_header(PYDICOM_FILES / "MR_small_bigendian.dcm", "MR_small_bigendian.dcm",
+                             max_voxels=MAX_VOXELS).dicom
+    compressed = read_header(PYDICOM_FILES / "JPEG2000.dcm", "JPEG2000.dcm", max_voxels=MAX_VOXELS).dicom
     assert plain is not None and big_endian is not None and compressed is not None
     offset, dtype = plain.native  # type: ignore[misc]
     ds = pydicom.dcmread(PYDICOM_FILES / "CT_small.dcm")

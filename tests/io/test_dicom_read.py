@@ -11,6 +11,7 @@ from pipeline.io.dicom_read import CappedReader
 from pipeline.io.scan import read_header
 from tests.io.dicom_builders import PYDICOM_FILES
 from tests.io.peak_rss import HOSTILE_PEAK_BYTES, classify_in_subprocess
+from tests.io.shipped import MAX_VOXELS
 
 
 def _deflated_bomb(path: Path, inflated_bytes: int) -> None:
@@ -35,10 +36,10 @@ def _deflated_bomb(path: Path, inflated_bytes: int) -> None:
 def test_a_deflated_dataset_bomb_is_refused_before_it_is_inflated(tmp_path: Path) -> None:
     _deflated_bomb(tmp_path / "dfl.dcm", 128 * 2**20)
     assert (tmp_path / "dfl.dcm").stat().st_size < 200_000
-    kind, reason, peak = classify_in_subprocess(tmp_path / "dfl.dcm")
+    kind, reason, peak = classify_in_subprocess(tmp_path / "dfl.dcm", max_voxels=MAX_VOXELS)
     assert kind == "quarantined" and "decompression bomb: the deflated dataset" in reason
     assert peak < HOSTILE_PEAK_BYTES
-    assert read_header(PYDICOM_FILES / "image_dfl.dcm", "image_dfl.dcm").kind == "dicom"
+    assert read_header(PYDICOM_FILES / "image_dfl.dcm", "image_dfl.dcm", max_voxels=MAX_VOXELS).kind == "dicom"
 
 
 def test_a_read_never_asks_for_more_bytes_than_the_file_has_left(tmp_path: Path) -> None:

@@ -11,11 +11,12 @@ from pipeline.io.manifest import Manifest
 from pipeline.io.manifest_rows import ManifestRow
 from pipeline.io.series_choice import Option
 from tests.io.cohorts import KEY, one_series_cohort, rows
+from tests.io.shipped import ingest_settings
 
 
 def test_index_cells_that_look_like_formulas_are_neutralised(tmp_path: Path) -> None:
     raw, manifest, _ = one_series_cohort(tmp_path)
-    ingest_cohort(raw, manifest, tmp_path / "out", pseudonym_key=KEY)
+    ingest_cohort(raw, manifest, tmp_path / "out", pseudonym_key=KEY, **ingest_settings())
     assert rows(tmp_path / "out" / "index.csv")[0]["site"] == "'=cmd|' /C calc'!A0"
 
 

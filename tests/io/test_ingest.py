@@ -17,10 +17,12 @@ from pipeline.io.manifest import ManifestError
 from pipeline.outputs import OutputOverlapError
 from tests.io.cohorts import KEY, all_output_bytes, one_series_cohort, rows
 from tests.io.dicom_builders import PHI, PYDICOM_FILES, expected_from_slices, voxel_world_lps, write_ct_series
+from tests.io.shipped import ingest_settings
 
 
 def test_a_demo_shaped_cohort_is_ingested_and_every_file_accounted_for(cohort: dict) -> None:
-    summary = ingest_cohort(cohort["raw"], cohort["manifest"], cohort["out"], pseudonym_key=KEY, workers=2)
+    summary = ingest_cohort(cohort["raw"], cohort["manifest"], cohort["out"], pseudonym_key=KEY,
+                            **ingest_settings(workers=2))
     out = cohort["out"]
     ledger = rows(out / "ledger.csv")
     n_files = sum(1 for p in cohort["raw"].rglob("*") if p.is_file())
@@ -75,7 +77,7 @@ def test_manifest_errors_list_every_bad_row_before_anything_is_written(cohort: d
         "E,0,f3a9/,\n"
     )
     with pytest.raises(ManifestError) as caught:
-        ingest_cohort(cohort["raw"], cohort["manifest"], cohort["out"], pseudonym_key=KEY)
+        ingest_cohort(cohort["raw"], cohort["manifest"], cohort["out"], pseudonym_key=KEY, **ingest_settings())
     message = str(caught.value)
     assert "found 4 problem(s)" in message
     assert "line 3: 'label' (column 2) must be 0 or 1; got a word of 3 letters" in message
@@ -95,7 +97,7 @@ def test_a_row_whose_files_are_all_unreadable_is_recorded_and_the_run_goes_on(co
     shutil.copyfile(PYDICOM_FILES / "MR_truncated.dcm", broken / "b.dcm")
     with cohort["manifest"].open("a") as handle:
         handle.write("PX-4,0,broken,test,site_b\n")
-    summary = ingest_cohort(cohort["raw"], cohort["manifest"], cohort["out"], pseudonym_key=KEY)
+    summary = ingest_cohort(cohort["raw"], cohort["manifest"], cohort["out"], pseudonym_key=KEY, **ingest_settings())
     assert summary.rows_without_volume == (5,)
     assert "1 rows without a volume (see ledger.csv): lines 5" in summary.line()
     statuses = {r["path"]: r["status"] for r in rows(cohort["out"] / "ledger.csv")}
@@ -107,10 +109,11 @@ def test_a_gap_is_rejected_by_default_and_resampled_on_request(tmp_path: Path) -
     write_ct_series(raw / "p", 8, missing=(4,))
     manifest = tmp_path / "m.csv"
     manifest.write_text("patient_id,label,path\nA,1,p\n")
-    rejected = ingest_cohort(raw, manifest, tmp_path / "out", pseudonym_key=KEY)
+    rejected = ingest_cohort(raw, manifest, tmp_path / "out", pseudonym_key=KEY, **ingest_settings())
     assert rejected.n_volumes == 0 and rejected.counts["skipped"] == 7
     assert "gap of 5 mm" in rows(tmp_path / "out" / "ledger.csv")[0]["reason"]
-    resampled = ingest_cohort(raw, manifest, tmp_path / "out", pseudonym_key=KEY, spacing_policy="resample")
+    resampled = ingest_cohort(raw, manifest, tmp_path / "out", pseudonym_key=KEY,
+                              **ingest_settings(spacing_policy="resample"))
     assert resampled.n_volumes == 1 and resampled.counts["ingested"] == 7
     row = rows(tmp_path / "out" / "index.csv")[0]
     assert row["shape"] == "128x128x8" and "resampled onto 2.5 mm" in row["ingest_note"]
@@ -118,13 +121,13 @@ def test_a_gap_is_rejected_by_default_and_resampled_on_request(tmp_path: Path) -
 
 def test_outputs_inside_the_raw_folder_are_refused(cohort: dict) -> None:
     with pytest.raises(OutputOverlapError, match=r"'out_dir' must not be inside 'raw_dir'"):
-        ingest_cohort(cohort["raw"], cohort["manifest"], cohort["raw"] / "out", pseudonym_key=KEY)
+        ingest_cohort(cohort["raw"], cohort["manifest"], cohort["raw"] / "out", pseudonym_key=KEY, **ingest_settings())
 
 
 def test_a_raw_folder_that_does_not_exist_is_named(cohort: dict, tmp_path: Path) -> None:
     missing = tmp_path / "no-such-folder"
     with pytest.raises(RawFolderError, match=rf"^'raw_dir' must be an existing folder; got '{missing}'\. Check the path") as caught:
-        ingest_cohort(missing, cohort["manifest"], cohort["out"], pseudonym_key=KEY)
+        ingest_cohort(missing, cohort["manifest"], cohort["out"], pseudonym_key=KEY, **ingest_settings())
     assert isinstance(caught.value, PipelineInputError) and not cohort["out"].exists()
 
 
@@ -140,7 +143,8 @@ def test_a_raw_folder_that_does_not_exist_is_named(cohort: dict, tmp_path: Path)
 )
 def test_bad_options_name_the_valid_ones(cohort: dict, setting: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=rf"^{message}$"):
-        ingest_cohort(cohort["raw"], cohort["manifest"], cohort["out"], pseudonym_key=KEY, **{setting: value})
+        ingest_cohort(cohort["raw"], cohort["manifest"], cohort["out"], pseudonym_key=KEY,
+                      **ingest_settings(**{setting: value}))
     assert not cohort["out"].exists()
 
 
@@ -149,12 +153,15 @@ def test_the_io_package_stays_free_of_torch_and_lightning() -> None:
     import sys
 
     code = (
-        "import sys, pipeline.io.ingest, pipeline.io.scan, pipeline.io.series, pipeline.io.nifti;"
+        "import importlib, pkgutil, sys, pipeline.io;"
+        "names = [m.name for m in pkgutil.iter_modules(pipeline.io.__path__)];"
+        "[importlib.import_module('pipeline.io.' + n) for n in names];"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'monai', 'lightning', 'pytorch_lightning'));"
-        "print(bad); sys.exit(1 if bad else 0)"
+        "print(len(names), bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert int(result.stdout.split()[0]) >= 20  # every module of the package was imported
 
 
 def test_file_names_that_are_not_utf8_are_hashed_and_ledgered(tmp_path: Path) -> None:
@@ -164,7 +171,30 @@ def test_file_names_that_are_not_utf8_are_hashed_and_ledgered(tmp_path: Path) ->
     (raw / "x").mkdir()
     with open(os.fsencode(raw / "x") + b"/M\xfcller_2.dcm", "wb") as handle:  # unreferenced
         handle.write(b"junk")
-    summary = ingest_cohort(raw, manifest, tmp_path / "out", pseudonym_key=KEY)
+    summary = ingest_cohort(raw, manifest, tmp_path / "out", pseudonym_key=KEY, **ingest_settings())
     assert summary.n_volumes == 1 and summary.counts["ingested"] == 4 and summary.counts["unreferenced"] == 1
     text = (tmp_path / "out" / "ledger.csv").read_bytes()
     assert b"ller" not in text and len(rows(tmp_path / "out" / "ledger.csv")) == 5
+
+
+def test_every_ingest_param_is_a_required_keyword_of_the_library() -> None:
+    """params.yaml is the one source of defaults: the library must not hold a second copy."""
+    import dataclasses
+    import inspect
+
+    from pipeline.config import IngestConfig
+    from pipeline.io.manifest import read_manifest
+    from pipeline.io.scan import read_header, read_headers
+
+    keys = [f.name for f in dataclasses.fields(IngestConfig)]
+    signature = inspect.signature(ingest_cohort).parameters
+    assert [k for k in keys if k not in signature] == []
+    for key in keys:
+        assert signature[key].kind is inspect.Parameter.KEYWORD_ONLY and signature[key].default is inspect.Parameter.empty, key
+    for function, key in ((read_header, "max_voxels"), (read_headers, "max_voxels"), (read_headers, "workers"),
+                          (read_manifest, "encoding")):
+        parameter = inspect.signature(function).parameters[key]
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is inspect.Parameter.empty
+    with pytest.raises(TypeError, match=r"missing 1 required keyword-only argument: 'max_voxels'"):
+        ingest_cohort("raw", "m.csv", "out", pseudonym_key=KEY,
+                      **{k: v for k, v in ingest_settings().items() if k != "max_voxels"})

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from pipeline.io.manifest import ManifestError, read_manifest
 from pipeline.io.manifest_rows import value_kind
 from tests.io.cohorts import raw_folder, write_manifest
+from tests.io.shipped import MANIFEST_ENCODING
 
 
 def test_every_bad_row_is_listed_with_its_line_number(tmp_path: Path) -> None:
@@ -29,7 +30,7 @@ def test_every_bad_row_is_listed_with_its_line_number(tmp_path: Path) -> None:
         "F,1,p1,train\n"  # 8 duplicate locator of line 2
         "A,0,p3,holdout\n"  # 9 bad split
     )
-    manifest = read_manifest(write_manifest(tmp_path, text), raw)
+    manifest = read_manifest(write_manifest(tmp_path, text), raw, encoding=MANIFEST_ENCODING)
     with pytest.raises(ManifestError) as caught:
         manifest.raise_if_invalid()
     message = str(caught.value)
@@ -50,7 +51,8 @@ def test_every_bad_row_is_listed_with_its_line_number(tmp_path: Path) -> None:
 
 def test_a_patient_with_two_labels_is_an_error(tmp_path: Path) -> None:
     raw = raw_folder(tmp_path)
-    manifest = read_manifest(write_manifest(tmp_path, "patient_id,label,path\nA,1,p1\nA,0,p2\n"), raw)
+    path = write_manifest(tmp_path, "patient_id,label,path\nA,1,p1\nA,0,p2\n")
+    manifest = read_manifest(path, raw, encoding=MANIFEST_ENCODING)
     with pytest.raises(ManifestError, match=r"line 3: 'label' must be the same for all rows of a patient; got 0"):
         manifest.raise_if_invalid()
 
@@ -64,7 +66,7 @@ def test_cells_with_identifiers_are_described_not_quoted(tmp_path: Path) -> None
         "MRN11112222,1,Doe_Jane_MRN11112222,train,extra_ACC99120455\n"
     )
     with pytest.raises(ManifestError) as caught:
-        read_manifest(write_manifest(tmp_path, text), raw).raise_if_invalid()
+        read_manifest(write_manifest(tmp_path, text), raw, encoding=MANIFEST_ENCODING).raise_if_invalid()
     message = str(caught.value)
     assert "line 2: 'label' (column 2) must be 0 or 1; got a number of 8 digit(s)" in message
     assert "line 2: 'split' (column 4) must be one of ['train', 'val', 'test']; got a date-like value" in message
@@ -86,7 +88,8 @@ def test_any_row_parses_or_errors_without_quoting_its_cells(cells: list[str], en
         csv.writer(buffer).writerows([["patient_id", "label", "path", "split"], cells])
         path = Path(folder) / "manifest.csv"
         path.write_bytes(buffer.getvalue().encode(encoding, "surrogatepass"))
-        manifest = read_manifest(path, raw)  # never anything but a Manifest or a ManifestError
+        # Never anything but a Manifest or a ManifestError:
+        manifest = read_manifest(path, raw, encoding=MANIFEST_ENCODING)
         assert manifest.rows or manifest.errors
         messages = " ".join(str(error) for error in manifest.errors).replace(str(raw), "")
     for cell in cells:

@@ -25,6 +25,7 @@ from tests.io.dicom_builders import (
     write_ct_series,
     write_localizer,
 )
+from tests.io.shipped import ingest_settings
 
 SOURCES = {
     "pydicom": PYDICOM_FILES,
@@ -85,7 +86,8 @@ def real_folder(tmp_path_factory: pytest.TempPathFactory) -> dict:
             writer.writerow([f"REAL-{number}", number % 2, rel, rel.split("/")[0]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        summary = ingest_cohort(raw, manifest, root / "out", pseudonym_key="real-files-key", workers=2)
+        summary = ingest_cohort(raw, manifest, root / "out", pseudonym_key="real-files-key",
+                                **ingest_settings(workers=2))
         pixel_images = {rel for rel in files if _is_pixel_image(raw / rel)}
     return {"raw": raw, "out": root / "out", "files": files, "summary": summary, "pixel_images": pixel_images, "built": built}
 

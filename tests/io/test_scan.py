@@ -14,6 +14,7 @@ from pipeline.io.failures import DependencyError
 from pipeline.io.scan import read_header, read_headers
 from pipeline.io.tree import walk
 from tests.io.dicom_builders import PYDICOM_FILES, site_packages, truncate
+from tests.io.shipped import MAX_VOXELS
 
 
 @pytest.mark.parametrize(
@@ -34,7 +35,7 @@ from tests.io.dicom_builders import PYDICOM_FILES, site_packages, truncate
 def test_real_files_are_classified(tmp_path: Path, name: str, kind: str, reason: str) -> None:
     copy = tmp_path / name
     shutil.copyfile(PYDICOM_FILES / name, copy)
-    record = read_header(copy, name)
+    record = read_header(copy, name, max_voxels=MAX_VOXELS)
     assert record.kind == kind
     assert reason in record.reason
 
@@ -42,8 +43,8 @@ def test_real_files_are_classified(tmp_path: Path, name: str, kind: str, reason:
 def test_dicomdir_and_nifti_are_classified(tmp_path: Path) -> None:
     shutil.copyfile(PYDICOM_FILES / "dicomdirtests" / "DICOMDIR", tmp_path / "DICOMDIR")
     shutil.copyfile(site_packages() / "nibabel" / "tests" / "data" / "anatomical.nii", tmp_path / "a.nii")
-    assert read_header(tmp_path / "DICOMDIR", "DICOMDIR").kind == "not_image"
-    nifti = read_header(tmp_path / "a.nii", "a.nii")
+    assert read_header(tmp_path / "DICOMDIR", "DICOMDIR", max_voxels=MAX_VOXELS).kind == "not_image"
+    nifti = read_header(tmp_path / "a.nii", "a.nii", max_voxels=MAX_VOXELS)
     assert nifti.kind == "nifti" and nifti.nifti is not None and nifti.nifti.shape == (33, 41, 25)
 
 
@@ -51,7 +52,7 @@ def test_a_truncated_copy_of_a_good_file_is_quarantined(tmp_path: Path) -> None:
     copy = tmp_path / "cut.dcm"
     shutil.copyfile(PYDICOM_FILES / "CT_small.dcm", copy)
     truncate(copy, 0.5)
-    record = read_header(copy, "cut.dcm")
+    record = read_header(copy, "cut.dcm", max_voxels=MAX_VOXELS)
     assert record.kind == "quarantined"
     assert "truncated" in record.reason
 
@@ -62,8 +63,8 @@ def test_header_scan_in_a_pool_matches_the_serial_scan(tmp_path: Path) -> None:
                  "MR_small_implicit.dcm", "MR_small_bigendian.dcm"):
         shutil.copyfile(PYDICOM_FILES / name, tmp_path / name)
     paths = walk(tmp_path)
-    serial = read_headers(tmp_path, paths, workers=1)
-    pooled = read_headers(tmp_path, paths, workers=2)
+    serial = read_headers(tmp_path, paths, workers=1, max_voxels=MAX_VOXELS)
+    pooled = read_headers(tmp_path, paths, workers=2, max_voxels=MAX_VOXELS)
     assert [(r.path, r.kind, r.reason) for r in serial] == [(r.path, r.kind, r.reason) for r in pooled]
 
 
@@ -87,7 +88,8 @@ def test_every_non_folder_entry_is_walked_and_only_files_inside_are_opened(tmp_p
     assert files == sorted(
         f"in/{n}" for n in ("ct.dcm", "to_outside.dcm", "to_inside.dcm", "broken.dcm", "folder_outside", "pipe.dcm")
     )
-    records = {r.path: r for r in read_headers(raw, files, workers=1)}  # a FIFO opened would block here
+    # A FIFO opened would block here:
+    records = {r.path: r for r in read_headers(raw, files, workers=1, max_voxels=MAX_VOXELS)}
     assert records["in/ct.dcm"].kind == records["in/to_inside.dcm"].kind == "dicom"
     assert "outside the raw folder; not followed" in records["in/to_outside.dcm"].reason
     assert "outside the raw folder" in records["in/folder_outside"].reason
@@ -106,5 +108,5 @@ def test_a_missing_module_stops_the_scan_instead_of_quarantining_files(
     monkeypatch.setitem(sys.modules, "pydicom", None)  # what an interpreter without pydicom does
     for workers in (1, 2):
         with pytest.raises(DependencyError, match=r"ModuleNotFoundError: .*pydicom.* under the interpreter '.*python.*'.*\.venv.*make setup") as caught:
-            read_headers(raw, walk(raw), workers=workers)
+            read_headers(raw, walk(raw), workers=workers, max_voxels=MAX_VOXELS)
         assert isinstance(caught.value, PipelineInputError)  # the stage edge prints it as one line

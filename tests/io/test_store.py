@@ -14,6 +14,7 @@ from pipeline.io.ingest import ingest_cohort
 from pipeline.io.store import HEADERS_FILE, IngestStore
 from pipeline.outputs import OutputOverlapError
 from tests.io.dicom_builders import PHI, write_ct_series, write_localizer
+from tests.io.shipped import ingest_settings
 
 KEY = "store-test-key-0123"
 
@@ -52,7 +53,7 @@ def _snapshot(out: Path) -> dict[str, bytes]:
 
 def _run(raw: Path, manifest: Path, out: Path, store: Path | None, key: str = KEY, **kw) -> Calls:
     calls = Calls()
-    ingest_cohort(raw, manifest, out, pseudonym_key=key, store_dir=store, progress=calls, **kw)
+    ingest_cohort(raw, manifest, out, pseudonym_key=key, store_dir=store, progress=calls, **ingest_settings(**kw))
     return calls
 
 

@@ -20,6 +20,7 @@ from tests.io.dicom_builders import (
     voxel_world_lps,
     write_ct_series,
 )
+from tests.io.shipped import MAX_VOXELS
 
 
 def test_slices_are_ordered_by_position_not_by_name_or_instance_number(tmp_path: Path) -> None:
@@ -80,7 +81,7 @@ def test_the_affine_maps_every_voxel_onto_its_source_pixel_for_oblique_slices(tm
 
 def test_enhanced_ct_frames_are_placed_by_their_frame_positions() -> None:
     path = site_packages() / "data_store" / "data" / "eCT_Supplemental.dcm"
-    header = read_header(path, path.name).dicom
+    header = read_header(path, path.name, max_voxels=MAX_VOXELS).dicom
     assert header is not None and header.frames == 2 and header.positions is not None
     candidates, _ = group_series({path.name: header})
     plan = plan_volume(candidates[0], "reject").plan

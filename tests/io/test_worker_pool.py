@@ -9,6 +9,7 @@ from pipeline.io.scan import read_headers
 from pipeline.io.tree import walk
 from pipeline.io.worker_pool import WorkerPool, cached_headers
 from tests.io.dicom_builders import write_ct_series
+from tests.io.shipped import MAX_VOXELS
 
 
 def test_headers_read_in_the_pool_equal_a_serial_read_in_the_order_asked(tmp_path: Path) -> None:
@@ -17,8 +18,8 @@ def test_headers_read_in_the_pool_equal_a_serial_read_in_the_order_asked(tmp_pat
     wanted = list(reversed(walk(tmp_path)))  # not the order the workers finish in
     calls: list[tuple[str, int, int]] = []
     with ExitStack() as stack:
-        pooled = cached_headers(tmp_path, wanted, WorkerPool(2, stack), 2**31, None, lambda *c: calls.append(c))
-    serial = read_headers(tmp_path, wanted, 1, 2**31)
+        pooled = cached_headers(tmp_path, wanted, WorkerPool(2, stack), MAX_VOXELS, None, lambda *c: calls.append(c))
+    serial = read_headers(tmp_path, wanted, workers=1, max_voxels=MAX_VOXELS)
     assert list(pooled) == wanted
     assert [(r.path, r.kind, r.reason, r.dicom) for r in pooled.values()] == [
         (r.path, r.kind, r.reason, r.dicom) for r in serial
