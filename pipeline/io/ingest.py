@@ -133,9 +133,8 @@ def ingest_cohort(
 ) -> IngestSummary:
     """Ingest a raw DICOM/NIfTI export listed by a manifest.
 
-    The settings from ``pseudonym_key`` to ``volume_format`` are the keys of the
-    ``ingest`` block of params.yaml (:class:`pipeline.config.IngestConfig`) and have no
-    defaults here, so a value can only come from there or from the caller.
+    The settings ``pseudonym_key`` to ``volume_format`` are the ``ingest`` keys of
+    params.yaml (:class:`pipeline.config.IngestConfig`): no defaults here, by design.
 
     Args:
         raw_dir: folder holding the export; every file under it gets a ledger row.
