@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 import random
 import shutil
@@ -39,12 +40,24 @@ from pydicom.uid import generate_uid
 # The pipeline of the checkout this file is in, not whichever one the venv installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.config import IngestConfig, load_params
 from pipeline.io.ingest import ingest_cohort
 from pipeline.io.nifti import write_canonical
-from pipeline.io.scan import read_headers, walk
-from pipeline.io.series import group_series, plan_volume, read_planes
+from pipeline.io.pixels import read_planes
+from pipeline.io.scan import read_headers
+from pipeline.io.series import group_series
+from pipeline.io.tree import walk
+from pipeline.io.volume_plan import plan_volume
 
 TEMPLATE = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def shipped(workers: int) -> dict:
+    """The ``ingest`` settings params.yaml ships, with this run's workers: what the stage would do."""
+    config = IngestConfig.from_params(load_params(PARAMS))
+    settings = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "pseudonym_key"}
+    return {**settings, "workers": workers}
 
 
 def write_series(folder: Path, n_slices: int, matrix: int, seed: int, orientation=(1, 0, 0, 0, 1, 0)) -> None:
@@ -70,13 +83,13 @@ def write_series(folder: Path, n_slices: int, matrix: int, seed: int, orientatio
         ds.save_as(folder / f"{shuffle.getrandbits(48):012x}", enforce_file_format=True)
 
 
-def ours_volume(folder: Path, workers: int) -> np.ndarray:
+def ours_volume(folder: Path, settings: dict) -> np.ndarray:
     paths = walk(folder)
-    records = read_headers(folder, paths, workers)
+    records = read_headers(folder, paths, workers=settings["workers"], max_voxels=settings["max_voxels"])
     headers = {r.path: r.dicom for r in records if r.kind == "dicom"}
     candidates, _ = group_series(headers)
     best = max(candidates, key=lambda c: c.n_planes)
-    plan = plan_volume(best, "reject").plan
+    plan = plan_volume(best, settings["spacing_policy"]).plan
     volume, _ = read_planes(str(folder), best.headers, plan)
     return volume
 
@@ -139,10 +152,11 @@ def reingest(root: Path, n_series: int, slices: int, matrix: int, workers: int) 
     for folder in hidden:  # the ten new series are not in the raw folder on the first run
         folder.rename(parked / folder.name)
     store = root / "store"
+    settings = shipped(workers)
 
     def run(manifest: Path, out: str) -> float:
         start = time.perf_counter()
-        ingest_cohort(raw, manifest, root / out, pseudonym_key="benchmark-key", workers=workers, store_dir=store)
+        ingest_cohort(raw, manifest, root / out, pseudonym_key="benchmark-key", store_dir=store, **settings)
         return time.perf_counter() - start
 
     first = run(first_manifest, "c_out1")
@@ -164,6 +178,7 @@ def main() -> None:
     parser.add_argument("--cohort-slices", type=int, default=8)
     parser.add_argument("--cohort-matrix", type=int, default=128)
     args = parser.parse_args()
+    settings = shipped(args.workers)
     warnings.simplefilter("ignore")
     root = Path(tempfile.mkdtemp(prefix="ingest_bench_"))
     try:
@@ -178,7 +193,7 @@ def main() -> None:
         (root / "manifest.csv").write_text("patient_id,label,path\nA,1,p1\nB,0,p2\n")
         (root / "one.csv").write_text("patient_id,label,path\nA,1,.\n")
 
-        ours = ours_volume(series, args.workers)
+        ours = ours_volume(series, settings)
         theirs = monai_volume(series)
         # Both must hold the same HU slices (rows and columns possibly swapped); the order
         # along z is reported separately, since only ours is checked against the positions.
@@ -188,20 +203,21 @@ def main() -> None:
         print(f"cpu cores: {os.cpu_count()}, workers: {args.workers}, series: {args.slices} x {args.matrix}^2 int16")
         print(f"volumes: ours {ours.shape} {ours.dtype}, monai {theirs.shape} {theirs.dtype}; same slices: {same}, same z order: {same_order}")
 
-        t_ours = best_time(lambda: ours_volume(series, args.workers), args.repeats)
+        t_ours = best_time(lambda: ours_volume(series, settings), args.repeats)
         t_monai = best_time(lambda: monai_volume(series), args.repeats)
         t_stage = best_time(
-            lambda: ingest_cohort(series, root / "one.csv", root / "out1", pseudonym_key="benchmark-key", workers=args.workers),
+            lambda: ingest_cohort(series, root / "one.csv", root / "out1", pseudonym_key="benchmark-key", **settings),
             args.repeats,
         )
         t_gz = best_time(
             lambda: ingest_cohort(series, root / "one.csv", root / "out3", pseudonym_key="benchmark-key",
-                                  workers=args.workers, volume_format="nii.gz"),
+                                  **{**settings, "volume_format": "nii.gz"}),
             args.repeats,
         )
         n_mixed = args.slices + 2 + 120
         t_mixed = best_time(
-            lambda: ingest_cohort(mixed, root / "manifest.csv", root / "out2", pseudonym_key="benchmark-key", workers=args.workers),
+            lambda: ingest_cohort(mixed, root / "manifest.csv", root / "out2", pseudonym_key="benchmark-key",
+                                  **settings),
             args.repeats,
         )
         rate = {name: args.slices / t for name, t in (("ours", t_ours), ("monai", t_monai), ("stage", t_stage))}

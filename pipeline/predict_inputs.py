@@ -151,7 +151,7 @@ def cases_from_manifest(manifest: str | Path, raw_dir: str | Path, session: Path
     missing = set(summary.rows_without_volume)
     if missing:
         why = _no_series(out)
-        for row in read_manifest(manifest, Path(raw_dir).resolve(), config.manifest_encoding).rows:
+        for row in read_manifest(manifest, Path(raw_dir).resolve(), encoding=config.manifest_encoding).rows:
             if row.line in missing:
                 key = pseudonym(config.pseudonym_key, "patient", row.patient_id)
                 cases.append(Case(key, source, label=str(row.label), reason=f"manifest line {row.line}: {why}"))
@@ -168,6 +168,7 @@ def _ingest(raw: Path, manifest: Path, out: Path, config: IngestConfig):
         manifest_encoding=config.manifest_encoding,
         assume_missing_geometry=config.assume_missing_geometry,
         max_voxels=config.max_voxels,
+        volume_format="nii",  # the session's volumes are read once and deleted: uncompressed is fastest
     )
 
 

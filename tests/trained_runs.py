@@ -18,6 +18,7 @@ from pipeline.preprocessing import build_cache
 from pipeline.splits import assign_splits
 from pipeline.tables import read_rows, write_rows
 from pipeline.training import train_and_predict
+from tests.io.shipped import ingest_settings
 
 KEY = "tests-predict-key-0123"
 COHORT = {"n_patients": 12, "nifti_fraction": 0.25, "matrix": 48, "n_slices": 12, "pixel_spacing_mm": 6.0,
@@ -41,7 +42,7 @@ class Run:
 def make_cohort_and_index(root: Path) -> tuple[Path, Path, Path, Path]:
     """Write the cohort, ingest it with :data:`KEY` and split it; returns raw, manifest, index, split."""
     summary = make_cohort(root / "raw", root / "manifest.csv", seed=3, **COHORT)
-    ingest_cohort(summary.raw_dir, summary.manifest_path, root / "ingested", pseudonym_key=KEY)
+    ingest_cohort(summary.raw_dir, summary.manifest_path, root / "ingested", pseudonym_key=KEY, **ingest_settings())
     index_csv = root / "ingested" / "index.csv"
     splits = assign_splits(read_rows(index_csv), seed=0, val_fraction=0.3, test_fraction=0.3)
     split_csv = root / "split.csv"

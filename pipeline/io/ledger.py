@@ -100,7 +100,7 @@ class Ledger:
 
 def locate(raw_dir: str | Path, key: str, tokens: list[str] | None = None) -> list[tuple[str, str]]:
     """``(token path, real path)`` for the files under ``raw_dir`` (only ``tokens`` when given)."""
-    from pipeline.io.scan import walk
+    from pipeline.io.tree import walk
 
     wanted = set(tokens or [])
     pairs = [(path_token(key, rel), rel) for rel in walk(raw_dir)]

@@ -7,12 +7,10 @@ other), an optional ``split`` and any number of subgroup columns (``site``, ``se
 
 Why all errors at once: fixing a 2,000-row spreadsheet one error per run is how people
 give up and delete rows by hand. Every problem found is collected as a
-:class:`RowError` with its CSV line number, and :class:`ManifestError` lists them all.
-
-Messages name a bad cell by line and column and say what kind of value it holds (an
-empty cell, a number of 9 digits, a date-like value...), never its text: the cells are
-patient ids, birth dates and folders named after patients, and these messages go to
-logs. Header cells are echoed only when they are column names ingest knows.
+:class:`~pipeline.io.manifest_rows.RowError` with its CSV line number (the rows are
+checked in :mod:`pipeline.io.manifest_rows`), and :class:`ManifestError` lists them all.
+No message quotes a cell; header cells are echoed only when they are column names
+ingest knows.
 
 Encodings: UTF-8 with or without a byte-order mark and UTF-16 with one (Excel's "CSV
 UTF-8" and "Unicode text") are read as they are; anything else stops with the line of the
@@ -24,16 +22,13 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import re
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline.errors import PipelineInputError
 from pipeline.io.deid import TECHNICAL_KEYWORDS, is_identifier_column
+from pipeline.io.manifest_rows import LOCATOR_COLUMNS, REQUIRED_COLUMNS, ManifestRow, RowError, check_rows
 
-LOCATOR_COLUMNS: tuple[str, ...] = ("path", "series_uid", "study_uid")
-REQUIRED_COLUMNS: tuple[str, ...] = ("patient_id", "label")
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 RESERVED_COLUMNS: tuple[str, ...] = (
     "series_key",
     "image_path",
@@ -62,18 +57,6 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 """Byte-order marks, UTF-32 first: its little-endian mark starts with UTF-16's."""
 
 _KNOWN_COLUMNS = frozenset(("split", *REQUIRED_COLUMNS, *LOCATOR_COLUMNS, *RESERVED_COLUMNS))
-_DATE_LIKE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|(19|20)\d{6}")
-
-
-@dataclass(frozen=True)
-class RowError:
-    """One problem in the manifest: CSV line (1 = header) and what is wrong."""
-
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.message}" if self.line else self.message
 
 
 class ManifestError(PipelineInputError):
@@ -86,39 +69,6 @@ class ManifestError(PipelineInputError):
             f"manifest {str(manifest)!r} must have one valid row per series; found {len(self.errors)} "
             f"problem(s):\n{lines}\nFix these rows (line numbers count the header as line 1) and re-run."
         )
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    """One validated manifest row.
-
-    Attributes:
-        line: CSV line number (header is 1), used in every message about this row.
-        patient_id: the hospital's identifier; never written, only hashed.
-        label: 0 or 1.
-        split: ``train``, ``val``, ``test`` or ``None`` when the manifest has no split.
-        path: locator relative to the raw folder (POSIX form), or ``None``.
-        series_uid: SeriesInstanceUID locator, or ``None``.
-        study_uid: StudyInstanceUID locator, or ``None``.
-        extras: subgroup attributes, column -> value, in manifest column order.
-    """
-
-    line: int
-    patient_id: str
-    label: int
-    split: str | None
-    path: str | None
-    series_uid: str | None
-    study_uid: str | None
-    extras: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def locator(self) -> tuple[str | None, str | None, str | None]:
-        return (self.path, self.series_uid, self.study_uid)
-
-    def describe(self) -> str:
-        """The locator columns this row fills, for messages; never their values."""
-        return ", ".join(name for name, value in zip(LOCATOR_COLUMNS, self.locator) if value is not None)
 
 
 @dataclass(frozen=True)
@@ -149,19 +99,18 @@ class Manifest:
             raise ManifestError(self.source, errors)
 
 
-def read_manifest(path: str | Path, raw_dir: str | Path, encoding: str = AUTO_ENCODING) -> Manifest:
+def read_manifest(path: str | Path, raw_dir: str | Path, *, encoding: str) -> Manifest:
     """Parse and check the manifest; problems are collected, not raised.
 
-    Checks per row: patient id present, label 0/1, split in train/val/test, at least one
-    locator, ``path`` relative and inside ``raw_dir`` and existing, no duplicate locator,
-    one label and one split per patient. Locators by UID are checked against the files
-    later (:func:`pipeline.io.ingest.ingest_cohort`), because that needs the headers.
+    The rows are checked by :func:`pipeline.io.manifest_rows.check_rows`. Locators by UID
+    are checked against the files later (:func:`pipeline.io.ingest.ingest_cohort`),
+    because that needs the headers.
 
     Args:
         path: the manifest CSV.
         raw_dir: the folder ``path`` locators are relative to.
-        encoding: ``auto`` (UTF-8 with or without BOM, UTF-16 or UTF-32 with BOM) or
-            a Python codec name (``cp1252``, ``latin-1``) for other exports.
+        encoding: ``ingest.manifest_encoding``: ``auto`` (UTF-8 with or without BOM,
+            UTF-16 or UTF-32 with BOM) or a Python codec name (``cp1252``, ``latin-1``).
 
     Returns:
         The manifest; call :meth:`Manifest.raise_if_invalid` to stop on errors.
@@ -171,7 +120,6 @@ def read_manifest(path: str | Path, raw_dir: str | Path, encoding: str = AUTO_EN
             lacks required columns (no row can be checked without them).
     """
     source = Path(path)
-    raw_dir = Path(raw_dir)
     if not source.is_file():
         raise ManifestError(source, [RowError(0, f"manifest file must exist; got {str(source)!r}. Check the path.")])
     columns, records = _read_records(source, _decode(source, encoding))
@@ -180,20 +128,7 @@ def read_manifest(path: str | Path, raw_dir: str | Path, encoding: str = AUTO_EN
     dropped = tuple(c for c in extras if is_identifier_column(c))
     extras = [c for c in extras if c not in dropped]
     has_split = "split" in columns
-
-    rows: list[ManifestRow] = []
-    errors: list[RowError] = []
-    for line, record in records:
-        row, row_errors = _parse_row(line, record, locators, extras, has_split, raw_dir)
-        errors.extend(row_errors)
-        if row is not None:
-            rows.append(row)
-    if not records:
-        errors.append(RowError(0, "manifest must have at least one data row; got only the header."))
-    across = _check_across_rows(rows)
-    errors.extend(across)
-    bad_lines = {error.line for error in across}
-    rows = [row for row in rows if row.line not in bad_lines]
+    rows, errors = check_rows(records, locators, extras, has_split, Path(raw_dir))
     return Manifest(
         source=source,
         rows=tuple(rows),
@@ -268,25 +203,6 @@ def _column_words(columns: list[str]) -> str:
     return words + (f" and other columns at position(s) {', '.join(others)} (names not shown)" if others else "")
 
 
-def value_kind(text: str) -> str:
-    """What kind of value a cell holds, in words, without its text."""
-    text = text.strip()
-    if not text:
-        return "an empty cell"
-    if text.isdigit():
-        return f"a number of {len(text)} digit(s)"
-    if _DATE_LIKE.fullmatch(text):
-        return "a date-like value"
-    try:
-        float(text)
-        return "a decimal number"
-    except ValueError:
-        pass
-    if text.isalpha():
-        return f"a word of {len(text)} letters"
-    return f"a {len(text)}-character value"
-
-
 def _check_columns(columns: list[str]) -> list[RowError]:
     errors = []
     if not columns:
@@ -312,109 +228,4 @@ def _check_columns(columns: list[str]) -> list[RowError]:
         )
     if "" in columns:
         errors.append(RowError(1, "every column must have a name; got an empty header cell. Name or delete it."))
-    return errors
-
-
-def _parse_row(
-    line: int,
-    record: dict[str, str | None],
-    locators: list[str],
-    extras: list[str],
-    has_split: bool,
-    raw_dir: Path,
-) -> tuple[ManifestRow | None, list[RowError]]:
-    errors: list[RowError] = []
-    position = {name: i + 1 for i, name in enumerate(record) if name is not None}
-
-    def cell(name: str) -> str:
-        value = record.get(name)
-        return value.strip() if isinstance(value, str) else ""
-
-    def where(name: str) -> str:
-        return f"{name!r} (column {position.get(name, '?')})"
-
-    if None in record:
-        errors.append(
-            RowError(line, f"row must have as many cells as the header ({len(position)}); got "
-                           f"{len(record[None] or [])} more (a comma inside an unquoted cell?).")  # type: ignore[arg-type]
-        )
-    patient_id = cell("patient_id")
-    if not patient_id:
-        errors.append(RowError(line, f"{where('patient_id')} must not be empty. Fill it in or delete the row."))
-    label_text = cell("label")
-    label = {"0": 0, "1": 1}.get(label_text)
-    if label is None:
-        errors.append(RowError(line, f"{where('label')} must be 0 or 1; got {value_kind(label_text)}."))
-    split = cell("split") if has_split else None
-    if has_split and split not in SPLITS:
-        errors.append(RowError(line, f"{where('split')} must be one of {list(SPLITS)}; got {value_kind(split or '')}."))
-    values = {name: cell(name) or None for name in locators}
-    if not any(values.values()):
-        errors.append(RowError(line, f"at least one locator among {locators} must be filled; all are empty."))
-    rel_path = values.get("path")
-    if rel_path is not None:
-        rel_path, path_error = _check_path(rel_path, raw_dir)
-        if path_error:
-            errors.append(RowError(line, f"{where('path')} {path_error}"))
-    if errors:
-        return None, errors
-    row = ManifestRow(
-        line=line,
-        patient_id=patient_id,
-        label=int(label),  # type: ignore[arg-type]
-        split=split,
-        path=rel_path,
-        series_uid=values.get("series_uid"),
-        study_uid=values.get("study_uid"),
-        extras={name: cell(name) for name in extras},
-    )
-    return row, []
-
-
-def _check_path(text: str, raw_dir: Path) -> tuple[str, str | None]:
-    """Normalise a ``path`` locator to POSIX form and check it stays inside ``raw_dir``.
-
-    The error (completed by the caller with the column) never quotes the path: folder
-    names are often patient names.
-    """
-    posix = PurePosixPath(text.replace("\\", "/"))
-    if posix.is_absolute() or ".." in posix.parts:
-        kind = "an absolute path" if posix.is_absolute() else "a path with a '..' part"
-        return text, f"must be relative to the raw folder and stay inside it; got {kind}."
-    normal = posix.as_posix()
-    normal = "" if normal == "." else normal
-    if not (raw_dir / normal).exists():
-        return normal, (
-            f"must name a file or folder under {str(raw_dir)!r}; got a path of {len(posix.parts)} part(s) that "
-            "does not exist there. Check its spelling against the folder."
-        )
-    return normal, None
-
-
-def _check_across_rows(rows: list[ManifestRow]) -> list[RowError]:
-    errors: list[RowError] = []
-    first_line: dict[tuple[str | None, str | None, str | None], int] = {}
-    for row in rows:
-        if row.locator in first_line:
-            errors.append(
-                RowError(row.line, f"locator ({row.describe()}) must be unique; it repeats line {first_line[row.locator]}.")
-            )
-        else:
-            first_line[row.locator] = row.line
-    by_patient: dict[str, list[ManifestRow]] = {}
-    for row in rows:
-        by_patient.setdefault(row.patient_id, []).append(row)
-    for patient_rows in by_patient.values():
-        first = patient_rows[0]
-        for row in patient_rows[1:]:
-            if row.label != first.label:
-                errors.append(
-                    RowError(row.line, f"'label' must be the same for all rows of a patient; got {row.label}, "
-                             f"but line {first.line} of the same patient has {first.label}.")
-                )
-            if row.split != first.split:
-                errors.append(
-                    RowError(row.line, f"'split' must be the same for all rows of a patient; got {row.split!r}, "
-                             f"but line {first.line} of the same patient has {first.split!r}.")
-                )
     return errors

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import PipelineInputError
+
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 """DICOM patient coordinates are LPS; NIfTI world coordinates are RAS."""
 
@@ -43,8 +45,11 @@ _HEADER_BYTES = {348: 352, 540: 544}
 """sizeof_hdr of NIfTI-1 and NIfTI-2 -> the smallest data offset of a single file."""
 
 
-class NiftiShapeError(ValueError):
-    """A NIfTI input is not a 2D image or 3D volume (e.g. a 4D time series)."""
+class NiftiShapeError(PipelineInputError):
+    """A NIfTI input is not a 2D image or 3D volume (e.g. a 4D time series).
+
+    Ingest catches it (and :class:`NiftiSizeError`) and ledgers the file with the message.
+    """
 
 
 class NiftiSizeError(NiftiShapeError):
@@ -226,10 +231,6 @@ def _read_voxels(path: str, layout: NiftiLayout) -> np.ndarray:
         array = array.astype(layout.dtype.newbyteorder("="))
     return array
 
-
-VOLUME_FORMATS: tuple[str, ...] = ("nii", "nii.gz")
-"""Formats of the canonical volumes: uncompressed (fastest to write and to read back;
-DVC stores it as it is) or gzip (a quarter to a half of the disk for CT, slower)."""
 
 GZIP_LEVEL = 1
 """Deflate level of ``.nii.gz`` outputs: nibabel's default; higher levels save a few

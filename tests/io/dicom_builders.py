@@ -166,3 +166,17 @@ def expected_from_slices(world_lps: np.ndarray, files: list[Path], tolerance: fl
     if np.isnan(out).any():
         raise AssertionError(f"{int(np.isnan(out).sum())} voxels lie on no source slice")
     return out
+
+
+def image_headers(folder: Path) -> dict:
+    """The DICOM image headers under ``folder`` (relative path -> header), as the scan reads them."""
+    from pipeline.io.scan import read_header
+    from pipeline.io.tree import walk
+    from tests.io.shipped import MAX_VOXELS
+
+    headers = {}
+    for rel in walk(folder):
+        record = read_header(folder / rel, rel, max_voxels=MAX_VOXELS)
+        if record.kind == "dicom":
+            headers[rel] = record.dicom
+    return headers

@@ -77,3 +77,19 @@ def run_python(code: str, **kwargs) -> Measured:  # noqa: ANN003
     """:func:`run_measured` for a Python snippet run from the repository root."""
     root = Path(__file__).resolve().parents[2]
     return run_measured([sys.executable, "-c", code], cwd=kwargs.pop("cwd", root), **kwargs)
+
+
+HOSTILE_PEAK_BYTES = 400 * 2**20
+"""Peak RSS allowed while one hostile header is classified (imports take about 150 MB)."""
+
+
+def classify_in_subprocess(path: Path, *, max_voxels: int) -> tuple[str, str, float]:
+    """``(kind, reason, peak bytes)`` of :func:`pipeline.io.scan.read_header` on ``path``, in a fresh process."""
+    code = (
+        "import json; from pipeline.io.scan import read_header; "
+        f"r = read_header({str(path)!r}, 'f', max_voxels={max_voxels}); print(json.dumps([r.kind, r.reason]))"
+    )
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+    kind, reason = json.loads(done.stdout.strip().splitlines()[-1])
+    return kind, reason, done.peak_bytes

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.errors import PipelineInputError
 from pipeline.io.ledger import Ledger
 
 
@@ -31,5 +32,8 @@ def test_ledger_refuses_to_write_when_a_file_has_no_row(tmp_path: Path) -> None:
 
 
 def test_ledger_rejects_an_unknown_status() -> None:
-    with pytest.raises(ValueError, match=r"status must be one of .*got 'lost'"):
+    with pytest.raises(ValueError, match=r"^ledger status must be one of \['ingested', 'skipped', 'quarantined', "
+                                         r"'not_image', 'unreferenced'\]; got 'lost'\.$") as caught:
         Ledger(["a"]).record("a", "lost")
+    # A caller of ours passed nonsense: a bug with its traceback, never shown as the user's input error.
+    assert not isinstance(caught.value, PipelineInputError)

@@ -7,10 +7,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from pipeline.errors import PipelineInputError
 from pipeline.io.nifti import NiftiShapeError, NiftiSizeError, load_nifti, write_canonical
 from pipeline.io.scan import read_header
 from tests.io.dicom_builders import site_packages
 from tests.io.peak_rss import run_python
+from tests.io.shipped import MAX_VOXELS
 
 
 def _world(affine: np.ndarray, index: tuple[int, ...]) -> np.ndarray:
@@ -55,8 +57,9 @@ def test_no_free_text_from_the_input_header_is_copied(tmp_path: Path) -> None:
 
 def test_a_four_dimensional_series_is_refused_with_its_shape() -> None:
     path = site_packages() / "nibabel" / "tests" / "data" / "functional.nii"
-    with pytest.raises(NiftiShapeError, match=r"image must be 2D or 3D; got shape 17x21x3x20"):
+    with pytest.raises(NiftiShapeError, match=r"image must be 2D or 3D; got shape 17x21x3x20") as caught:
         load_nifti(path)
+    assert isinstance(caught.value, PipelineInputError) and issubclass(NiftiSizeError, NiftiShapeError)
 
 
 def _write_declared(path: Path, shape: tuple[int, ...], dtype: type, data_bytes: int) -> None:
@@ -79,7 +82,7 @@ def test_a_416_byte_header_declaring_4_gib_is_refused_before_any_allocation(tmp_
     path = tmp_path / "liar.nii"
     _write_declared(path, (1024, 1024, 1024), np.int32, 64)
     assert path.stat().st_size == 416
-    record = read_header(path, "liar.nii")
+    record = read_header(path, "liar.nii", max_voxels=MAX_VOXELS)
     assert record.kind == "quarantined"
     assert "shape 1024x1024x1024 of int32 = 4,294,967,296 bytes from byte 352; the file holds 416 bytes" in record.reason
     done = run_python(
@@ -94,7 +97,7 @@ def test_a_gzip_stream_longer_than_its_header_is_refused_without_inflating_it(tm
     path = tmp_path / "bomb.nii.gz"
     _write_declared(path, (16, 16, 16), np.int16, 16**3 * 2 + 512 * 2**20)
     assert path.stat().st_size < 1_000_000
-    assert read_header(path, "bomb.nii.gz").kind == "nifti"  # the header alone is fine
+    assert read_header(path, "bomb.nii.gz", max_voxels=MAX_VOXELS).kind == "nifti"  # the header alone is fine
     done = run_python(
         "from pipeline.io.nifti import NiftiSizeError, load_nifti\n"
         f"try:\n    load_nifti({str(path)!r})\nexcept NiftiSizeError as error:\n    print('refused:', error)"
@@ -109,7 +112,7 @@ def test_a_gzip_bomb_is_quarantined_from_its_header_by_max_voxels_or_its_ratio(t
     small = read_header(path, "zeros.nii.gz", max_voxels=2**20)
     assert small.kind == "quarantined"
     assert "shape 512x512x512 of uint8 = 134,217,728 bytes (134,217,728 voxels); ingest.max_voxels is 1,048,576" in small.reason
-    default = read_header(path, "zeros.nii.gz")
+    default = read_header(path, "zeros.nii.gz", max_voxels=MAX_VOXELS)
     assert default.kind == "quarantined" and "decompression bomb" in default.reason
     with pytest.raises(NiftiSizeError, match=r"decompression bomb: the NIfTI header declares shape 512x512x512"):
         load_nifti(path)

@@ -15,7 +15,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from pipeline.io.deid import PHI_KEYWORDS
+from pipeline.io.deid import PHI_KEYWORDS, path_token
 from pipeline.io.ingest import ingest_cohort
 from tests.io.dicom_builders import (
     PYDICOM_FILES,
@@ -25,6 +25,7 @@ from tests.io.dicom_builders import (
     write_ct_series,
     write_localizer,
 )
+from tests.io.shipped import ingest_settings
 
 SOURCES = {
     "pydicom": PYDICOM_FILES,
@@ -32,6 +33,7 @@ SOURCES = {
     "nibabel": site_packages() / "nibabel" / "tests" / "data",
 }
 NOT_PATIENT_IMAGES = ("RTDOSE", "SEG", "RTSTRUCT", "RTPLAN", "SR")
+KEY = "real-files-key"
 
 
 def _is_pixel_image(path: Path) -> bool:
@@ -85,7 +87,8 @@ def real_folder(tmp_path_factory: pytest.TempPathFactory) -> dict:
             writer.writerow([f"REAL-{number}", number % 2, rel, rel.split("/")[0]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        summary = ingest_cohort(raw, manifest, root / "out", pseudonym_key="real-files-key", workers=2)
+        summary = ingest_cohort(raw, manifest, root / "out", pseudonym_key=KEY,
+                                **ingest_settings(workers=2))
         pixel_images = {rel for rel in files if _is_pixel_image(raw / rel)}
     return {"raw": raw, "out": root / "out", "files": files, "summary": summary, "pixel_images": pixel_images, "built": built}
 
@@ -93,13 +96,13 @@ def real_folder(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def _ledger_by_file(real_folder: dict) -> dict[str, dict[str, str]]:
     """Ledger rows keyed by the real relative path.
 
-    Rows follow the sorted file list; the written path can differ from the real one
-    where a folder is named by an identifier (``dicomdirtests/77654033`` is a PatientID).
+    Rows follow the sorted file list, each path written as its keyed token (a folder may
+    be named by an identifier: ``dicomdirtests/77654033`` is a PatientID).
     """
     ledger = list(csv.DictReader((real_folder["out"] / "ledger.csv").open()))
     assert len(ledger) == len(real_folder["files"])
     for real, row in zip(real_folder["files"], ledger):
-        assert real.rsplit("/", 1)[-1][:2] == row["path"].rsplit("/", 1)[-1][:2] or "~" in row["path"]
+        assert row["path"] == path_token(KEY, real)
     return dict(zip(real_folder["files"], ledger))
 
 

@@ -12,7 +12,9 @@ import pytest
 
 from pipeline.io.ingest import ingest_cohort
 from pipeline.io.store import HEADERS_FILE, IngestStore
+from pipeline.outputs import OutputOverlapError
 from tests.io.dicom_builders import PHI, write_ct_series, write_localizer
+from tests.io.shipped import ingest_settings
 
 KEY = "store-test-key-0123"
 
@@ -51,7 +53,7 @@ def _snapshot(out: Path) -> dict[str, bytes]:
 
 def _run(raw: Path, manifest: Path, out: Path, store: Path | None, key: str = KEY, **kw) -> Calls:
     calls = Calls()
-    ingest_cohort(raw, manifest, out, pseudonym_key=key, store_dir=store, progress=calls, **kw)
+    ingest_cohort(raw, manifest, out, pseudonym_key=key, store_dir=store, progress=calls, **ingest_settings(**kw))
     return calls
 
 
@@ -164,7 +166,7 @@ def test_a_volume_written_through_its_link_is_not_served(tmp_path: Path) -> None
 
 def test_the_store_may_not_overlap_the_inputs_or_the_output(tmp_path: Path) -> None:
     raw, manifest = _cohort(tmp_path, 1)
-    with pytest.raises(ValueError, match="'store' must not be inside 'raw_dir'"):
+    with pytest.raises(OutputOverlapError, match="'store' must not be inside 'raw_dir'"):
         _run(raw, manifest, tmp_path / "out", raw / "store")
-    with pytest.raises(ValueError, match="'store' must not be inside 'out_dir'"):
+    with pytest.raises(OutputOverlapError, match="'store' must not be inside 'out_dir'"):
         _run(raw, manifest, tmp_path / "out", tmp_path / "out" / "store")

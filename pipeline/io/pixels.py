@@ -1,0 +1,214 @@
+"""Decode the planes of a volume plan into real-world values (HU for CT).
+
+Only the planes of the plan are read, once per file. Uncompressed grey pixels are read
+straight from the offset the header scan found; everything else is decoded by pydicom
+(with the pylibjpeg plugins for JPEG, JPEG-LS, JPEG 2000 and RLE). Rescale
+Slope/Intercept are applied per plane (PS3.3 C.11.1): exact integers stay integers, so
+CT is written as int16 HU; MR without a modality LUT stays as stored.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from pipeline.errors import PipelineInputError
+from pipeline.io.dicom_header import DicomHeader
+from pipeline.io.dicom_read import CappedReader
+from pipeline.io.failures import short_error
+from pipeline.io.series import Plane
+from pipeline.io.volume_plan import VolumePlan
+
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+"""ITU-R BT.601 luma, used to turn colour images (ultrasound, secondary capture) grey."""
+
+
+class PixelError(PipelineInputError):
+    """A file's pixels could not be read; ``path`` names it for the ledger.
+
+    Ingest catches it and quarantines the file with :attr:`reason`; it reaches a user
+    only from a direct call of :func:`read_planes`.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def read_planes(raw_dir: str, headers: dict[str, DicomHeader], plan: VolumePlan) -> tuple[np.ndarray, list[str]]:
+    """Decode the planned planes into a volume of real-world values.
+
+    Args:
+        raw_dir: root of the relative paths.
+        headers: header of each file in the plan.
+        plan: from :func:`pipeline.io.volume_plan.plan_volume`.
+
+    Returns:
+        ``(volume, notes)``: volume of shape ``(columns, rows, slices)``; int16 when every
+        value is an exact int16 (CT in HU usually is), float32 otherwise; notes on colour
+        conversion or MONOCHROME1 inversion.
+
+    Raises:
+        PixelError: a file's pixels cannot be decoded; names the file.
+    """
+    by_file: dict[str, list[int]] = {}
+    for index, plane in enumerate(plan.planes):
+        by_file.setdefault(plane.path, []).append(index)
+    first = headers[plan.planes[0].path]
+    rows, cols = first.rows, first.cols
+    out = np.empty((len(plan.planes), rows, cols), dtype=np.int16)
+    notes: set[str] = set()
+    for path, indices in by_file.items():
+        frames = _file_frames(raw_dir, path, headers[path], notes)
+        if frames.shape[1:] != (rows, cols):
+            raise PixelError(path, f"matrix {frames.shape[1:]} differs from the series' {(rows, cols)}")
+        for index in indices:
+            plane = plan.planes[index]
+            out = _place(out, index, frames[plane.frame], plane, path)
+    if plan.resample is not None:
+        work = out.astype(np.float32)
+        out = np.stack([(1.0 - w) * work[i] + w * work[min(i + 1, len(work) - 1)] for i, w in plan.resample])
+    # A view, not a copy: (slices, rows, cols) in C order is (cols, rows, slices) in
+    # Fortran order, the order NIfTI stores, so the writer streams it without a
+    # strided copy of the whole volume.
+    return out.transpose(2, 1, 0), sorted(notes)
+
+
+def _file_frames(raw_dir: str, path: str, header: DicomHeader, notes: set[str]) -> np.ndarray:
+    """:func:`_stored_frames` of one file; any failure to decode becomes a :class:`PixelError`."""
+    full = os.path.join(raw_dir, path)
+    try:
+        return _stored_frames(full, header, notes)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # a Rust decoder's panic (pyo3 PanicException) is no Exception
+        raise PixelError(path, f"pixel data cannot be decoded: {type(error).__name__}: {short_error(error, full)}") from error
+
+
+def _place(out: np.ndarray, index: int, stored: np.ndarray, plane: Plane, path: str) -> np.ndarray:
+    """Rescale one plane into ``out[index]``; returns ``out``, promoted to float32 if needed.
+
+    Raises:
+        PixelError: Rescale Slope/Intercept overflow (``RescaleSlope = 1e20``): the
+            blame is this file's header, not the series.
+    """
+    try:
+        if out.dtype == np.int16 and _rescale_into_int16(out[index], stored, plane.slope, plane.intercept):
+            return out
+        with np.errstate(over="raise", invalid="raise"):
+            values = _rescale(stored, plane.slope, plane.intercept)
+    except (OverflowError, FloatingPointError) as error:
+        raise PixelError(path, _overflow(plane, error)) from error
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise PixelError(path, _overflow(plane, None))
+    if out.dtype == np.int16 and not _fits_int16(values):
+        out = out.astype(np.float32)
+    out[index] = values
+    return out
+
+
+def _overflow(plane: Plane, error: BaseException | None) -> str:
+    why = f" ({type(error).__name__})" if error is not None else ""
+    return (
+        f"Rescale Slope {plane.slope:g} / Intercept {plane.intercept or 0:g} overflow the value range{why}; "
+        "this file's rescale values are wrong"
+    ) if plane.slope is not None else f"rescaled values overflow the value range{why}; this file's rescale values are wrong"
+
+
+def _stored_frames(full: str, header: DicomHeader, notes: set[str]) -> np.ndarray:
+    """All frames of one file as ``(frames, rows, cols)``, grey, before rescaling."""
+    count = header.rows * header.cols * header.frames
+    if header.native is not None and not header.modality_lut and header.photometric != "PALETTE COLOR":
+        offset, dtype = header.native
+        data = np.fromfile(full, dtype=np.dtype(dtype), count=count, offset=offset)
+        if data.size != count:
+            raise ValueError(f"file holds {data.size} pixels, the header needs {count}")
+        array = data.astype(data.dtype.newbyteorder("="), copy=False)
+    else:
+        import pydicom
+        from pydicom.pixels import apply_color_lut, apply_modality_lut
+
+        with CappedReader(full) as handle:
+            ds = pydicom.dcmread(handle, force=True)
+        if "TransferSyntaxUID" not in ds.file_meta:
+            ds.file_meta.TransferSyntaxUID = header.transfer_syntax
+        array = ds.pixel_array
+        if header.photometric == "PALETTE COLOR":
+            array = apply_color_lut(array, ds)
+        if header.samples > 1 or header.photometric == "PALETTE COLOR":
+            array = array[..., :3].astype(np.float32) @ LUMA_WEIGHTS.astype(np.float32)
+            notes.add("colour converted to grey (BT.601 luma)")
+        elif header.modality_lut:
+            array = apply_modality_lut(array, ds)
+            notes.add("Modality LUT Sequence applied")
+    array = array.reshape(header.frames, header.rows, header.cols)
+    if header.photometric == "MONOCHROME1":
+        if np.issubdtype(array.dtype, np.integer):
+            array = (int(array.max()) + int(array.min())) - array.astype(np.int64)
+        else:
+            array = array.max() + array.min() - array
+        notes.add("MONOCHROME1 inverted (mirrored within its value range) so that higher is brighter")
+    return array
+
+
+def _integer_rescale(stored: np.ndarray, slope: float | None, intercept: float | None) -> tuple[int, int] | None:
+    """``(slope, intercept)`` as integers when rescaling ``stored`` is exact integer arithmetic, else None.
+
+    A missing slope is 1 and a missing intercept 0 (PS3.3 C.11.1).
+    """
+    slope = 1.0 if slope is None else slope
+    intercept = 0.0 if intercept is None else intercept
+    if np.issubdtype(stored.dtype, np.integer) and float(slope).is_integer() and float(intercept).is_integer():
+        return int(slope), int(intercept)
+    return None
+
+
+def _rescale(stored: np.ndarray, slope: float | None, intercept: float | None) -> np.ndarray:
+    """Rescale Slope/Intercept (PS3.3 C.11.1): exact integers stay integers."""
+    if slope is None and intercept is None:
+        return stored
+    exact = _integer_rescale(stored, slope, intercept)
+    if exact is not None:
+        # int64: a large integer slope must raise (OverflowError), not wrap around in int32.
+        return stored.astype(np.int64) * exact[0] + exact[1]
+    slope = 1.0 if slope is None else slope
+    intercept = 0.0 if intercept is None else intercept
+    return (stored.astype(np.float64) * slope + intercept).astype(np.float32)
+
+
+def _rescale_into_int16(dest: np.ndarray, stored: np.ndarray, slope: float | None, intercept: float | None) -> bool:
+    """Write ``stored * slope + intercept`` into int16 ``dest`` when that is exact.
+
+    The common CT case (integer pixels, integer slope and intercept, HU within int16)
+    in one pass, computed in int32 so nothing wraps, with the range decided from the
+    stored extremes instead of a second scan of the rescaled values.
+
+    Returns:
+        False, leaving ``dest`` untouched, when the result would not be exact int16.
+    """
+    exact = _integer_rescale(stored, slope, intercept)
+    if exact is None:
+        return False
+    s, b = exact
+    ends = (int(stored.min()) * s + b, int(stored.max()) * s + b)
+    if not _int16_range(min(ends), max(ends)):
+        return False
+    if s == 1:
+        np.add(stored, b, out=dest, dtype=np.int32, casting="unsafe")
+    else:
+        dest[...] = stored.astype(np.int32) * s + b
+    return True
+
+
+def _fits_int16(values: np.ndarray) -> bool:
+    if not np.issubdtype(values.dtype, np.integer):
+        return False
+    if values.dtype in (np.int8, np.uint8, np.int16):
+        return True
+    return _int16_range(int(values.min()), int(values.max()))
+
+
+def _int16_range(low: int, high: int) -> bool:
+    return -32768 <= low and high <= 32767

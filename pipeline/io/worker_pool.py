@@ -1,0 +1,133 @@
+"""The process pool shared by header reading and volume building, with the store around both.
+
+Headers of files unchanged since the last run, and volumes of unchanged series, come
+from the store (:mod:`pipeline.io.store`); the rest is read and built in the pool, in
+batches sized so that every worker stays busy and progress is reported every few
+seconds. Results come back in the order asked for, whatever order the workers finish in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Callable
+
+from pipeline.io.build_volume import BuildJob, BuildResult, build_volume
+from pipeline.io.scan import FileRecord, read_headers
+from pipeline.io.store import IngestStore, file_state
+
+HEADER_BATCH = 64
+"""Most files per header-reading task: enough to hide the pool's overhead, few enough
+for a progress line every few seconds."""
+
+Progress = Callable[[str, int, int], None]
+"""Called as ``progress(phase, files_done, files_total)``."""
+
+
+class WorkerPool:
+    """A process pool started on first use and shared by header reading and volume building."""
+
+    def __init__(self, workers: int, stack: ExitStack) -> None:
+        self.workers = workers
+        self._stack = stack
+        self._executor: Executor | None = None
+
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = self._stack.enter_context(ProcessPoolExecutor(max_workers=self.workers))
+        return self._executor
+
+
+def cached_headers(
+    raw: Path, wanted: list[str], pool: WorkerPool, max_voxels: int, store: IngestStore | None, progress: Progress
+) -> dict[str, FileRecord]:
+    """Header records of ``wanted``, in order: from the store where the file is unchanged, else read."""
+    states = {path: file_state(raw / path) for path in wanted} if store is not None else {}
+    kept = store.load_headers() if store is not None else {}
+    records: dict[str, FileRecord] = {}
+    for path in wanted:
+        record = kept.get((path, states.get(path)))
+        if record is not None:
+            records[path] = record  # type: ignore[assignment]
+    missing = [path for path in wanted if path not in records]
+    fresh: dict[str, FileRecord] = {}
+    progress("headers", len(records), len(wanted))
+    if pool.workers <= 1 or len(missing) < 8:
+        fresh = {r.path: r for r in read_headers(raw, missing, workers=1, max_voxels=max_voxels)}
+    else:
+        # At least 8 tasks per worker: with few large ones, one worker is left with the last.
+        size = max(1, min(HEADER_BATCH, -(-len(missing) // (pool.workers * 8))))
+        batches = [missing[i : i + size] for i in range(0, len(missing), size)]
+        submit = pool.executor().submit
+        futures = [submit(read_headers, raw, batch, workers=1, max_voxels=max_voxels) for batch in batches]
+        for future in as_completed(futures):
+            fresh.update((r.path, r) for r in future.result())
+            progress("headers", len(records) + len(fresh), len(wanted))
+    records.update(fresh)
+    if store is not None:
+        store.save_headers({(p, states[p]): records[p] for p in wanted if states[p] is not None})
+    progress("headers", len(wanted), len(wanted))
+    return {path: records[path] for path in wanted}
+
+
+def run_jobs(
+    jobs: list[BuildJob], pool: WorkerPool, store: IngestStore | None, suffix: str, progress: Progress
+) -> list[BuildResult]:
+    """Build every job, or link its volume from the store; results in the order of ``jobs``."""
+    results: list[BuildResult | None] = [None] * len(jobs)
+    names: dict[int, str] = {}
+    sizes = [len(job.headers) or 1 for job in jobs]
+    total, done = sum(sizes), 0
+    for i, job in enumerate(jobs):
+        name = _entry_name(job, store)
+        report = store.fetch(name, suffix, job.out_path) if store is not None and name else None
+        if report is not None:
+            results[i] = BuildResult(job.series_key, tuple(report["shape"]), tuple(report["spacing"]),
+                                     list(report["notes"]), report["minimum"])
+            done += sizes[i]
+        elif name:
+            names[i] = name
+    todo = [i for i, result in enumerate(results) if result is None]
+    parallel = min(pool.workers, len(todo))
+    for i in todo:
+        # Cores left over by the processes go to a .nii.gz's deflate threads.
+        jobs[i].threads = max(1, _cores() // max(1, parallel))
+    progress("volumes", done, total)
+    if parallel <= 1:
+        finished = ((i, build_volume(jobs[i])) for i in todo)
+    else:
+        futures = {pool.executor().submit(build_volume, jobs[i]): i for i in todo}
+        finished = ((futures[f], f.result()) for f in as_completed(futures))
+    for i, built in finished:
+        results[i] = built
+        done += sizes[i]
+        progress("volumes", done, total)
+        if store is not None and i in names and not built.failure:
+            report = {"shape": built.shape, "spacing": built.spacing, "notes": built.notes, "minimum": built.minimum}
+            store.keep(names[i], suffix, jobs[i].out_path, report)
+    return results  # type: ignore[return-value]
+
+
+def _entry_name(job: BuildJob, store: IngestStore | None) -> str:
+    """The store name of ``job``'s result: a hash of all it reads; ``""`` without a store or a file."""
+    if store is None:
+        return ""
+    paths = [job.nifti] if job.nifti is not None else sorted(job.headers)
+    states = [(path, file_state(os.path.join(job.raw_dir, path))) for path in paths]
+    if any(state is None for _, state in states):
+        return ""
+    plan = job.plan
+    if plan is not None:
+        # The affine exactly, as bytes: numpy's printed form rounds, and is slow.
+        plan = dataclasses.replace(plan, affine_lps=plan.affine_lps.astype("<f8").tobytes().hex())
+    return store.name(repr((job.series_key, job.nifti, plan, sorted(job.headers.items()), states)))
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)

@@ -1,0 +1,72 @@
+"""Pixel reading: the direct fast path and pydicom decoding give the stored values, rescaled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from pipeline.errors import PipelineInputError
+from pipeline.io.pixels import PixelError, read_planes
+from pipeline.io.scan import read_header
+from pipeline.io.series import Plane
+from pipeline.io.volume_plan import VolumePlan
+from tests.io.dicom_builders import PYDICOM_FILES, site_packages
+from tests.io.shipped import MAX_VOXELS
+
+
+def _native_files() -> list[Path]:
+    found = []
+    for folder in (PYDICOM_FILES, site_packages() / "data_store" / "data"):
+        for path in sorted(folder.glob("*.dcm")):
+            record = read_header(path, path.name, max_voxels=MAX_VOXELS)
+            header = record.dicom
+            if header is not None and header.native is not None and header.photometric != "PALETTE COLOR" and not header.modality_lut:
+                found.append(path)
+    return found
+
+
+def test_direct_reads_of_uncompressed_pixels_equal_pydicom() -> None:
+    """The offset fast path must return exactly pydicom's stored values, every encoding."""
+    files = _native_files()
+    assert len(files) >= 10
+    for path in files:
+        header = read_header(path, path.name, max_voxels=MAX_VOXELS).dicom
+        assert header is not None
+        plane = Plane(path.name, 0, None, None, None, None)
+        planes = [Plane(path.name, f, None, None, None, None) for f in range(header.frames)] if header.frames > 1 else [plane]
+        plan = VolumePlan(planes, np.eye(4), None, False)
+        ours, _ = read_planes(str(path.parent), {path.name: header}, plan)
+        expected = pydicom.dcmread(path).pixel_array
+        if header.photometric == "MONOCHROME1":
+            expected = expected.max().astype(np.int64) + expected.min() - expected.astype(np.int64)
+        expected = expected.reshape(header.frames, header.rows, header.cols)
+        np.testing.assert_array_equal(ours.transpose(2, 1, 0), expected, err_msg=path.name)
+
+
+def test_a_modality_lut_sequence_is_applied_like_pydicom() -> None:
+    from pydicom.pixels import apply_modality_lut
+
+    path = site_packages() / "data_store" / "data" / "mlut_18.dcm"
+    header = read_header(path, path.name, max_voxels=MAX_VOXELS).dicom
+    assert header is not None and header.modality_lut
+    plan = VolumePlan([Plane(path.name, 0, None, None, None, None)], np.eye(4), None, False)
+    ours, notes = read_planes(str(path.parent), {path.name: header}, plan)
+    ds = pydicom.dcmread(path)
+    np.testing.assert_array_equal(ours[:, :, 0].T, apply_modality_lut(ds.pixel_array, ds))
+    assert "Modality LUT Sequence applied" in notes
+
+
+def test_a_decoder_panic_quarantines_the_file_instead_of_ending_the_stage(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(PYDICOM_FILES / "MR_small_RLE.dcm")
+    ds.Columns = 15  # the Rust RLE decoder indexes past its buffer and panics (pyo3 PanicException)
+    ds.save_as(tmp_path / "rle.dcm")
+    record = read_header(tmp_path / "rle.dcm", "rle.dcm", max_voxels=MAX_VOXELS)
+    assert record.kind == "dicom"
+    plan = VolumePlan([Plane("rle.dcm", 0, None, None, None, None)], np.eye(4), None, True)
+    with pytest.raises(PixelError, match=r"^rle.dcm: pixel data cannot be decoded: PanicException: index out of bounds") as caught:
+        read_planes(str(tmp_path), {"rle.dcm": record.dicom}, plan)
+    assert isinstance(caught.value, PipelineInputError)  # the file's fault, never a bug of ours
+    assert caught.value.path == "rle.dcm" and caught.value.reason.startswith("pixel data cannot be decoded")
