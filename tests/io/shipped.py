@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from pathlib import Path
 
-from pipeline.config import IngestConfig, load_params
-
-PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
+from pipeline.config import IngestConfig
+from tests.params import config
 
 
 @functools.cache
 def _shipped() -> tuple[tuple[str, object], ...]:
-    values = dataclasses.asdict(IngestConfig.from_params(load_params(PARAMS)))
+    values = dataclasses.asdict(config(IngestConfig))
     del values["pseudonym_key"]  # each test names its own key
     values["workers"] = 1  # params.yaml says auto (every core); a test that wants a pool says so
     return tuple(values.items())
