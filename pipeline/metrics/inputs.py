@@ -1,0 +1,87 @@
+"""Labels and scores as every metric takes them: checked once, with the class counts.
+
+``y_true`` has shape ``(N,)`` and holds 0/1; ``y_score`` has shape ``(N,)`` and holds
+finite real scores (probabilities only where a metric says so).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.errors import PipelineInputError
+
+
+class UndefinedMetricError(PipelineInputError):
+    """A metric cannot be computed on these data (for example only one class is present)."""
+
+
+def check_binary(
+    y_true: np.ndarray, y_score: np.ndarray, *, name: str = "y", probability: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and convert labels and scores.
+
+    Args:
+        y_true: labels, shape ``(N,)``, values 0 or 1.
+        y_score: scores, shape ``(N,)``, finite; in [0, 1] when ``probability``.
+        name: what the arrays describe, used in error messages (e.g. ``"split 'test'"``).
+        probability: require probabilities (Brier score, calibration).
+
+    Returns:
+        ``(y_true as int8, y_score as float64)``.
+
+    Raises:
+        ValueError: shapes differ, labels are not 0/1, scores are NaN or infinite, or
+            (``probability``) outside [0, 1]; the message gives the first offending positions.
+    """
+    y = np.asarray(y_true)
+    s = np.asarray(y_score, dtype=float)
+    if y.ndim != 1 or s.shape != y.shape:
+        raise ValueError(
+            f"{name} labels and scores must be 1-D arrays of equal length; got shapes {y.shape} and {s.shape}."
+        )
+    bad_label = np.flatnonzero((y != 0) & (y != 1))
+    if bad_label.size:
+        raise ValueError(
+            f"{name} labels must be 0 or 1; got {y[bad_label[:5]].tolist()} at positions {bad_label[:5].tolist()}."
+        )
+    bad_score = np.flatnonzero(~np.isfinite(s))
+    if bad_score.size:
+        raise ValueError(
+            f"{name} scores must be finite real numbers; got {s[bad_score[:5]].tolist()} at positions "
+            f"{bad_score[:5].tolist()}. Remove or fix these cases before evaluation."
+        )
+    outside = np.flatnonzero((s < 0.0) | (s > 1.0))
+    if probability and outside.size:
+        raise ValueError(
+            f"{name} scores must be probabilities in [0, 1] for this metric; got {s[outside[:5]].tolist()} at "
+            f"positions {outside[:5].tolist()}. It does not apply to logits or ratings: recalibrate them into "
+            "probabilities first (evaluate.calibration: platt)."
+        )
+    return y.astype(np.int8), s
+
+
+def probability_reason(y_score: np.ndarray) -> str | None:
+    """Why scores are not probabilities (``None`` when they all lie in [0, 1]).
+
+    The reason is written into metrics.json and the report in place of a Brier score or
+    ECE, so a reader of either sees why the number is missing.
+    """
+    s = np.asarray(y_score, dtype=float)
+    if s.size and np.all((s >= 0.0) & (s <= 1.0)):
+        return None
+    return (
+        f"not applicable: the scores range from {s.min():.4g} to {s.max():.4g}, so they are not probabilities in "
+        "[0, 1] (logits or ratings); Brier score, ECE and calibration need probabilities"
+    )
+
+
+def require_both_classes(y: np.ndarray, name: str, minimum: int = 1) -> tuple[int, int]:
+    n_pos = int(y.sum())
+    n_neg = int(y.size - n_pos)
+    if n_pos < minimum or n_neg < minimum:
+        what = "one class only" if min(n_pos, n_neg) == 0 else f"fewer than {minimum} cases of a class"
+        raise UndefinedMetricError(
+            f"{name} must contain at least {minimum} positive and {minimum} negative case(s); got {n_pos} positive "
+            f"and {n_neg} negative ({what}). The AUC and its interval are undefined here."
+        )
+    return n_pos, n_neg
