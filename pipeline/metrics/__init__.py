@@ -11,8 +11,8 @@ from any source can be evaluated.
 Conventions, fixed once so every number in a report means the same thing:
 
 * A case is called positive when ``score >= threshold``.
-* AUC intervals are two-sided at ``level`` (0.95 by default). DeLong intervals use the
-  normal approximation on the AUC scale, clipped to [0, 1], as pROC does.
+* AUC intervals are two-sided at ``level`` (:data:`CI_LEVEL`, 0.95, by default). DeLong
+  intervals use the normal approximation on the AUC scale, clipped to [0, 1], as pROC does.
 * Proportions (sensitivity, specificity, PPV, NPV) carry Wilson score intervals, which
   keep their coverage near 0 and 1 where the Wald interval collapses (Brown, Cai &
   DasGupta 2001).
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from pipeline.metrics.auc import PairedDelongResult, delong_auc_covariance, delong_test, roc_auc_ci
 from pipeline.metrics.curves import average_precision, pr_curve, roc_curve
-from pipeline.metrics.inputs import UndefinedMetricError, check_binary
+from pipeline.metrics.inputs import CI_LEVEL, MetricInputError, UndefinedMetricError, check_binary
 from pipeline.metrics.probabilities import (
     brier_score,
     expected_calibration_error,
@@ -39,6 +39,8 @@ from pipeline.metrics.subgroups import subgroup_auc
 from pipeline.metrics.thresholds import choose_threshold, threshold_metrics, wilson_ci
 
 __all__ = [
+    "CI_LEVEL",
+    "MetricInputError",
     "UndefinedMetricError",
     "PairedDelongResult",
     "check_binary",

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from pipeline.metrics.inputs import check_binary, require_both_classes
+from pipeline.errors import ConfigError
+from pipeline.metrics.inputs import CI_LEVEL, check_binary, require_both_classes
+from pipeline.rules import CI_METHODS, check_choice
 
 # Bootstrap resamples are ranked in blocks of at most this many values so memory stays
 # bounded (about 16 MB of float64) whatever the cohort size.
@@ -78,10 +80,10 @@ def roc_auc_ci(
     y_true: np.ndarray,
     y_score: np.ndarray,
     *,
-    method: str = "delong",
-    level: float = 0.95,
-    n_boot: int = 2000,
-    seed: int = 0,
+    method: str,
+    level: float = CI_LEVEL,
+    n_boot: int | None = None,
+    seed: int | None = None,
 ) -> tuple[float, float, float]:
     """Area under the ROC curve with a two-sided confidence interval.
 
@@ -93,20 +95,19 @@ def roc_auc_ci(
             interval reviewers ask for by name) or ``"bootstrap"`` (stratified
             percentile bootstrap; preferable for small or extreme samples).
         level: coverage of the interval, in (0, 1).
-        n_boot: bootstrap resamples (``method="bootstrap"`` only).
-        seed: bootstrap seed (``method="bootstrap"`` only).
+        n_boot: bootstrap resamples; required with ``method="bootstrap"``, unused otherwise.
+        seed: bootstrap seed; required with ``method="bootstrap"``, unused otherwise.
 
     Returns:
         ``(auc, lo, hi)`` as floats, ``0 <= lo <= auc <= hi <= 1``.
 
     Raises:
         UndefinedMetricError: fewer than two positives or two negatives.
-        ValueError: bad labels/scores or an unknown ``method``.
+        MetricInputError: bad labels or scores.
+        ConfigError: an unknown ``method``, a ``level`` outside (0, 1), or a bootstrap
+            without a positive ``n_boot`` and a ``seed``.
     """
-    if method not in ("delong", "bootstrap"):
-        raise ValueError(f"'method' must be one of ['delong', 'bootstrap']; got {method!r}.")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"'level' must be in (0, 1); got {level!r}.")
+    check_interval_settings(method, level=level, n_boot=n_boot, seed=seed)
     y, s = check_binary(y_true, y_score)
     auc, cov = delong_auc_covariance(y, s)
     auc_value = float(auc[0])
@@ -114,11 +115,22 @@ def roc_auc_ci(
         half = stats.norm.ppf(0.5 + level / 2.0) * np.sqrt(max(float(cov[0, 0]), 0.0))
         lo, hi = auc_value - half, auc_value + half
     else:
-        if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-            raise ValueError(f"'n_boot' must be a positive integer; got {n_boot!r}.")
         boots = _bootstrap_aucs(y, s, int(n_boot), seed)
         lo, hi = np.quantile(boots, [0.5 - level / 2.0, 0.5 + level / 2.0])
     return auc_value, float(np.clip(lo, 0.0, auc_value)), float(np.clip(hi, auc_value, 1.0))
+
+
+def check_interval_settings(method: str, *, level: float, n_boot: int | None, seed: int | None) -> None:
+    """The interval settings of :func:`roc_auc_ci`, checked before any data is touched."""
+    check_choice("method", method, CI_METHODS)
+    if not 0.0 < level < 1.0:
+        raise ConfigError(f"'level' must be in (0, 1); got {level!r}.")
+    if method != "bootstrap":
+        return
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ConfigError(f"'n_boot' must be a positive integer with method='bootstrap'; got {n_boot!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError(f"'seed' must be an integer with method='bootstrap'; got {seed!r}. Pass base.seed.")
 
 
 @dataclass(frozen=True)
@@ -147,7 +159,7 @@ class PairedDelongResult:
 
 
 def delong_test(
-    y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, *, level: float = 0.95
+    y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, *, level: float = CI_LEVEL
 ) -> PairedDelongResult:
     """Test whether two scores on the *same* cases have equal AUC (paired DeLong test).
 

@@ -10,9 +10,16 @@ import numpy as np
 
 from pipeline.errors import PipelineInputError
 
+#: Coverage of every interval the report gives (AUC, its difference, the proportions).
+CI_LEVEL = 0.95
+
 
 class UndefinedMetricError(PipelineInputError):
     """A metric cannot be computed on these data (for example only one class is present)."""
+
+
+class MetricInputError(PipelineInputError):
+    """Labels or scores a metric cannot take: shapes differ, labels not 0/1, scores not finite."""
 
 
 def check_binary(
@@ -30,29 +37,29 @@ def check_binary(
         ``(y_true as int8, y_score as float64)``.
 
     Raises:
-        ValueError: shapes differ, labels are not 0/1, scores are NaN or infinite, or
+        MetricInputError: shapes differ, labels are not 0/1, scores are NaN or infinite, or
             (``probability``) outside [0, 1]; the message gives the first offending positions.
     """
     y = np.asarray(y_true)
     s = np.asarray(y_score, dtype=float)
     if y.ndim != 1 or s.shape != y.shape:
-        raise ValueError(
+        raise MetricInputError(
             f"{name} labels and scores must be 1-D arrays of equal length; got shapes {y.shape} and {s.shape}."
         )
     bad_label = np.flatnonzero((y != 0) & (y != 1))
     if bad_label.size:
-        raise ValueError(
+        raise MetricInputError(
             f"{name} labels must be 0 or 1; got {y[bad_label[:5]].tolist()} at positions {bad_label[:5].tolist()}."
         )
     bad_score = np.flatnonzero(~np.isfinite(s))
     if bad_score.size:
-        raise ValueError(
+        raise MetricInputError(
             f"{name} scores must be finite real numbers; got {s[bad_score[:5]].tolist()} at positions "
             f"{bad_score[:5].tolist()}. Remove or fix these cases before evaluation."
         )
     outside = np.flatnonzero((s < 0.0) | (s > 1.0))
     if probability and outside.size:
-        raise ValueError(
+        raise MetricInputError(
             f"{name} scores must be probabilities in [0, 1] for this metric; got {s[outside[:5]].tolist()} at "
             f"positions {outside[:5].tolist()}. It does not apply to logits or ratings: recalibrate them into "
             "probabilities first (evaluate.calibration: platt)."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.errors import ConfigError
 from pipeline.metrics.inputs import check_binary
 
 
@@ -28,7 +29,7 @@ def brier_score(y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float(np.mean((s - y) ** 2))
 
 
-def reliability_curve(y_true: np.ndarray, y_score: np.ndarray, *, n_bins: int = 10) -> dict[str, np.ndarray]:
+def reliability_curve(y_true: np.ndarray, y_score: np.ndarray, *, n_bins: int) -> dict[str, np.ndarray]:
     """Observed event rate against mean predicted probability in equal-width bins.
 
     Bins are ``[0, 1/B), [1/B, 2/B), ..., [(B-1)/B, 1]``; empty bins are left out.
@@ -39,7 +40,7 @@ def reliability_curve(y_true: np.ndarray, y_score: np.ndarray, *, n_bins: int = 
     """
     y, s = check_binary(y_true, y_score, probability=True)
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        raise ValueError(f"'n_bins' must be a positive integer; got {n_bins!r}.")
+        raise ConfigError(f"'n_bins' must be a positive integer; got {n_bins!r}.")
     index = np.minimum((s * n_bins).astype(int), n_bins - 1)
     count = np.bincount(index, minlength=n_bins)
     sum_pred = np.bincount(index, weights=s, minlength=n_bins)
@@ -55,7 +56,7 @@ def reliability_curve(y_true: np.ndarray, y_score: np.ndarray, *, n_bins: int = 
     }
 
 
-def expected_calibration_error(y_true: np.ndarray, y_score: np.ndarray, *, n_bins: int = 10) -> float:
+def expected_calibration_error(y_true: np.ndarray, y_score: np.ndarray, *, n_bins: int) -> float:
     """ECE: bin-size-weighted mean of ``|observed rate - mean predicted|`` over equal-width bins."""
     curve = reliability_curve(y_true, y_score, n_bins=n_bins)
     weights = curve["count"] / curve["count"].sum()

@@ -6,11 +6,13 @@ import numpy as np
 from scipy import stats
 
 from pipeline.metrics.curves import roc_curve
-from pipeline.metrics.inputs import UndefinedMetricError, check_binary
+from pipeline.errors import ConfigError
+from pipeline.metrics.inputs import CI_LEVEL, MetricInputError, UndefinedMetricError, check_binary
+from pipeline.rules import THRESHOLD_RULES, check_choice
 
 
 def choose_threshold(
-    y_true: np.ndarray, y_score: np.ndarray, *, rule: str = "youden", target_sensitivity: float = 0.9
+    y_true: np.ndarray, y_score: np.ndarray, *, rule: str, target_sensitivity: float | None = None
 ) -> float:
     """Pick the operating threshold on validation data, to be applied unchanged to test.
 
@@ -21,33 +23,36 @@ def choose_threshold(
             the highest threshold (fewest false positives) wins. ``"sensitivity"`` takes
             the highest threshold whose sensitivity reaches ``target_sensitivity``,
             the usual choice for a screening or triage tool.
-        target_sensitivity: in (0, 1], used by ``rule="sensitivity"``.
+        target_sensitivity: in (0, 1]; required with ``rule="sensitivity"``, unused otherwise.
 
     Returns:
         A threshold equal to one of the observed scores; cases with ``score >= threshold``
         are called positive.
+
+    Raises:
+        ConfigError: an unknown ``rule``, or ``rule="sensitivity"`` without a target in (0, 1].
     """
-    if rule not in ("youden", "sensitivity"):
-        raise ValueError(f"'rule' must be one of ['youden', 'sensitivity']; got {rule!r}.")
+    check_choice("rule", rule, THRESHOLD_RULES)
+    if rule == "sensitivity" and (target_sensitivity is None or not 0.0 < target_sensitivity <= 1.0):
+        raise ConfigError(f"'target_sensitivity' must be in (0, 1] with rule='sensitivity'; got {target_sensitivity!r}.")
     fpr, tpr, thr = roc_curve(y_true, y_score)
     fpr, tpr, thr = fpr[1:], tpr[1:], thr[1:]
     if rule == "youden":
         return float(thr[int(np.argmax(tpr - fpr))])
-    if not 0.0 < target_sensitivity <= 1.0:
-        raise ValueError(f"'target_sensitivity' must be in (0, 1]; got {target_sensitivity!r}.")
     return float(thr[int(np.argmax(tpr >= target_sensitivity - 1e-12))])
 
 
-def wilson_ci(successes: int, total: int, *, level: float = 0.95) -> tuple[float, float]:
+def wilson_ci(successes: int, total: int, *, level: float = CI_LEVEL) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion.
 
     Raises:
         UndefinedMetricError: ``total == 0`` (the proportion itself is undefined).
+        MetricInputError: ``successes`` outside ``[0, total]``.
     """
     if total <= 0:
         raise UndefinedMetricError(f"'total' must be positive for a proportion; got {total!r}.")
     if not 0 <= successes <= total:
-        raise ValueError(f"'successes' must be in [0, {total}]; got {successes!r}.")
+        raise MetricInputError(f"'successes' must be in [0, {total}]; got {successes!r}.")
     z = stats.norm.ppf(0.5 + level / 2.0)
     p = successes / total
     denom = 1.0 + z * z / total
@@ -57,7 +62,7 @@ def wilson_ci(successes: int, total: int, *, level: float = 0.95) -> tuple[float
 
 
 def threshold_metrics(
-    y_true: np.ndarray, y_score: np.ndarray, threshold: float, *, level: float = 0.95
+    y_true: np.ndarray, y_score: np.ndarray, threshold: float, *, level: float = CI_LEVEL
 ) -> dict[str, object]:
     """Confusion matrix and the four proportions, with Wilson intervals, at one threshold.
 

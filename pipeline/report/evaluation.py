@@ -25,7 +25,7 @@ from pipeline.report.predictions import (
 )
 from pipeline.report.readers import ReaderCurve, compare_reader
 
-LEVEL = 0.95
+LEVEL = M.CI_LEVEL
 
 
 class EvaluationError(PipelineInputError):
@@ -193,8 +193,9 @@ def _split_metrics(
         "auc_ci95_low": lo,
         "auc_ci95_high": hi,
         "auc_ci_method": ci_method,
-        # Isotonic steps tie patients the model ranked apart; ties count one half.
-        "auc_calibrated": M.roc_auc_ci(y, c)[0],
+        # Isotonic steps tie patients the model ranked apart; ties count one half. The
+        # point estimate is the same whatever the interval method.
+        "auc_calibrated": M.roc_auc_ci(y, c, method="delong")[0],
         "threshold": threshold,
         "threshold_scale": "score" if calibrator.method == "none" else f"calibrated probability ({calibrator.method})",
         "threshold_score": threshold_score,
@@ -309,7 +310,7 @@ def evaluate_table(
             f"{sorted(table.attributes)}. Add the rating to the manifest (ingest carries its columns to predictions)."
         )
     try:
-        used, skipped = subgroup_columns(table, config.subgroups, readers=config.reader_columns)
+        used, skipped = subgroup_columns(table, requested=config.subgroups, readers=config.reader_columns)
     except PredictionsError as err:
         raise EvaluationError(str(err)) from err
     val = table.select("val")

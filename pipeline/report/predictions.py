@@ -11,12 +11,13 @@ from __future__ import annotations
 import csv
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.errors import PipelineInputError
+from pipeline.rules import AGGREGATES, check_choice
 
 REQUIRED_COLUMNS = ("patient_id", "split", "label", "score")
 # Used when present (one row per series, as the train stage writes); a file from another
@@ -67,9 +68,9 @@ class PatientTable:
     label: np.ndarray
     score: np.ndarray
     n_series: np.ndarray
-    attributes: dict[str, np.ndarray] = field(default_factory=dict)
-    aggregate: str = "max"
-    n_rows: int = 0
+    attributes: dict[str, np.ndarray]
+    aggregate: str
+    n_rows: int
 
     def select(self, split: str) -> "PatientTable":
         """The patients of one split, in the same order."""
@@ -92,7 +93,7 @@ def _lines(lines: list[int]) -> str:
     return f"line(s) {shown}{more}"
 
 
-def read_predictions(path: str | Path, *, aggregate: str = "max") -> PatientTable:
+def read_predictions(path: str | Path, *, aggregate: str) -> PatientTable:
     """Read, validate and aggregate a predictions file.
 
     Every rule is checked on every row before failing, and the message lists the
@@ -102,18 +103,19 @@ def read_predictions(path: str | Path, *, aggregate: str = "max") -> PatientTabl
         path: CSV with columns ``patient_id, split, label, score``, optionally
             ``series_key``, and any number of extra (subgroup, reader) columns. Scores
             may be any finite numbers; probability-only metrics check their range later.
-        aggregate: ``"max"`` or ``"mean"`` of a patient's series scores.
+        aggregate: how a patient's series scores combine, one of
+            :data:`pipeline.rules.AGGREGATES` (``"max"`` or ``"mean"``).
 
     Returns:
         A :class:`PatientTable` ordered by split then patient identifier.
 
     Raises:
+        ConfigError: an unknown ``aggregate``.
         PredictionsError: missing file or columns, no rows, labels not 0/1, scores NaN,
             infinite or not numbers, splits other than val/test, or a patient whose series
             disagree on label or split.
     """
-    if aggregate not in ("max", "mean"):
-        raise PredictionsError(f"'aggregate' must be one of ['max', 'mean']; got {aggregate!r}.")
+    check_choice("aggregate", aggregate, AGGREGATES)
     path = Path(path)
     if not path.is_file():
         raise PredictionsError(
@@ -223,7 +225,7 @@ def read_predictions(path: str | Path, *, aggregate: str = "max") -> PatientTabl
 
 
 def subgroup_columns(
-    table: PatientTable, requested: tuple[str, ...] = (), *, readers: tuple[str, ...] = ()
+    table: PatientTable, *, requested: tuple[str, ...], readers: tuple[str, ...]
 ) -> tuple[list[str], dict[str, str]]:
     """Decide which extra columns are reported as subgroups.
 
