@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -117,14 +117,16 @@ def read_train_summary(path: str | Path) -> dict[str, Any]:
     return summary
 
 
-def read_lock(path: str | Path, *, skip_stages: tuple[str, ...] = ()) -> list[LockEntry]:
+def read_lock(path: str | Path, *, own_outputs: Sequence[str | Path]) -> list[LockEntry]:
     """List every dep and out with its hash from a ``dvc.lock`` (schema 2.0).
 
     Args:
         path: the lock file.
-        skip_stages: stages left out; the running stage passes its own name, because
-            during ``dvc repro`` its entry still describes the previous run (DVC writes
-            a stage's entry after the stage finishes, upstream entries before).
+        own_outputs: the running stage's outputs. A stage whose entry records one of
+            them as an out is the running stage itself (DVC lets one stage only write a
+            path), whatever ``dvc.yaml`` calls it; it is left out, because during
+            ``dvc repro`` its entry still describes the previous run (DVC writes a
+            stage's entry after the stage finishes, upstream entries before).
 
     Raises:
         ProvenanceError: missing file or a file that is not a DVC lock file.
@@ -142,9 +144,11 @@ def read_lock(path: str | Path, *, skip_stages: tuple[str, ...] = ()) -> list[Lo
     stages = lock.get("stages") if isinstance(lock, dict) else None
     if not isinstance(stages, dict):
         raise ProvenanceError(f"lock file {str(path)!r} must have a 'stages' mapping (DVC lock schema 2.0); got none.")
+    # Lock paths are relative to the folder of dvc.yaml and dvc.lock.
+    own = {Path(o).resolve() for o in own_outputs}
     entries: list[LockEntry] = []
     for stage, content in stages.items():
-        if stage in skip_stages:
+        if any((path.parent / str(item.get("path", ""))).resolve() in own for item in (content or {}).get("outs") or []):
             continue
         for kind, key in (("dep", "deps"), ("out", "outs")):
             for item in (content or {}).get(key, []) or []:
@@ -169,7 +173,7 @@ def collect_provenance(
     params_file: str | Path | None = None,
     train_summary: str | Path | None = None,
     lock: str | Path | None = None,
-    lock_skip_stages: tuple[str, ...] = (),
+    own_outputs: Sequence[str | Path] = (),
     compare: str | Path | None = None,
 ) -> Provenance:
     """Read every provenance source that was given.
@@ -181,7 +185,7 @@ def collect_provenance(
         train_summary: ``train_summary.json`` written by train, or ``None``.
         lock: ``dvc.lock``, or ``None``. A lock file that does not exist yet (the first
             ``dvc repro`` writes it stage by stage) is noted in the report, not an error.
-        lock_skip_stages: see :func:`read_lock`.
+        own_outputs: the running stage's outputs; see :func:`read_lock`.
         compare: the other predictions file of a comparison, or ``None``.
     """
     # Inputs not given show as empty fields, which the report states in place; a note is
@@ -199,7 +203,7 @@ def collect_provenance(
         params_file=None if params_file is None else str(params_file),
         params=None if params is None else redact_params(params),
         lock_file=None if lock is None else str(lock),
-        lock=read_lock(lock, skip_stages=lock_skip_stages) if lock is not None else None,
+        lock=read_lock(lock, own_outputs=own_outputs) if lock is not None else None,
         compare_file=None if compare is None else str(compare),
         compare_sha256=None if compare is None else sha256_file(compare),
         notes=notes,

@@ -1,8 +1,12 @@
 """DVC stage ``evaluate``: predictions -> metrics.json, DVC plots, figures, report.html.
 
-Usage::
+Usage (dvc.yaml gives every output path; ``--help`` describes each)::
 
-    python -m pipeline.stages.evaluate reports/predictions.csv reports \
+    python -m pipeline.stages.evaluate reports/predictions.csv \
+        --metrics reports/metrics.json --roc reports/roc.json --roc-plots reports/plots/roc \
+        --pr-plots reports/plots/pr --calibration-plots reports/plots/calibration \
+        --confusion-plots reports/plots/confusion --roc-png reports/roc.png --pr-png reports/pr.png \
+        --calibration-png reports/calibration.png --report reports/report.html --methods reports/methods.md \
         --train-summary reports/train_summary.json --params params.yaml --lock dvc.lock \
         [--ledger data/ingested/ledger.csv] [--compare other/predictions.csv]
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from pipeline.environment import require
@@ -25,14 +30,17 @@ require("evaluate")
 from pipeline.config import EvaluateConfig, load_params  # noqa: E402
 from pipeline.outputs import refuse_overlap  # noqa: E402
 from pipeline.report import run_evaluation  # noqa: E402
-from pipeline.report.writers import OUTPUT_NAMES  # noqa: E402
+from pipeline.schema import EvaluateOutputs  # noqa: E402
 from pipeline.stages.outcome import run_stage  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.stages.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("predictions", type=Path, help="predictions.csv written by the train stage")
-    parser.add_argument("out_dir", type=Path, help="folder for metrics.json, plots/, PNGs and report.html")
+    outputs = parser.add_argument_group("outputs (each one an out of the stage in dvc.yaml)")
+    for output in fields(EvaluateOutputs):
+        outputs.add_argument(f"--{output.name.replace('_', '-')}", type=Path, required=True, metavar="PATH",
+                             help=output.metadata["help"])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     parser.add_argument("--train-summary", type=Path, default=None, help="train_summary.json, for weight provenance")
     parser.add_argument("--lock", type=Path, default=None, help="dvc.lock, for data hashes in the report")
@@ -46,11 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     return run_stage("evaluate", lambda: evaluate(args))
 
 
+def output_paths(args: argparse.Namespace) -> EvaluateOutputs:
+    """The output options of the command line as one record."""
+    return EvaluateOutputs(**{output.name: getattr(args, output.name) for output in fields(EvaluateOutputs)})
+
+
 def evaluate(args: argparse.Namespace) -> str:
-    # out_dir also holds predictions.csv (reports/), so the outputs are the files and
-    # folders the stage writes there, not the folder itself.
+    outputs = output_paths(args)
     refuse_overlap(
-        {f"out_dir/{name}": args.out_dir / name for name in OUTPUT_NAMES},
+        outputs.paths(),
         {"predictions": args.predictions, "train_summary": args.train_summary, "params": args.params,
          "lock": args.lock, "compare": args.compare, "ledger": args.ledger},
         stage="evaluate",
@@ -59,14 +71,13 @@ def evaluate(args: argparse.Namespace) -> str:
     config = EvaluateConfig.from_params(params)
     evaluation = run_evaluation(
         args.predictions,
-        args.out_dir,
+        outputs,
         config,
         compare=args.compare,
         train_summary=args.train_summary,
         params=params,
         params_file=args.params,
         lock=args.lock,
-        lock_skip_stages=("evaluate",),
         ledger=args.ledger,
     )
     test = evaluation.metrics["test"]
@@ -83,7 +94,7 @@ def evaluate(args: argparse.Namespace) -> str:
     return (
         f"evaluate: test AUC {test['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}) on {test['n_patients']} patients; "
         f"sensitivity {test['sensitivity']:.3f}, specificity {test['specificity']:.3f} at {at} chosen on val; "
-        f"test ECE {ece}. Report: {args.out_dir / 'report.html'}"
+        f"test ECE {ece}. Report: {outputs.report}"
     )
 
 

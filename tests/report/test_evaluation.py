@@ -14,6 +14,7 @@ from pipeline.report.evaluation import EvaluationError, compare_tables, evaluate
 from pipeline.report.predictions import PatientTable
 from pipeline.report.provenance import REDACTED, collect_provenance, read_lock, redact_params
 from pipeline.report.writers import jsonable, write_outputs
+from tests.stages.test_evaluate import outputs_in
 
 # The model's own scores, unrecalibrated: these tests are about the threshold rule and the
 # outputs; recalibration has its own tests below.
@@ -113,13 +114,17 @@ def test_secrets_are_redacted_and_lock_is_read(tmp_path):
     lock.write_text(
         "schema: '2.0'\nstages:\n  ingest:\n    cmd: x\n    deps:\n    - path: data/raw\n      hash: md5\n"
         "      md5: abc.dir\n      size: 10\n      nfiles: 2\n    outs:\n    - path: data/index.csv\n      md5: def\n"
-        "  evaluate:\n    cmd: y\n    outs:\n    - path: reports/metrics.json\n      md5: old\n"
+        "  report_v2:\n    cmd: y\n    outs:\n    - path: reports/metrics.json\n      md5: old\n"
     )
-    entries = read_lock(lock, skip_stages=("evaluate",))
+    # The running stage's own entry is found by its outputs, whatever dvc.yaml names it.
+    entries = read_lock(lock, own_outputs=[tmp_path / "reports" / "metrics.json"])
     assert [(e.stage, e.kind, e.path, e.digest, e.nfiles) for e in entries] == [
         ("ingest", "dep", "data/raw", "abc.dir", 2),
         ("ingest", "out", "data/index.csv", "def", None),
     ]
+    # Paths in the lock are relative to its folder, not to the working directory.
+    assert [e.stage for e in read_lock(lock, own_outputs=["reports/metrics.json"])][-1] == "report_v2"
+    assert {e.stage for e in read_lock(lock, own_outputs=[])} == {"ingest", "report_v2"}
 
 
 def test_outputs_written_with_random_init_banner_and_no_secret(tmp_path):
@@ -131,7 +136,7 @@ def test_outputs_written_with_random_init_banner_and_no_secret(tmp_path):
                                    "best_epoch": 1, "best_val_auc": 0.7}))
     prov = collect_provenance(preds, params={"ingest": {"pseudonym_key": "s3cret-value"}}, train_summary=summary,
                               lock=tmp_path / "absent.lock")
-    write_outputs(ev, prov, tmp_path / "out")
+    write_outputs(ev, prov, outputs_in(tmp_path / "out"))
     page = (tmp_path / "out" / "report.html").read_text()
     assert "RANDOM INITIALISATION" in page and "no &lt;ImageNet&gt; checkpoint" in page
     assert "s3cret-value" not in page and "p000" not in page
@@ -144,7 +149,7 @@ def test_inputs_not_given_are_each_stated_once(tmp_path):
     ev = evaluate_table(_table(), SETTINGS)
     preds = tmp_path / "predictions.csv"
     preds.write_text("unused for hashing only\n")
-    write_outputs(ev, collect_provenance(preds), tmp_path / "out")
+    write_outputs(ev, collect_provenance(preds), outputs_in(tmp_path / "out"))
     page = (tmp_path / "out" / "report.html").read_text()
     assert page.count("Params not given (--params).") == 1
     assert page.count("dvc.lock was not given or not found") == 1
@@ -157,7 +162,7 @@ def test_a_summary_without_a_weights_source_is_unknown_not_random(tmp_path):
     preds.write_text("unused for hashing only\n")
     summary = tmp_path / "train_summary.json"
     summary.write_text(json.dumps({"weights": {}, "model": {}, "best_epoch": 1, "best_val_auc": 0.7}))
-    write_outputs(ev, collect_provenance(preds, train_summary=summary), tmp_path / "out")
+    write_outputs(ev, collect_provenance(preds, train_summary=summary), outputs_in(tmp_path / "out"))
     page = (tmp_path / "out" / "report.html").read_text()
     assert "records no weights source" in page and "RANDOM INITIALISATION" not in page
 

@@ -9,7 +9,7 @@ import pytest
 from pipeline.report.methods import ledger_counts
 from pipeline.report.provenance import ProvenanceError
 from pipeline.stages.evaluate import main
-from tests.stages.test_evaluate import PARAMS, _predictions
+from tests.stages.test_evaluate import PARAMS, _predictions, output_args
 
 
 def _run(tmp_path, name: str, params: str, *, ledger: bool = True) -> str:
@@ -26,7 +26,7 @@ def _run(tmp_path, name: str, params: str, *, ledger: bool = True) -> str:
                                                   "weight_decay": 0.0001, "precision": "32", "augment": False}}}))
     (tmp_path / f"{name}.yaml").write_text(params)
     out = tmp_path / name
-    args = [str(preds), str(out), "--params", str(tmp_path / f"{name}.yaml"),
+    args = [str(preds), *output_args(out), "--params", str(tmp_path / f"{name}.yaml"),
             "--train-summary", str(tmp_path / "train_summary.json")]
     assert main(args + (["--ledger", str(tmp_path / "ledger.csv")] if ledger else [])) == 0
     return (out / "methods.md").read_text()

@@ -12,7 +12,7 @@ import yaml
 from pipeline.stages import demo, evaluate, ingest, preprocess, split, train
 from tests.io.dicom_builders import write_ct_series
 from tests.stages.test_evaluate import PARAMS as EVALUATE_PARAMS
-from tests.stages.test_evaluate import _predictions
+from tests.stages.test_evaluate import _predictions, output_args
 from tests.test_preprocessing import make_index
 
 INGEST_PARAMS = "ingest:\n  pseudonym_key: params-key-123\n  series_choice: most_slices\n  spacing_policy: reject\n  workers: 1\n"
@@ -126,7 +126,8 @@ def test_evaluate_refuses_to_write_over_an_input_in_its_folder(tmp_path, capsys)
     summary = reports / "metrics.json"  # a train summary kept where evaluate writes its metrics
     summary.write_text(json.dumps({"best_epoch": 2}))
     before = _tree(tmp_path)
-    args = [str(predictions), str(reports), "--params", str(tmp_path / "params.yaml"), "--train-summary", str(summary)]
+    args = [str(predictions), *output_args(reports), "--params", str(tmp_path / "params.yaml"),
+            "--train-summary", str(summary)]
     assert evaluate.main(args) == 2
-    _refused(capsys, "evaluate", "out_dir/metrics.json", "be", "train_summary", summary)
+    _refused(capsys, "evaluate", "metrics", "be", "train_summary", summary)
     assert _tree(tmp_path) == before
