@@ -17,6 +17,7 @@ import yaml
 from pipeline.report.evaluation import Evaluation
 from pipeline.report.methods import methods_paragraphs, tripod_rows
 from pipeline.report.provenance import Provenance
+from pipeline.schema import SplitMetrics, record_to_json
 
 _CSS = """
 :root { --ink:#1d2733; --muted:#5b6776; --line:#d7dde4; --accent:#1f5fa8; --warn:#8a1c1c; --warnbg:#fdecec;
@@ -82,28 +83,29 @@ def _ci_num(ci: list[float] | None, digits: int = 3) -> str:
     return "" if ci is None else f"95% CI {ci[0]:.{digits}f}&ndash;{ci[1]:.{digits}f}"
 
 
-def _na(m: Mapping[str, Any], key: str, digits: int = 3) -> str:
-    """A value, or "n/a" with the reason metrics.json gives for it."""
-    if m.get(key) is not None:
-        return f"{m[key]:.{digits}f}"
-    reason = (m.get("not_applicable") or {}).get(key, "")
+def _na(m: SplitMetrics, name: str, digits: int = 3) -> str:
+    """The measure ``name`` of ``m``, or "n/a" with the reason metrics.json gives for it."""
+    value = getattr(m, name)
+    if value is not None:
+        return f"{value:.{digits}f}"
+    reason = m.not_applicable.get(name, "")
     return f'<span title="{_e(reason)}">n/a</span>'
 
 
-def _threshold_text(m: Mapping[str, Any]) -> str:
-    if m.get("calibration_method", "none") == "none":
-        return f"<b>{m['threshold']:.4g}</b>"
-    cut = m.get("threshold_score")
+def _threshold_text(m: SplitMetrics) -> str:
+    if m.calibration_method == "none":
+        return f"<b>{m.threshold:.4g}</b>"
+    cut = m.threshold_score
     on_score = "" if cut is None else f", i.e. a model score of at least {cut:.4g}"
-    return f"<b>{m['threshold']:.3f}</b> on the recalibrated probability{on_score}"
+    return f"<b>{m.threshold:.3f}</b> on the recalibrated probability{on_score}"
 
 
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
-def _rule_text(m: Mapping[str, Any]) -> str:
-    rule = str(m["threshold_rule"])
+def _rule_text(m: SplitMetrics) -> str:
+    rule = m.threshold_rule
     if rule == "youden":
         return "maximising Youden's J (sensitivity + specificity &minus; 1) on the validation patients"
     return f"the highest threshold reaching {_e(rule.split('>=')[-1])} sensitivity on the validation patients"
@@ -118,9 +120,8 @@ def _weights_banners(p: Provenance) -> list[str]:
             "cannot be stated.</div>"
         )
         return out
-    weights = p.train_summary.get("weights") or {}
-    warning = weights.get("warning")
-    source = str(weights.get("source", ""))
+    warning = p.train_summary.weights.warning
+    source = p.train_summary.weights.source
     if source == "none":  # what build_backbone records for random initialisation
         out.append(
             '<div class="banner">The model was trained from RANDOM INITIALISATION (no pretrained weights; '
@@ -137,28 +138,28 @@ def _weights_banners(p: Provenance) -> list[str]:
 
 
 def _summary(ev: Evaluation) -> str:
-    t = ev.metrics["test"]
+    t = ev.metrics.test
     cards = [
-        ("Test AUC", _num(t["auc"]), _ci_num(t["auc_ci95"]) + f" ({_e(t['auc_ci_method'])})"),
-        ("Sensitivity", _pct(t["sensitivity"]), _ci_pct(t["sensitivity_ci95"])),
-        ("Specificity", _pct(t["specificity"]), _ci_pct(t["specificity_ci95"])),
-        ("PPV", _pct(t["ppv"]), _ci_pct(t["ppv_ci95"])),
-        ("NPV", _pct(t["npv"]), _ci_pct(t["npv_ci95"])),
+        ("Test AUC", _num(t.auc), _ci_num(t.auc_ci95) + f" ({_e(t.auc_ci_method)})"),
+        ("Sensitivity", _pct(t.sensitivity), _ci_pct(t.sensitivity_ci95)),
+        ("Specificity", _pct(t.specificity), _ci_pct(t.specificity_ci95)),
+        ("PPV", _pct(t.ppv), _ci_pct(t.ppv_ci95)),
+        ("NPV", _pct(t.npv), _ci_pct(t.npv_ci95)),
         ("Brier score", _na(t, "brier"), f"ECE {_na(t, 'ece')}"
-         + ("" if t.get("calibration_method", "none") == "none" else f" (after {_e(t['calibration_method'])})")),
+         + ("" if t.calibration_method == "none" else f" (after {_e(t.calibration_method)})")),
     ]
     card_html = "".join(
         f'<div class="card"><div class="label">{label}</div><div class="value">{value}</div>'
         f'<div class="ci">{ci}</div></div>'
         for label, value, ci in cards
     )
-    c = t["confusion"]
+    c = t.confusion
     lead = (
-        f'<p class="lead">On <b>{t["n_patients"]}</b> held-out test patients ({t["n_positive"]} positive, '
-        f'{t["n_negative"]} negative), the model separates positive from negative patients with an AUC of '
-        f'<b>{_num(t["auc"])}</b> ({_ci_num(t["auc_ci95"])}). At the threshold {_threshold_text(t)}, fixed '
-        f"before looking at the test set by {_rule_text(t)}, it detects {c['tp']} of {c['tp'] + c['fn']} "
-        f"positive patients and correctly clears {c['tn']} of {c['tn'] + c['fp']} negative patients.</p>"
+        f'<p class="lead">On <b>{t.n_patients}</b> held-out test patients ({t.n_positive} positive, '
+        f"{t.n_negative} negative), the model separates positive from negative patients with an AUC of "
+        f"<b>{_num(t.auc)}</b> ({_ci_num(t.auc_ci95)}). At the threshold {_threshold_text(t)}, fixed "
+        f"before looking at the test set by {_rule_text(t)}, it detects {c.tp} of {c.tp + c.fn} "
+        f"positive patients and correctly clears {c.tn} of {c.tn + c.fp} negative patients.</p>"
     )
     return lead + f'<div class="cards">{card_html}</div>'
 
@@ -220,43 +221,43 @@ def _figures(figures: Mapping[str, bytes]) -> str:
 
 def _metrics_table(ev: Evaluation) -> str:
     splits = ("val", "test")
-    m = {s: ev.metrics[s] for s in splits}
+    m = {s: ev.metrics.split(s) for s in splits}
 
     def row(label: str, render) -> str:
         return f'<tr><td class="l">{label}</td>' + "".join(f"<td>{render(m[s])}</td>" for s in splits) + "</tr>"
 
     def prop(name: str):
-        def render(x):
-            if x[name] is None:
-                reason = x.get("undefined", {}).get(name, "")
+        def render(x: SplitMetrics) -> str:
+            if getattr(x, name) is None:
+                reason = x.undefined.get(name, "")
                 return f'<span title="{_e(reason)}">undefined: {_e(reason)}</span>'
-            return f"{_pct(x[name])}<br><small>{_ci_pct(x[name + '_ci95'])}</small>"
+            return f"{_pct(getattr(x, name))}<br><small>{_ci_pct(getattr(x, name + '_ci95'))}</small>"
 
         return render
 
     rows = [
-        row("Patients (positive)", lambda x: f"{x['n_patients']} ({x['n_positive']})"),
-        row("AUC", lambda x: f"{_num(x['auc'])}<br><small>{_ci_num(x['auc_ci95'])}</small>"),
-        row("Threshold (chosen on val)", lambda x: f"{x['threshold']:.4g}"
-            + ("" if x.get("threshold_score") is None or x.get("calibration_method", "none") == "none"
-               else f"<br><small>score &ge; {x['threshold_score']:.4g}</small>")),
+        row("Patients (positive)", lambda x: f"{x.n_patients} ({x.n_positive})"),
+        row("AUC", lambda x: f"{_num(x.auc)}<br><small>{_ci_num(x.auc_ci95)}</small>"),
+        row("Threshold (chosen on val)", lambda x: f"{x.threshold:.4g}"
+            + ("" if x.threshold_score is None or x.calibration_method == "none"
+               else f"<br><small>score &ge; {x.threshold_score:.4g}</small>")),
         row("Sensitivity", prop("sensitivity")),
         row("Specificity", prop("specificity")),
         row("PPV (precision)", prop("ppv")),
         row("NPV", prop("npv")),
-        row("Average precision", lambda x: _num(x["average_precision"])),
+        row("Average precision", lambda x: _num(x.average_precision)),
         row("Brier score", lambda x: _na(x, "brier")),
         row(f"ECE ({ev.settings['calibration_bins']} bins)", lambda x: _na(x, "ece")),
     ]
     table = "<table><tr><th class='l'>Metric</th><th>Validation</th><th>Test</th></tr>" + "".join(rows) + "</table>"
     cms = []
     for split in splits:
-        c = m[split]["confusion"]
+        c = m[split].confusion
         cms.append(
             f'<div class="cm"><h3>Confusion matrix, {split}</h3><table>'
             "<tr><th></th><th>Called positive</th><th>Called negative</th></tr>"
-            f'<tr><th class="l">Positive</th><td>{c["tp"]}</td><td>{c["fn"]}</td></tr>'
-            f'<tr><th class="l">Negative</th><td>{c["fp"]}</td><td>{c["tn"]}</td></tr></table></div>'
+            f'<tr><th class="l">Positive</th><td>{c.tp}</td><td>{c.fn}</td></tr>'
+            f'<tr><th class="l">Negative</th><td>{c.fp}</td><td>{c.tn}</td></tr></table></div>'
         )
     return table + "".join(cms)
 
@@ -268,17 +269,17 @@ def _subgroups(ev: Evaluation) -> str:
     for column in ev.subgroups:
         lines = []
         for split in ("test", "val"):
-            for level, r in ev.metrics[split]["subgroups"][column].items():
-                if r["auc"] is None:
+            for level, r in ev.metrics.split(split).subgroups[column].items():
+                if r.auc is None:
                     auc, ci = "&mdash;", "&mdash;"
                 else:
-                    auc = _num(r["auc"])
-                    ci = _ci_num(r["auc_ci95"]) if r["auc_ci95"] is not None else "&mdash;"
+                    auc = _num(r.auc)
+                    ci = _ci_num(r.auc_ci95) if r.auc_ci95 is not None else "&mdash;"
                 lines.append(
-                    f'<tr><td class="l">{split}</td><td class="l">{_e(level)}</td><td>{r["n_patients"]}</td>'
-                    f'<td>{r["n_positive"]}</td><td>{auc}</td><td class="l"><small>{ci}</small></td>'
-                    f'<td>{_pct(r.get("sensitivity"))}</td><td>{_pct(r.get("specificity"))}</td>'
-                    f'<td class="undef">{_e(r["reason"] or "")}</td></tr>'
+                    f'<tr><td class="l">{split}</td><td class="l">{_e(level)}</td><td>{r.n_patients}</td>'
+                    f'<td>{r.n_positive}</td><td>{auc}</td><td class="l"><small>{ci}</small></td>'
+                    f"<td>{_pct(r.sensitivity)}</td><td>{_pct(r.specificity)}</td>"
+                    f'<td class="undef">{_e(r.reason or "")}</td></tr>'
                 )
         out.append(
             f"<h3>By {_e(column)}</h3><table><tr><th class='l'>Split</th><th class='l'>{_e(column)}</th>"
@@ -306,15 +307,14 @@ _CALIBRATION_TEXT = {
 
 
 def _calibration(ev: Evaluation) -> str:
-    method = ev.metrics["test"].get("calibration_method", "none")
-    fit = ev.metrics.get("calibration") or {}
+    method = ev.metrics.test.calibration_method
+    fit = ev.metrics.calibration
     out = [f"<p>{_CALIBRATION_TEXT[method]}</p>"]
     if method == "platt":
-        out.append(f"<p class='sub'>Fitted on {fit.get('n_fitted')} validation patients: intercept "
-                   f"{fit.get('intercept', 0):.4g}, slope {fit.get('slope', 0):.4g} (regressor: "
-                   f"{_e(fit.get('regressor'))}).</p>")
-    if fit.get("note"):
-        out.append(f"<div class='note'>{_e(fit['note'])}</div>")
+        out.append(f"<p class='sub'>Fitted on {fit.n_fitted} validation patients: intercept "
+                   f"{fit.intercept:.4g}, slope {fit.slope:.4g} (regressor: {_e(fit.regressor)}).</p>")
+    if fit.note:
+        out.append(f"<div class='note'>{_e(fit.note)}</div>")
     cols = [("val", "Validation, before"), ("val", "Validation, after (in-sample)"),
             ("test", "Test, before"), ("test", "Test, after")]
     if method == "none":
@@ -325,15 +325,16 @@ def _calibration(ev: Evaluation) -> str:
         cells = []
         for i, (split, _) in enumerate(cols):
             suffix = "_uncalibrated" if method != "none" and i % 2 == 0 else ""
-            cells.append(f"<td>{_na(ev.metrics[split], key + suffix)}</td>")
+            cells.append(f"<td>{_na(ev.metrics.split(split), key + suffix)}</td>")
         rows.append(f'<tr><td class="l">{label}</td>{"".join(cells)}</tr>')
     if method == "isotonic":
         rows.append('<tr><td class="l">AUC of the calibrated score (ties count one half)</td>' + "".join(
-            f"<td>{_num(ev.metrics[s]['auc'])}</td>" if i % 2 == 0 else f"<td>{_num(ev.metrics[s]['auc_calibrated'])}</td>"
+            f"<td>{_num(ev.metrics.split(s).auc)}</td>" if i % 2 == 0
+            else f"<td>{_num(ev.metrics.split(s).auc_calibrated)}</td>"
             for i, (s, _) in enumerate(cols)) + "</tr>")
     head = "".join(f"<th>{_e(name)}</th>" for _, name in cols)
     out.append(f"<table><tr><th class='l'>Measure</th>{head}</tr>{''.join(rows)}</table>")
-    reasons = sorted({r for s in ("val", "test") for r in (ev.metrics[s].get("not_applicable") or {}).values()})
+    reasons = sorted({r for s in ("val", "test") for r in ev.metrics.split(s).not_applicable.values()})
     out += [f"<p class='sub'>n/a: {_e(r)}.</p>" for r in reasons]
     if method != "none":
         out.append("<p class='sub'>The validation columns after recalibration are in-sample (the map was fitted on "
@@ -342,26 +343,26 @@ def _calibration(ev: Evaluation) -> str:
 
 
 def _readers(ev: Evaluation) -> str:
-    columns = ev.settings.get("reader_columns") or []
+    columns = ev.settings["reader_columns"]
     if not columns:
         return ""
     lines = []
     for split in ("test", "val"):
         for column in columns:
-            r = ev.metrics[split]["readers"][column]
-            if r["auc"] is None:
-                cells = f'<td colspan="5" class="undef">{_e(r["reason"])}</td>'
+            r = ev.metrics.split(split).readers[column]
+            if r.auc is None:
+                cells = f'<td colspan="5" class="undef">{_e(r.reason)}</td>'
             else:
-                cells = (f"<td>{_num(r['auc'])}<br><small>{_ci_num(r['auc_ci95'])}</small></td>"
-                         f"<td>{_num(r['model_auc'])}</td><td>{r['delta_auc_vs_model']:+.3f}<br><small>"
-                         f"{_ci_num(r['delta_auc_ci95'])}</small></td><td>{r['p_value']:.3g}</td>")
-                points = r.get("operating_points") or []
+                cells = (f"<td>{_num(r.auc)}<br><small>{_ci_num(r.auc_ci95)}</small></td>"
+                         f"<td>{_num(r.model_auc)}</td><td>{r.delta_auc_vs_model:+.3f}<br><small>"
+                         f"{_ci_num(r.delta_auc_ci95)}</small></td><td>{r.p_value:.3g}</td>")
+                points = r.operating_points or ()
                 cells += "<td class='l'><small>" + "<br>".join(
-                    f"&ge;{p['cut']:g}: sens {_pct(p['sensitivity'])}, spec {_pct(p['specificity'])}"
+                    f"&ge;{p.cut:g}: sens {_pct(p.sensitivity)}, spec {_pct(p.specificity)}"
                     for p in points[:-1]) + "</small></td>"
-            missing = f"<br><small>{r['n_missing']} without a rating</small>" if r["n_missing"] else ""
+            missing = f"<br><small>{r.n_missing} without a rating</small>" if r.n_missing else ""
             lines.append(f'<tr><td class="l">{split}</td><td class="l">{_e(column)}</td>'
-                         f"<td>{r['n']} ({r['n_positive']}){missing}</td>{cells}</tr>")
+                         f"<td>{r.n} ({r.n_positive}){missing}</td>{cells}</tr>")
     return (
         "<h2>Readers compared with the model</h2>"
         "<p>Each reader's rating and the model's score on the same patients (those the reader rated), compared with "
@@ -373,17 +374,17 @@ def _readers(ev: Evaluation) -> str:
 
 
 def _comparison(ev: Evaluation, p: Provenance) -> str:
-    c = ev.metrics.get("comparison")
-    if not c:
+    c = ev.metrics.comparison
+    if c is None:
         return ""
     return (
         "<h2>Comparison with another model</h2>"
-        f"<p>Paired DeLong test on the same {c['n_patients']} {_e(c['split'])} patients ({c['n_positive']} positive). "
+        f"<p>Paired DeLong test on the same {c.n_patients} {_e(c.split)} patients ({c.n_positive} positive). "
         f"Other predictions: <code>{_e(p.compare_file)}</code> (SHA-256 <code>{_e((p.compare_sha256 or '')[:16])}</code>&hellip;).</p>"
         "<table><tr><th class='l'>This model AUC</th><th>Other model AUC</th><th>Difference</th><th>95% CI</th>"
         "<th>p (two-sided)</th></tr>"
-        f"<tr><td>{_num(c['auc'])}</td><td>{_num(c['auc_other'])}</td><td>{c['auc_difference']:+.3f}</td>"
-        f"<td>{_ci_num(c['auc_difference_ci95'])}</td><td>{c['p_value']:.3g}</td></tr></table>"
+        f"<tr><td>{_num(c.auc)}</td><td>{_num(c.auc_other)}</td><td>{c.auc_difference:+.3f}</td>"
+        f"<td>{_ci_num(c.auc_difference_ci95)}</td><td>{c.p_value:.3g}</td></tr></table>"
     )
 
 
@@ -399,12 +400,12 @@ def _provenance(ev: Evaluation, p: Provenance) -> str:
         out.append("<p class='note'>Training summary not given (--train-summary).</p>")
     else:
         s = p.train_summary
-        weights = s.get("weights") or {}
+        w = s.weights
         out.append(f"<p class='sub'>From <code>{_e(p.train_summary_file)}</code>.</p>")
-        out.append(_kv({k: weights.get(k) for k in ("source", "file", "sha256", "url", "licence", "warning")}))
-        out.append(_kv({"best epoch": s.get("best_epoch"), "best validation AUC": s.get("best_val_auc")}))
-        if s.get("model"):
-            out.append("<p class='sub'>Model:</p>" + _kv(s["model"]))
+        out.append(_kv({"source": w.source, "file": w.file, "sha256": w.sha256, "url": w.url, "licence": w.licence,
+                        "warning": w.warning}))
+        out.append(_kv({"best epoch": s.best_epoch, "best validation AUC": s.best_val_auc}))
+        out.append("<p class='sub'>Model:</p>" + _kv(record_to_json(s.model)))
     out.append("<h3>Evaluation settings</h3>" + _kv(ev.settings))
     out.append("<h3>Inputs</h3>" + _kv({"predictions": p.predictions_file, "predictions SHA-256": p.predictions_sha256}))
     out.append("<h3>Params</h3>")
@@ -492,11 +493,10 @@ def render_html(
         HTML5 text, UTF-8, with no external resources.
     """
     ev, p = evaluation, provenance
-    weights = (p.train_summary or {}).get("weights") or {}
-    model = (p.train_summary or {}).get("model") or {}
-    model_text = ", ".join(f"{k} {v}" for k, v in model.items() if k in ("arch", "spatial_dims")) or "model"
+    summary = p.train_summary
+    model_text = "model" if summary is None else f"arch {summary.model.arch}, spatial_dims {summary.model.spatial_dims}"
     subtitle = (
-        f"{_e(model_text)}; weights: {_e(weights.get('source', 'unknown'))}. "
+        f"{_e(model_text)}; weights: {_e('unknown' if summary is None else summary.weights.source)}. "
         f"Predictions: <code>{_e(p.predictions_file)}</code> (SHA-256 <code>{_e(p.predictions_sha256[:16])}</code>&hellip;)."
     )
     notes = "".join(f"<div class='note'>{_e(n)}</div>" for n in p.notes)

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from pipeline.errors import PipelineInputError
+from pipeline.schema import TrainSummaryRecord
 
 # Params whose values are secrets (the pseudonymisation key above all) are never copied
 # into a report: with the key, anyone could re-identify the pseudonyms.
@@ -55,7 +56,7 @@ class Provenance:
 
     Attributes:
         predictions_file: path as given; ``predictions_sha256`` its SHA-256.
-        train_summary: parsed ``train_summary.json``.
+        train_summary: ``train_summary.json``, read through its record.
         params: parsed params with secrets redacted.
         lock: entries of ``dvc.lock``.
         compare_file: the other predictions file of a comparison, with its SHA-256.
@@ -64,7 +65,7 @@ class Provenance:
     predictions_file: str
     predictions_sha256: str
     train_summary_file: str | None = None
-    train_summary: dict[str, Any] | None = None
+    train_summary: TrainSummaryRecord | None = None
     params_file: str | None = None
     params: dict[str, Any] | None = None
     lock_file: str | None = None
@@ -96,11 +97,13 @@ def redact_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_train_summary(path: str | Path) -> dict[str, Any]:
-    """Parse ``train_summary.json``; it must be a JSON object.
+def read_train_summary(path: str | Path) -> TrainSummaryRecord:
+    """Read ``train_summary.json`` into its record.
 
     Raises:
         ProvenanceError: missing file, invalid JSON, or not an object.
+        ArtifactError: a key the report needs is missing or of the wrong kind (the
+            message names the file and the key).
     """
     path = Path(path)
     if not path.is_file():
@@ -114,7 +117,7 @@ def read_train_summary(path: str | Path) -> dict[str, Any]:
         raise ProvenanceError(f"train summary {str(path)!r} must be valid JSON; got {err}.") from err
     if not isinstance(summary, dict):
         raise ProvenanceError(f"train summary {str(path)!r} must hold a JSON object; got {type(summary).__name__}.")
-    return summary
+    return TrainSummaryRecord.from_json(summary, file=str(path))
 
 
 def read_lock(path: str | Path, *, own_outputs: Sequence[str | Path]) -> list[LockEntry]:

@@ -109,7 +109,7 @@ def write_outputs(
         The paths written.
     """
     written: list[Path] = []
-    _write_json(outputs.metrics, evaluation.metrics)
+    _write_json(outputs.metrics, evaluation.metrics.to_json())
     written.append(outputs.metrics)
     for (kind, split), rows in plot_rows(evaluation).items():
         _write_json(outputs.plot_file(kind, split), rows)

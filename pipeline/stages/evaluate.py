@@ -80,23 +80,22 @@ def evaluate(args: argparse.Namespace) -> str:
         lock=args.lock,
         ledger=args.ledger,
     )
-    test = evaluation.metrics["test"]
-    lo, hi = test["auc_ci95"]
-    method = test["calibration_method"]
+    test = evaluation.metrics.test
+    lo, hi = test.auc_ci95
+    method = test.calibration_method
     if method == "none":
-        at = f"threshold {test['threshold']:.4g}"
+        at = f"threshold {test.threshold:.4g}"
     else:
-        cut = test["threshold_score"]
-        at = f"calibrated threshold {test['threshold']:.4g} ({method}; score >= {cut:.4g})" if cut is not None else (
-            f"calibrated threshold {test['threshold']:.4g} ({method})"
+        cut = test.threshold_score
+        at = f"calibrated threshold {test.threshold:.4g} ({method}; score >= {cut:.4g})" if cut is not None else (
+            f"calibrated threshold {test.threshold:.4g} ({method})"
         )
-    ece = "n/a" if test["ece"] is None else f"{test['ece']:.3f}"
+    ece = "n/a" if test.ece is None else f"{test.ece:.3f}"
     return (
-        f"evaluate: test AUC {test['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}) on {test['n_patients']} patients; "
-        f"sensitivity {test['sensitivity']:.3f}, specificity {test['specificity']:.3f} at {at} chosen on val; "
+        f"evaluate: test AUC {test.auc:.3f} (95% CI {lo:.3f}-{hi:.3f}) on {test.n_patients} patients; "
+        f"sensitivity {test.sensitivity:.3f}, specificity {test.specificity:.3f} at {at} chosen on val; "
         f"test ECE {ece}. Report: {outputs.report}"
     )
-
 
 if __name__ == "__main__":
     sys.exit(main())

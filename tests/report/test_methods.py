@@ -9,7 +9,7 @@ import pytest
 from pipeline.report.methods import ledger_counts
 from pipeline.report.provenance import ProvenanceError
 from pipeline.stages.evaluate import main
-from tests.stages.test_evaluate import PARAMS, _predictions, output_args
+from tests.stages.test_evaluate import PARAMS, TRAIN_SUMMARY, _predictions, output_args
 
 
 def _run(tmp_path, name: str, params: str, *, ledger: bool = True) -> str:
@@ -20,10 +20,7 @@ def _run(tmp_path, name: str, params: str, *, ledger: bool = True) -> str:
             "path,status,reason\n" + "a.dcm,ingested,\n" * 7 + "b.txt,not_image,not DICOM or NIfTI\n"
             "c.dcm,quarantined,no pixel data\n"
         )
-        (tmp_path / "train_summary.json").write_text(json.dumps({
-            "weights": {"source": "imagenet", "sha256": "ab" * 32}, "model": {"arch": "resnet18", "spatial_dims": 3},
-            "best_epoch": 4, "config": {"train": {"max_epochs": 12, "batch_size": 8, "lr": 0.001,
-                                                  "weight_decay": 0.0001, "precision": "32", "augment": False}}}))
+        (tmp_path / "train_summary.json").write_text(json.dumps({**TRAIN_SUMMARY, "best_epoch": 4}))
     (tmp_path / f"{name}.yaml").write_text(params)
     out = tmp_path / name
     args = [str(preds), *output_args(out), "--params", str(tmp_path / f"{name}.yaml"),

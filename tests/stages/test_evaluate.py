@@ -56,6 +56,12 @@ evaluate:
 """
 
 
+def write_train_summary(path: Path, **weights: object) -> Path:
+    """:data:`TRAIN_SUMMARY` with these ``weights`` keys replaced, written to ``path``."""
+    path.write_text(json.dumps({**TRAIN_SUMMARY, "weights": {**TRAIN_SUMMARY["weights"], **weights}}))
+    return path
+
+
 def dvc_stage() -> dict:
     return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]
 
@@ -141,11 +147,7 @@ def test_stage_writes_every_output(tmp_path, capsys):
     preds = _setup(tmp_path)
     other = tmp_path / "other.csv"
     _predictions(other, seed=5)
-    summary = tmp_path / "train_summary.json"
-    summary.write_text(json.dumps({
-        "weights": {"source": "imagenet", "file": "resnet18.pth", "sha256": "ab" * 32, "url": "https://example.org/w",
-                    "licence": "BSD-3-Clause", "warning": None},
-        "model": {"arch": "resnet18", "spatial_dims": 3}, "best_epoch": 2, "best_val_auc": 0.8}))
+    summary = write_train_summary(tmp_path / "train_summary.json")
     out = tmp_path / "reports"
     assert main([str(preds), *output_args(out), "--params", str(tmp_path / "params.yaml"), "--train-summary", str(summary),
                  "--compare", str(other)]) == 0
