@@ -13,7 +13,7 @@ from pipeline.config import EvaluateConfig
 from pipeline.report.evaluation import Evaluation, EvaluationError, compare_tables, evaluate_table
 from pipeline.report.methods import ledger_counts
 from pipeline.report.predictions import PatientTable, PredictionsError, read_predictions, subgroup_columns
-from pipeline.report.provenance import Provenance, ProvenanceError, collect_provenance
+from pipeline.report.provenance import EvaluationProvenance, ProvenanceError, collect_provenance
 from pipeline.report.writers import write_outputs
 from pipeline.schema import EvaluateOutputs
 
@@ -22,7 +22,7 @@ __all__ = [
     "EvaluationError",
     "PatientTable",
     "PredictionsError",
-    "Provenance",
+    "EvaluationProvenance",
     "ProvenanceError",
     "collect_provenance",
     "compare_tables",

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pipeline.report.evaluation import Evaluation
-from pipeline.report.provenance import Provenance, ProvenanceError
+from pipeline.report.provenance import EvaluationProvenance, ProvenanceError
 from pipeline.schema import TrainSummaryRecord
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "monai", "pytorch-lightning", "pydicom", "nibabel", "dvc")
@@ -119,7 +119,7 @@ def _analysis(ev: Evaluation) -> str:
     return text
 
 
-def _software(p: Provenance) -> str:
+def _software(p: EvaluationProvenance) -> str:
     listed = ", ".join(f"{k} {v}" for k, v in versions().items())
     text = f"Software: {listed}."
     inputs = [e for e in (p.lock or []) if e.stage == "ingest" and e.kind == "dep" and not e.path.startswith("pipeline")]
@@ -130,12 +130,14 @@ def _software(p: Provenance) -> str:
     return text
 
 
-def methods_paragraphs(ev: Evaluation, p: Provenance, ledger: Mapping[str, int] | None = None) -> list[str]:
+def methods_paragraphs(ev: Evaluation, p: EvaluationProvenance, ledger: Mapping[str, int] | None = None) -> list[str]:
     """The methods section as plain-text paragraphs (cohort, design, analysis, software)."""
     return [_cohort(ev, ledger), _design(p.params, p.train_summary), _analysis(ev), _software(p)]
 
 
-def tripod_rows(ev: Evaluation, p: Provenance, ledger: Mapping[str, int] | None = None) -> list[tuple[str, str, str]]:
+def tripod_rows(
+    ev: Evaluation, p: EvaluationProvenance, ledger: Mapping[str, int] | None = None
+) -> list[tuple[str, str, str]]:
     """``(item, topic, where)`` for TRIPOD+AI items; ``where`` is a report section or "for the authors"."""
     have_summary = p.train_summary is not None
     return [
@@ -158,7 +160,7 @@ def tripod_rows(ev: Evaluation, p: Provenance, ledger: Mapping[str, int] | None 
     ]
 
 
-def methods_markdown(ev: Evaluation, p: Provenance, ledger: Mapping[str, int] | None = None) -> str:
+def methods_markdown(ev: Evaluation, p: EvaluationProvenance, ledger: Mapping[str, int] | None = None) -> str:
     """``methods.md``: the paragraphs and the checklist table."""
     lines = ["# Methods (generated from this run)", "", *[para + "\n" for para in methods_paragraphs(ev, p, ledger)]]
     lines += ["## TRIPOD+AI checklist", "",

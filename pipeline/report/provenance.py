@@ -51,7 +51,7 @@ class LockEntry:
 
 
 @dataclass(frozen=True)
-class Provenance:
+class EvaluationProvenance:
     """What the report shows about inputs; ``None`` means the file was not given.
 
     Attributes:
@@ -151,7 +151,8 @@ def read_lock(path: str | Path, *, own_outputs: Sequence[str | Path]) -> list[Lo
     own = {Path(o).resolve() for o in own_outputs}
     entries: list[LockEntry] = []
     for stage, content in stages.items():
-        if any((path.parent / str(item.get("path", ""))).resolve() in own for item in (content or {}).get("outs") or []):
+        outs = (content or {}).get("outs") or []
+        if any((path.parent / str(item.get("path", ""))).resolve() in own for item in outs):
             continue
         for kind, key in (("dep", "deps"), ("out", "outs")):
             for item in (content or {}).get(key, []) or []:
@@ -178,7 +179,7 @@ def collect_provenance(
     lock: str | Path | None = None,
     own_outputs: Sequence[str | Path] = (),
     compare: str | Path | None = None,
-) -> Provenance:
+) -> EvaluationProvenance:
     """Read every provenance source that was given.
 
     Args:
@@ -198,7 +199,7 @@ def collect_provenance(
     if lock is not None and not Path(lock).is_file():
         notes.append(f"dvc.lock not found at {str(lock)!r}: data hashes are not shown. Run the stage through dvc repro.")
         lock = None
-    return Provenance(
+    return EvaluationProvenance(
         predictions_file=str(predictions),
         predictions_sha256=sha256_file(predictions),
         train_summary_file=None if train_summary is None else str(train_summary),

@@ -21,7 +21,7 @@ from pipeline.report.evaluation import Evaluation
 from pipeline.report.figures import calibration_png, pr_png, roc_png
 from pipeline.report.html import render_html
 from pipeline.report.methods import methods_markdown
-from pipeline.report.provenance import Provenance
+from pipeline.report.provenance import EvaluationProvenance
 from pipeline.schema import EvaluateOutputs
 
 _DIGITS = 6
@@ -96,7 +96,11 @@ def _write_json(path: Path, content: Any) -> None:
 
 
 def write_outputs(
-    evaluation: Evaluation, provenance: Provenance, outputs: EvaluateOutputs, *, ledger: dict[str, int] | None = None
+    evaluation: Evaluation,
+    provenance: EvaluationProvenance,
+    outputs: EvaluateOutputs,
+    *,
+    ledger: dict[str, int] | None = None,
 ) -> list[Path]:
     """Write every output of the evaluate stage to the paths of ``outputs``.
 

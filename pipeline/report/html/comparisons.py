@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.report.evaluation import Evaluation
 from pipeline.report.html.markup import ci_num, esc, num, pct
-from pipeline.report.provenance import Provenance
+from pipeline.report.provenance import EvaluationProvenance
 
 
 def reader_table(ev: Evaluation) -> str:
@@ -38,7 +38,7 @@ def reader_table(ev: Evaluation) -> str:
     )
 
 
-def model_comparison(ev: Evaluation, p: Provenance) -> str:
+def model_comparison(ev: Evaluation, p: EvaluationProvenance) -> str:
     c = ev.metrics.comparison
     if c is None:
         return ""

@@ -7,7 +7,7 @@ from typing import Mapping
 from pipeline.report.evaluation import Evaluation
 from pipeline.report.html.markup import esc
 from pipeline.report.methods import methods_paragraphs, tripod_rows
-from pipeline.report.provenance import Provenance
+from pipeline.report.provenance import EvaluationProvenance
 
 
 DEFINITIONS = """
@@ -32,7 +32,7 @@ reason is stated.</li>
 """
 
 
-def methods_section(ev: Evaluation, p: Provenance, ledger: Mapping[str, int] | None) -> str:
+def methods_section(ev: Evaluation, p: EvaluationProvenance, ledger: Mapping[str, int] | None) -> str:
     paragraphs = "".join(f"<p>{esc(text)}</p>" for text in methods_paragraphs(ev, p, ledger))
     rows = "".join(
         f"<tr><td class='l'>{esc(item)}</td><td class='l'>{esc(topic)}</td><td class='l'>{esc(where)}</td></tr>"

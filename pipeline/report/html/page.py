@@ -12,10 +12,10 @@ from pipeline.report.html.methods import DEFINITIONS, methods_section
 from pipeline.report.html.provenance import provenance_section, weights_banners
 from pipeline.report.html.results import cohort, figure_grid, main_result, metrics_table, subgroup_tables
 from pipeline.report.html.style import CSS
-from pipeline.report.provenance import Provenance
+from pipeline.report.provenance import EvaluationProvenance
 
 
-def _subtitle(p: Provenance) -> str:
+def _subtitle(p: EvaluationProvenance) -> str:
     """The model and its weights (when the training summary was given) and the predictions' hash."""
     summary = p.train_summary
     model_text = "model" if summary is None else f"arch {summary.model.arch}, spatial_dims {summary.model.spatial_dims}"
@@ -27,7 +27,7 @@ def _subtitle(p: Provenance) -> str:
 
 def render_html(
     evaluation: Evaluation,
-    provenance: Provenance,
+    provenance: EvaluationProvenance,
     figures: Mapping[str, bytes],
     ledger: Mapping[str, int] | None = None,
 ) -> str:

@@ -6,11 +6,11 @@ import yaml
 
 from pipeline.report.evaluation import Evaluation
 from pipeline.report.html.markup import esc, kv
-from pipeline.report.provenance import Provenance
+from pipeline.report.provenance import EvaluationProvenance
 from pipeline.schema import record_to_json
 
 
-def weights_banners(p: Provenance) -> list[str]:
+def weights_banners(p: EvaluationProvenance) -> list[str]:
     out = []
     if p.train_summary is None:
         out.append(
@@ -36,7 +36,7 @@ def weights_banners(p: Provenance) -> list[str]:
     return out
 
 
-def provenance_section(ev: Evaluation, p: Provenance) -> str:
+def provenance_section(ev: Evaluation, p: EvaluationProvenance) -> str:
     out = ["<h3>Weights and training</h3>"]
     if p.train_summary is None:
         out.append("<p class='note'>Training summary not given (--train-summary).</p>")
