@@ -21,8 +21,8 @@ from tests.stages.test_evaluate import TRAIN_SUMMARY, outputs_in, write_train_su
 # The model's own scores, unrecalibrated: these tests are about the threshold rule and the
 # outputs; recalibration has its own tests below.
 SETTINGS = EvaluateConfig(
-    seed=0, threshold="youden", target_sensitivity=0.9, ci_method="delong", n_boot=200, calibration_bins=5,
-    calibration="none",
+    seed=0, aggregate="max", threshold="youden", target_sensitivity=0.9, ci_method="delong", n_boot=200,
+    calibration_bins=5, subgroups=(), calibration="none", reader_columns=(),
 )
 
 
