@@ -158,15 +158,6 @@ class Calibrator:
             return float("-inf")
         return float(s[self.apply(s) >= threshold].min())
 
-    def describe(self) -> dict[str, Any]:
-        """The map's parameters for ``metrics.json`` and the report."""
-        out: dict[str, Any] = {"method": self.method, "regressor": self.feature, "n_fitted": self.n_fitted}
-        if self.method == "platt":
-            out.update(intercept=self.intercept, slope=self.slope, estimator="Firth penalised likelihood")
-        if self.method == "isotonic":
-            out["steps"] = len(set(self.knots_y))
-        return out
-
 
 def fit_calibrator(method: str, y_true: np.ndarray, scores: np.ndarray, *, probabilities: bool) -> Calibrator:
     """Fit a recalibration map on validation labels and scores.

@@ -67,21 +67,6 @@ def check_binary(
     return y.astype(np.int8), s
 
 
-def probability_reason(y_score: np.ndarray) -> str | None:
-    """Why scores are not probabilities (``None`` when they all lie in [0, 1]).
-
-    The reason is written into metrics.json and the report in place of a Brier score or
-    ECE, so a reader of either sees why the number is missing.
-    """
-    s = np.asarray(y_score, dtype=float)
-    if s.size and np.all((s >= 0.0) & (s <= 1.0)):
-        return None
-    return (
-        f"not applicable: the scores range from {s.min():.4g} to {s.max():.4g}, so they are not probabilities in "
-        "[0, 1] (logits or ratings); Brier score, ECE and calibration need probabilities"
-    )
-
-
 def require_both_classes(y: np.ndarray, name: str, minimum: int = 1) -> tuple[int, int]:
     n_pos = int(y.sum())
     n_neg = int(y.size - n_pos)

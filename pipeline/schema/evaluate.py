@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from pipeline.schema.json_records import Reading, read_json_object, read_record, record_to_json
+from pipeline.schema.json_records import JsonFile
 
 
 #: Curves written per split as DVC plot files, ``<folder>/<split>.json`` (one file per
@@ -63,7 +63,6 @@ class EvaluateOutputs:
 
 
 # Intervals are two-sided at 95% (pipeline.metrics.CI_LEVEL), hence the ``_ci95`` names.
-_METRICS_FIX = "It is written by the evaluate stage: run it again (dvc repro evaluate)."
 Interval = tuple[float, float]
 
 
@@ -206,9 +205,11 @@ class ModelComparison:
 
 
 @dataclass(frozen=True)
-class MetricsRecord:
+class MetricsRecord(JsonFile):
     """``metrics.json``: ``test`` and ``val`` blocks, the calibration map, the optional comparison."""
 
+    WHAT: ClassVar[str] = "metrics file"
+    FIX: ClassVar[str] = "It is written by the evaluate stage: run it again (dvc repro evaluate)."
     OMIT_WHEN_EMPTY: ClassVar[frozenset[str]] = frozenset({"comparison"})
 
     test: SplitMetrics
@@ -219,15 +220,3 @@ class MetricsRecord:
     def split(self, name: str) -> SplitMetrics:
         """The block of split ``name`` (``"val"`` or ``"test"``)."""
         return {"val": self.val, "test": self.test}[name]
-
-    def to_json(self) -> dict[str, Any]:
-        return record_to_json(self)
-
-    @classmethod
-    def from_json(cls, data: Any, *, file: str) -> MetricsRecord:
-        """Raises: ArtifactError naming ``file`` and the first missing or mistyped key."""
-        return read_record(cls, data, "", Reading("metrics file", file, _METRICS_FIX))
-
-    @classmethod
-    def read(cls, path: str | Path) -> MetricsRecord:
-        return cls.from_json(read_json_object(path, "metrics file", _METRICS_FIX), file=str(path))

@@ -10,6 +10,9 @@ fix. Conventions a record class may use:
   ``None`` or ``{}`` when absent.
 * a field named ``as_written``: the whole object as read, for keys the pipeline writes
   but no reader needs; the typed fields are written over it.
+
+The record of a whole file derives from :class:`JsonFile` as well, which names the file
+in errors and gives it ``to_json``, ``from_json`` and ``read``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from pipeline.errors import PipelineInputError
 
@@ -116,3 +119,36 @@ def read_json_object(path: str | Path, what: str, fix: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ArtifactError(f"{what} {str(path)!r} must be valid JSON; got {err}. {fix}") from err
+
+
+FileRecord = TypeVar("FileRecord", bound="JsonFile")
+
+
+class JsonFile:
+    """Base of the record of a whole JSON file (a frozen dataclass too).
+
+    Attributes:
+        WHAT: the file as errors name it (``"metrics file"``).
+        FIX: what to do when it is missing or broken (``"run the stage again"``).
+    """
+
+    WHAT: ClassVar[str]
+    FIX: ClassVar[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's content as plain JSON types."""
+        return record_to_json(self)
+
+    @classmethod
+    def from_json(cls: type[FileRecord], data: Any, *, file: str) -> FileRecord:
+        """The record of parsed JSON ``data`` read from ``file``.
+
+        Raises:
+            ArtifactError: naming ``file`` and the first missing or mistyped key.
+        """
+        return read_record(cls, data, "", Reading(cls.WHAT, file, cls.FIX))
+
+    @classmethod
+    def read(cls: type[FileRecord], path: str | Path) -> FileRecord:
+        """The record of the file at ``path`` (missing, not JSON or not valid: :class:`ArtifactError`)."""
+        return cls.from_json(read_json_object(path, cls.WHAT, cls.FIX), file=str(path))

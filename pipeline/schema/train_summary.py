@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pipeline.schema.json_records import Reading, read_json_object, read_record, record_to_json
-
-_SUMMARY_FIX = "It is written by the train stage: run it again (dvc repro train), or leave --train-summary out."
+from pipeline.schema.json_records import JsonFile
 
 
 @dataclass(frozen=True)
@@ -66,8 +63,13 @@ class RunConfigRecord:
 
 
 @dataclass(frozen=True)
-class TrainSummaryRecord:
+class TrainSummaryRecord(JsonFile):
     """``train_summary.json``: weights provenance, model, best epoch, settings and the cache used."""
+
+    WHAT: ClassVar[str] = "train summary"
+    FIX: ClassVar[str] = (
+        "It is written by the train stage: run it again (dvc repro train), or leave --train-summary out."
+    )
 
     weights: WeightsRecord
     model: ModelRecord
@@ -77,15 +79,3 @@ class TrainSummaryRecord:
     seconds: float
     config: RunConfigRecord
     cache: Mapping[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return record_to_json(self)
-
-    @classmethod
-    def from_json(cls, data: Any, *, file: str) -> TrainSummaryRecord:
-        """Raises: ArtifactError naming ``file`` and the first missing or mistyped key."""
-        return read_record(cls, data, "", Reading("train summary", file, _SUMMARY_FIX))
-
-    @classmethod
-    def read(cls, path: str | Path) -> TrainSummaryRecord:
-        return cls.from_json(read_json_object(path, "train summary", _SUMMARY_FIX), file=str(path))
