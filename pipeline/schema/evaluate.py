@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pipeline.schema.json_records import JsonFile
 
@@ -23,7 +23,8 @@ PLOT_KINDS: tuple[str, ...] = ("roc", "pr", "calibration", "confusion")
 HEADLINE_SPLIT = "test"
 
 
-def _out(help_text: str) -> object:
+def _out(help_text: str) -> Any:
+    """A required field with the help text of its command-line option."""
     return field(metadata={"help": help_text})
 
 

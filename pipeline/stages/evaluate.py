@@ -1,14 +1,10 @@
 """DVC stage ``evaluate``: predictions -> metrics.json, DVC plots, figures, report.html.
 
-Usage (dvc.yaml gives every output path; ``--help`` describes each)::
+Usage: the ``cmd`` of the evaluate stage in ``dvc.yaml``, which names every output
+(``--help`` lists the options, one per declared out)::
 
-    python -m pipeline.stages.evaluate reports/predictions.csv \
-        --metrics reports/metrics.json --roc reports/roc.json --roc-plots reports/plots/roc \
-        --pr-plots reports/plots/pr --calibration-plots reports/plots/calibration \
-        --confusion-plots reports/plots/confusion --roc-png reports/roc.png --pr-png reports/pr.png \
-        --calibration-png reports/calibration.png --report reports/report.html --methods reports/methods.md \
-        --train-summary reports/train_summary.json --params params.yaml --lock dvc.lock \
-        [--ledger data/ingested/ledger.csv] [--compare other/predictions.csv]
+    python -m pipeline.stages.evaluate PREDICTIONS --metrics PATH --roc PATH --roc-plots DIR ... \
+        [--train-summary JSON] [--params YAML] [--lock dvc.lock] [--ledger CSV] [--compare OTHER_PREDICTIONS]
 
 Reads ``base.seed`` and ``evaluate.*`` from params. Bad input stops the stage with one
 message naming the rule and the fix (exit status 2), never a traceback.
