@@ -34,10 +34,10 @@ from scipy.optimize import minimize
 from scipy.special import expit, logit
 
 from pipeline.errors import PipelineInputError
+from pipeline.rules import CALIBRATION_METHODS, check_choice
 
-__all__ = ["METHODS", "CalibrationError", "Calibrator", "fit_calibrator", "intercept_and_slope"]
+__all__ = ["CalibrationError", "Calibrator", "fit_calibrator", "intercept_and_slope"]
 
-METHODS = ("none", "platt", "isotonic")
 # Probabilities are clipped this far from 0 and 1 before the logit: a float32 sigmoid
 # written to CSV reaches 1e-30 and below, and 0 or 1 exactly would give infinities.
 _EPS = 1e-15
@@ -158,31 +158,22 @@ class Calibrator:
             return float("-inf")
         return float(s[self.apply(s) >= threshold].min())
 
-    def describe(self) -> dict[str, Any]:
-        """The map's parameters for ``metrics.json`` and the report."""
-        out: dict[str, Any] = {"method": self.method, "regressor": self.feature, "n_fitted": self.n_fitted}
-        if self.method == "platt":
-            out.update(intercept=self.intercept, slope=self.slope, estimator="Firth penalised likelihood")
-        if self.method == "isotonic":
-            out["steps"] = len(set(self.knots_y))
-        return out
-
 
 def fit_calibrator(method: str, y_true: np.ndarray, scores: np.ndarray, *, probabilities: bool) -> Calibrator:
     """Fit a recalibration map on validation labels and scores.
 
     Args:
-        method: one of :data:`METHODS`.
+        method: one of :data:`pipeline.rules.CALIBRATION_METHODS`.
         y_true: labels, shape ``(N,)``, 0/1, both classes present.
         scores: the model's scores, shape ``(N,)``, finite.
         probabilities: whether the scores are probabilities (then the map works on
             their logit).
 
     Raises:
-        CalibrationError: an unknown method or one class only.
+        ConfigError: an unknown method.
+        CalibrationError: one class only.
     """
-    if method not in METHODS:
-        raise CalibrationError(f"'evaluate.calibration' must be one of {list(METHODS)}; got {method!r}.")
+    check_choice("method", method, CALIBRATION_METHODS)
     feature = "logit" if probabilities else "score"
     y = np.asarray(y_true, dtype=float)
     if method == "none":

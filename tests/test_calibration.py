@@ -9,6 +9,7 @@ from scipy.special import expit, logit
 from sklearn.linear_model import LogisticRegression
 
 from pipeline.calibration import CalibrationError, fit_calibrator, intercept_and_slope
+from pipeline.errors import ConfigError
 
 
 def _firth_by_definition(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -82,6 +83,11 @@ def test_separated_probabilities_have_no_slope_and_say_why():
     out = intercept_and_slope(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.7, 0.9]))
     assert out["calibration_slope"] is None and "separate the classes perfectly" in out["calibration_slope_reason"]
     assert out["calibration_intercept"] is not None
+
+
+def test_an_unknown_method_is_named_with_the_choices():
+    with pytest.raises(ConfigError, match=r"'method' must be one of \['none', 'platt', 'isotonic'\]; got 'beta'"):
+        fit_calibrator("beta", np.array([0, 1]), np.array([0.2, 0.8]), probabilities=True)
 
 
 def test_one_class_cannot_be_recalibrated():

@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from pipeline import metrics as M
+from pipeline.errors import ConfigError, PipelineInputError
 
 
 def _tied_sample(rng: np.random.Generator, m: int, n: int, decimals: int = 1):
@@ -93,7 +94,7 @@ def test_auc_matches_mann_whitney_u():
     rng = np.random.default_rng(0)
     y, s = _tied_sample(rng, 40, 60)
     u = stats.mannwhitneyu(s[y == 1], s[y == 0]).statistic
-    assert M.roc_auc_ci(y, s)[0] == pytest.approx(u / (40 * 60), abs=1e-12)
+    assert M.roc_auc_ci(y, s, method="delong")[0] == pytest.approx(u / (40 * 60), abs=1e-12)
 
 
 def test_bootstrap_ci_is_close_to_delong_on_a_large_sample():
@@ -113,29 +114,54 @@ def test_bootstrap_ci_is_close_to_delong_on_a_large_sample():
 def test_perfect_separation_gives_a_degenerate_but_finite_interval():
     y = np.array([0, 0, 0, 1, 1, 1])
     s = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
-    assert M.roc_auc_ci(y, s) == (1.0, 1.0, 1.0)
+    assert M.roc_auc_ci(y, s, method="delong") == (1.0, 1.0, 1.0)
 
 
 def test_one_class_is_an_error_not_nan():
     with pytest.raises(M.UndefinedMetricError, match="one class only"):
-        M.roc_auc_ci(np.zeros(5, int), np.linspace(0, 1, 5))
+        M.roc_auc_ci(np.zeros(5, int), np.linspace(0, 1, 5), method="delong")
     with pytest.raises(M.UndefinedMetricError, match="at least 2 positive"):
-        M.roc_auc_ci(np.array([1, 0, 0, 0]), np.array([0.9, 0.1, 0.2, 0.3]))
+        M.roc_auc_ci(np.array([1, 0, 0, 0]), np.array([0.9, 0.1, 0.2, 0.3]), method="delong")
 
 
 def test_bad_scores_and_labels_are_rejected_with_positions():
     y = np.array([0, 1, 0, 1])
-    with pytest.raises(ValueError, match=r"scores must be finite real numbers; got \[inf, nan\] at positions \[1, 3\]"):
-        M.roc_auc_ci(y, np.array([0.1, np.inf, 0.2, np.nan]))
-    with pytest.raises(ValueError, match=r"scores must be probabilities in \[0, 1\] for this metric; got \[1\.5, -2\.0\] "
-                                         r"at positions \[1, 3\]\. It does not apply to logits or ratings"):
+    with pytest.raises(M.MetricInputError, match=r"scores must be finite real numbers; got \[inf, nan\] at positions \[1, 3\]"):
+        M.roc_auc_ci(y, np.array([0.1, np.inf, 0.2, np.nan]), method="delong")
+    with pytest.raises(M.MetricInputError, match=r"scores must be probabilities in \[0, 1\] for this metric; got "
+                                                 r"\[1\.5, -2\.0\] at positions \[1, 3\]\. It does not apply to logits"):
         M.brier_score(y, np.array([0.1, 1.5, 0.2, -2.0]))
-    with pytest.raises(ValueError, match=r"must be probabilities in \[0, 1\]"):
-        M.expected_calibration_error(y, np.array([0.1, 1.5, 0.2, 0.3]))
-    with pytest.raises(ValueError, match=r"labels must be 0 or 1; got \[2\] at positions \[2\]"):
-        M.roc_auc_ci(np.array([0, 1, 2, 1]), np.array([0.1, 0.5, 0.2, 0.3]))
-    with pytest.raises(ValueError, match=r"'method' must be one of \['delong', 'bootstrap'\]; got 'wald'"):
-        M.roc_auc_ci(y, np.array([0.1, 0.5, 0.2, 0.3]), method="wald")
+    with pytest.raises(M.MetricInputError, match=r"must be probabilities in \[0, 1\]"):
+        M.expected_calibration_error(y, np.array([0.1, 1.5, 0.2, 0.3]), n_bins=10)
+    with pytest.raises(M.MetricInputError, match=r"labels must be 0 or 1; got \[2\] at positions \[2\]"):
+        M.roc_auc_ci(np.array([0, 1, 2, 1]), np.array([0.1, 0.5, 0.2, 0.3]), method="delong")
+    with pytest.raises(M.MetricInputError, match=r"'groups' must have shape \(4,\); got \(3,\)"):
+        M.subgroup_auc(y, np.array([0.1, 0.5, 0.2, 0.3]), np.array(["a", "b", "c"]), method="delong")
+    with pytest.raises(M.MetricInputError, match=r"'successes' must be in \[0, 10\]; got 11"):
+        M.wilson_ci(11, 10)
+    # Input errors, shown to a user as one line by the stage edge.
+    assert issubclass(M.MetricInputError, PipelineInputError) and issubclass(M.UndefinedMetricError, PipelineInputError)
+
+
+def test_interval_and_threshold_settings_are_required_where_they_matter():
+    y, s = np.array([0, 1, 0, 1]), np.array([0.1, 0.5, 0.2, 0.3])
+    with pytest.raises(ConfigError, match=r"'method' must be one of \['delong', 'bootstrap'\]; got 'wald'"):
+        M.roc_auc_ci(y, s, method="wald")
+    with pytest.raises(ConfigError, match=r"'n_boot' must be a positive integer with method='bootstrap'; got None"):
+        M.roc_auc_ci(y, s, method="bootstrap", seed=0)
+    with pytest.raises(ConfigError, match=r"'seed' must be an integer with method='bootstrap'; got None\. Pass base"):
+        M.roc_auc_ci(y, s, method="bootstrap", n_boot=100)
+    with pytest.raises(ConfigError, match=r"'level' must be in \(0, 1\); got 95"):
+        M.roc_auc_ci(y, s, method="delong", level=95)
+    # Checked before the data: a subgroup whose levels all have one class still refuses.
+    with pytest.raises(ConfigError, match=r"'n_boot' must be a positive integer with method='bootstrap'; got 0"):
+        M.subgroup_auc(y, s, np.array(["a", "b", "c", "d"]), method="bootstrap", n_boot=0, seed=1)
+    with pytest.raises(ConfigError, match=r"'rule' must be one of \['youden', 'sensitivity'\]; got 'f1'"):
+        M.choose_threshold(y, s, rule="f1")
+    with pytest.raises(ConfigError, match=r"'target_sensitivity' must be in \(0, 1\] with rule='sensitivity'; got None"):
+        M.choose_threshold(y, s, rule="sensitivity")
+    with pytest.raises(ConfigError, match=r"'n_bins' must be a positive integer; got 0"):
+        M.reliability_curve(y, s, n_bins=0)
 
 
 def test_roc_curve_matches_counting_by_hand():
@@ -227,7 +253,7 @@ def test_subgroups_report_undefined_levels_with_reason():
     y[2:4] = [0, 1]
     s = np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.2, y.size), 0, 1)
     groups = np.array(["A"] * 20 + ["B"] * 20 + ["C"] * 3 + ["D"] * 2)
-    out = M.subgroup_auc(y, s, groups, threshold=0.5)
+    out = M.subgroup_auc(y, s, groups, method="delong", threshold=0.5)
     assert list(out) == ["A", "B", "C", "D"]
     assert out["C"]["auc"] is None and out["C"]["auc_ci95"] is None
     assert "only negative cases" in out["C"]["reason"]
@@ -236,7 +262,7 @@ def test_subgroups_report_undefined_levels_with_reason():
     assert out["D"]["auc"] in (0.0, 1.0) and out["D"]["auc_ci95"] is None
     assert "fewer than 2 cases" in out["D"]["reason"]
     mask = groups == "A"
-    assert out["A"]["auc"] == pytest.approx(M.roc_auc_ci(y[mask], s[mask])[0])
+    assert out["A"]["auc"] == pytest.approx(M.roc_auc_ci(y[mask], s[mask], method="delong")[0])
     assert out["A"]["reason"] is None and len(out["A"]["auc_ci95"]) == 2
 
 
@@ -254,13 +280,13 @@ def test_auc_and_delong_interval_of_integer_ratings_match_the_definition():
     y, rating = _ratings(rng, 26, 34)
     assert set(np.unique(rating)) == {1.0, 2.0, 3.0, 4.0, 5.0}
     auc_ref, cov_ref = _structural_components(y, rating)
-    auc, lo, hi = M.roc_auc_ci(y, rating)
+    auc, lo, hi = M.roc_auc_ci(y, rating, method="delong")
     z = stats.norm.ppf(0.975)
     assert auc == pytest.approx(auc_ref[0], abs=1e-12)
     assert lo == pytest.approx(auc_ref[0] - z * np.sqrt(cov_ref[0, 0]), abs=1e-10)
     assert hi == pytest.approx(min(1.0, auc_ref[0] + z * np.sqrt(cov_ref[0, 0])), abs=1e-10)
     # Any strictly increasing transform leaves rank metrics unchanged: a logit is as good as its probability.
-    assert M.roc_auc_ci(y, 10.0 * rating - 33.0) == (auc, lo, hi)
+    assert M.roc_auc_ci(y, 10.0 * rating - 33.0, method="delong") == (auc, lo, hi)
 
 
 def test_paired_delong_between_a_rating_and_a_logit_matches_the_definition():

@@ -13,15 +13,16 @@ from pipeline.config import EvaluateConfig
 from pipeline.report.evaluation import Evaluation, EvaluationError, compare_tables, evaluate_table
 from pipeline.report.methods import ledger_counts
 from pipeline.report.predictions import PatientTable, PredictionsError, read_predictions, subgroup_columns
-from pipeline.report.provenance import Provenance, ProvenanceError, collect_provenance
+from pipeline.report.provenance import EvaluationProvenance, ProvenanceError, collect_provenance
 from pipeline.report.writers import write_outputs
+from pipeline.schema import EvaluateOutputs
 
 __all__ = [
     "Evaluation",
     "EvaluationError",
     "PatientTable",
     "PredictionsError",
-    "Provenance",
+    "EvaluationProvenance",
     "ProvenanceError",
     "collect_provenance",
     "compare_tables",
@@ -35,7 +36,7 @@ __all__ = [
 
 def run_evaluation(
     predictions: str | Path,
-    out_dir: str | Path,
+    outputs: EvaluateOutputs,
     config: EvaluateConfig,
     *,
     compare: str | Path | None = None,
@@ -43,21 +44,19 @@ def run_evaluation(
     params: Mapping[str, Any] | None = None,
     params_file: str | Path | None = None,
     lock: str | Path | None = None,
-    lock_skip_stages: tuple[str, ...] = (),
     ledger: str | Path | None = None,
 ) -> Evaluation:
-    """Read predictions, compute every metric, and write all outputs into ``out_dir``.
+    """Read predictions, compute every metric, and write all outputs to the paths of ``outputs``.
 
     Args:
         predictions: ``predictions.csv`` (one row per series; see
             :func:`pipeline.report.predictions.read_predictions`).
-        out_dir: folder for ``metrics.json``, ``plots/``, PNGs and ``report.html``.
+        outputs: where each output goes (the stage's command line in ``dvc.yaml``).
         config: the ``evaluate`` settings.
         compare: another predictions file on the same patients for a paired DeLong test.
         train_summary, params, params_file, lock: provenance shown in the report;
-            ``None`` is stated in the report as not given.
-        lock_skip_stages: stages of ``dvc.lock`` not shown (the running stage's own,
-            stale, entry).
+            ``None`` is stated in the report as not given. The lock's entry of the stage
+            that writes ``outputs`` (this one, from its previous run) is not shown.
         ledger: ingest's ``ledger.csv``, for the file counts of the methods paragraph.
 
     Returns:
@@ -72,8 +71,8 @@ def run_evaluation(
     evaluation = evaluate_table(table, config, other=other)
     provenance = collect_provenance(
         predictions, params=params, params_file=params_file, train_summary=train_summary, lock=lock,
-        lock_skip_stages=lock_skip_stages, compare=compare,
+        own_outputs=tuple(outputs.paths().values()), compare=compare,
     )
     counts = ledger_counts(ledger) if ledger is not None else None
-    write_outputs(evaluation, provenance, out_dir, ledger=counts)
+    write_outputs(evaluation, provenance, outputs, ledger=counts)
     return evaluation

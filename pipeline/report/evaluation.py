@@ -24,8 +24,17 @@ from pipeline.report.predictions import (
     subgroup_columns,
 )
 from pipeline.report.readers import ReaderCurve, compare_reader
+from pipeline.schema import (
+    CalibrationFit,
+    Confusion,
+    MetricsRecord,
+    ModelComparison,
+    ReaderComparison,
+    SplitMetrics,
+    SubgroupLevel,
+)
 
-LEVEL = 0.95
+LEVEL = M.CI_LEVEL
 
 
 class EvaluationError(PipelineInputError):
@@ -64,7 +73,7 @@ class Evaluation:
     """Everything the writers need.
 
     Attributes:
-        metrics: the content of ``metrics.json`` (``{"val": ..., "test": ..., ["comparison"]}``).
+        metrics: the content of ``metrics.json``.
         curves: split -> :class:`SplitCurves`.
         table: the aggregated patients (for the cohort table; identifiers never written).
         subgroups: subgroup columns reported.
@@ -72,12 +81,12 @@ class Evaluation:
         settings: the evaluation settings used, shown in the report.
     """
 
-    metrics: dict[str, object]
+    metrics: MetricsRecord
     curves: dict[str, SplitCurves]
     table: PatientTable
     subgroups: list[str]
     subgroups_skipped: dict[str, str]
-    settings: dict[str, object] = field(default_factory=dict)
+    settings: dict[str, object]
 
 
 def _check_split(table: PatientTable, split: str) -> None:
@@ -141,91 +150,101 @@ def _calibration_metrics(
         ),
         **after,
         **before,
+        "not_applicable": not_applicable,
     }
-    if not_applicable:
-        out["not_applicable"] = not_applicable
     return out, curve_after, curve_before
+
+
+def _pair(values: object) -> tuple[float, float] | None:
+    """An interval as a tuple (the metrics functions give lists), ``None`` kept."""
+    return None if values is None else (values[0], values[1])
 
 
 def _subgroup(
     y: np.ndarray, s: np.ndarray, c: np.ndarray, groups: np.ndarray, threshold: float, config: EvaluateConfig
-) -> dict[str, dict[str, object]]:
+) -> dict[str, SubgroupLevel]:
     """AUC per level from the model's score (as the headline AUC), sensitivity and specificity from the calibrated one."""
     out = M.subgroup_auc(y, s, groups, method=config.ci_method, level=LEVEL, n_boot=config.n_boot, seed=config.seed)
+    levels = {}
     for level, row in out.items():
         mask = groups == level
         at = M.threshold_metrics(y[mask], c[mask], threshold, level=LEVEL)
-        row["sensitivity"], row["specificity"] = at["sensitivity"], at["specificity"]
-    return out
+        levels[level] = SubgroupLevel(
+            **{**row, "auc_ci95": _pair(row["auc_ci95"])}, sensitivity=at["sensitivity"], specificity=at["specificity"]
+        )
+    return levels
+
+
+def _operating_point(
+    y: np.ndarray, c: np.ndarray, calibrator: Calibrator, *, threshold: float, threshold_score: float | None, rule: str
+) -> dict[str, object]:
+    """The threshold chosen on val, and the confusion and proportions it gives here (calibrated score)."""
+    at = M.threshold_metrics(y, c, threshold, level=LEVEL)
+    names = ("sensitivity", "specificity", "ppv", "npv")
+    return {
+        "threshold": threshold,
+        "threshold_scale": "score" if calibrator.method == "none" else f"calibrated probability ({calibrator.method})",
+        "threshold_score": threshold_score,
+        "threshold_rule": rule,
+        "threshold_source": "val",
+        **{name: at[name] for name in names},
+        **{f"{name}_ci95": _pair(at[f"{name}_ci95"]) for name in names},
+        "confusion": Confusion(tp=at["tp"], fp=at["fp"], tn=at["tn"], fn=at["fn"]),
+        "undefined": at["undefined"],
+    }
+
+
+def _readers(part: PatientTable, config: EvaluateConfig) -> tuple[dict[str, ReaderComparison], dict[str, ReaderCurve]]:
+    rows, curves = {}, {}
+    for column in config.reader_columns:
+        rows[column], curve = compare_reader(
+            part, column, ci_method=config.ci_method, n_boot=config.n_boot, seed=config.seed, level=LEVEL
+        )
+        if curve is not None:
+            curves[column] = curve
+    return rows, curves
 
 
 def _split_metrics(
     part: PatientTable,
     calibrator: Calibrator,
     *,
-    threshold: float,
-    threshold_score: float | None,
-    threshold_rule: str,
+    operating_point: dict[str, object],
     raw_reason: str | None,
     config: EvaluateConfig,
     subgroups: list[str],
     subgroups_skipped: dict[str, str],
-) -> tuple[dict[str, object], SplitCurves]:
+) -> tuple[SplitMetrics, SplitCurves]:
+    """Every metric and curve of one split; ``operating_point`` gives the threshold chosen on val."""
     y, s = part.label, part.score
     c = calibrator.apply(s)
-    ci_method, n_boot, seed = config.ci_method, config.n_boot, config.seed
+    threshold = operating_point["threshold"]
     try:
-        auc, lo, hi = M.roc_auc_ci(y, s, method=ci_method, level=LEVEL, n_boot=n_boot, seed=seed)
+        auc, lo, hi = M.roc_auc_ci(y, s, method=config.ci_method, level=LEVEL, n_boot=config.n_boot, seed=config.seed)
     except M.UndefinedMetricError as err:  # class counts were checked up front; this is anything else
         raise EvaluationError(f"split {part.split[0]!r}: {err}") from err
-    at = M.threshold_metrics(y, c, threshold, level=LEVEL)
-    undefined = at.pop("undefined")
-    fpr, tpr, roc_thr = M.roc_curve(y, s)
-    precision, recall, pr_thr = M.pr_curve(y, s)
     calibration, curve_after, curve_before = _calibration_metrics(
         y, s, c, raw_reason=raw_reason, method=calibrator.method, bins=config.calibration_bins,
         split=str(part.split[0]),
     )
-    out: dict[str, object] = {
-        "auc": auc,
-        "auc_ci95": [lo, hi],
+    readers, reader_curves = _readers(part, config)
+    metrics = SplitMetrics(
         # Scalars too: `dvc metrics show/diff` leave lists out.
-        "auc_ci95_low": lo,
-        "auc_ci95_high": hi,
-        "auc_ci_method": ci_method,
-        # Isotonic steps tie patients the model ranked apart; ties count one half.
-        "auc_calibrated": M.roc_auc_ci(y, c)[0],
-        "threshold": threshold,
-        "threshold_scale": "score" if calibrator.method == "none" else f"calibrated probability ({calibrator.method})",
-        "threshold_score": threshold_score,
-        "threshold_rule": threshold_rule,
-        "threshold_source": "val",
-        **{k: at[k] for k in ("sensitivity", "sensitivity_ci95", "specificity", "specificity_ci95")},
-        **{k: at[k] for k in ("ppv", "ppv_ci95", "npv", "npv_ci95")},
-        "confusion": {k: at[k] for k in ("tp", "fp", "tn", "fn")},
+        auc=auc, auc_ci95=(lo, hi), auc_ci95_low=lo, auc_ci95_high=hi, auc_ci_method=config.ci_method,
+        # Isotonic steps tie patients the model ranked apart; ties count one half. The
+        # point estimate is the same whatever the interval method.
+        auc_calibrated=M.roc_auc_ci(y, c, method="delong")[0],
+        **_operating_point(y, c, calibrator, **operating_point),
         **calibration,
-        "average_precision": M.average_precision(y, s),
-        "n_patients": int(y.size),
-        "n_positive": int(y.sum()),
-        "n_negative": int(y.size - y.sum()),
-        "n_series": int(part.n_series.sum()),
-        "subgroups": {
-            column: _subgroup(y, s, c, part.attributes[column].astype(str), threshold, config) for column in subgroups
-        },
-    }
-    readers, reader_curves = {}, {}
-    for column in config.reader_columns:
-        readers[column], curve = compare_reader(
-            part, column, ci_method=ci_method, n_boot=n_boot, seed=seed, level=LEVEL
-        )
-        if curve is not None:
-            reader_curves[column] = curve
-    if config.reader_columns:
-        out["readers"] = readers
-    if subgroups_skipped:
-        out["subgroups_skipped"] = dict(subgroups_skipped)
-    if undefined:
-        out["undefined"] = undefined
+        average_precision=M.average_precision(y, s),
+        n_patients=int(y.size), n_positive=int(y.sum()), n_negative=int(y.size - y.sum()),
+        n_series=int(part.n_series.sum()),
+        subgroups={col: _subgroup(y, s, c, part.attributes[col].astype(str), threshold, config) for col in subgroups},
+        readers=readers,
+        subgroups_skipped=dict(subgroups_skipped),
+    )
+    fpr, tpr, roc_thr = M.roc_curve(y, s)
+    precision, recall, pr_thr = M.pr_curve(y, s)
     curves = SplitCurves(
         roc={"fpr": fpr, "tpr": tpr, "threshold": roc_thr},
         pr={"precision": precision, "recall": recall, "threshold": pr_thr},
@@ -236,17 +255,17 @@ def _split_metrics(
         calibration_before=curve_before,
         readers=reader_curves,
     )
-    return out, curves
+    return metrics, curves
 
 
-def compare_tables(table: PatientTable, other: PatientTable, *, split: str = "test") -> dict[str, object]:
+def compare_tables(table: PatientTable, other: PatientTable, *, split: str = "test") -> ModelComparison:
     """Paired DeLong test of this model (A) against another model's predictions (B).
 
     Patients are matched by pseudonymised identifier within ``split``; both files must
     hold the same patients with the same labels, otherwise the comparison is not paired.
 
     Returns:
-        The ``"comparison"`` block of ``metrics.json``.
+        The ``comparison`` block of ``metrics.json``.
 
     Raises:
         EvaluationError: patients or labels differ between the files.
@@ -268,18 +287,62 @@ def compare_tables(table: PatientTable, other: PatientTable, *, split: str = "te
             f"different labels, e.g. {a.patient_id[differ[:5]].tolist()}. Compare runs made on the same manifest."
         )
     result = M.delong_test(a.label, a.score, b.score[pick], level=LEVEL)
-    return {
-        "split": split,
-        "method": "paired DeLong test",
-        "n_patients": result.n,
-        "n_positive": result.n_positive,
-        "auc": result.auc_a,
-        "auc_other": result.auc_b,
-        "auc_difference": result.difference,
-        "auc_difference_ci95": list(result.difference_ci),
-        "z": result.z,
-        "p_value": result.p_value,
+    return ModelComparison(
+        split=split, method="paired DeLong test", n_patients=result.n, n_positive=result.n_positive,
+        auc=result.auc_a, auc_other=result.auc_b, auc_difference=result.difference,
+        auc_difference_ci95=result.difference_ci, z=result.z, p_value=result.p_value,
+    )
+
+
+def _check_columns(table: PatientTable, config: EvaluateConfig) -> tuple[list[str], dict[str, str]]:
+    """Both splits usable, reader columns present; the subgroup columns used and those skipped."""
+    for split in SPLITS:
+        _check_split(table, split)
+    missing = [c for c in config.reader_columns if c not in table.attributes]
+    if missing:
+        raise EvaluationError(
+            f"'evaluate.reader_columns' must name columns of the predictions file; got unknown {missing}, available "
+            f"{sorted(table.attributes)}. Add the rating to the manifest (ingest carries its columns to predictions)."
+        )
+    try:
+        return subgroup_columns(table, requested=config.subgroups, readers=config.reader_columns)
+    except PredictionsError as err:
+        raise EvaluationError(str(err)) from err
+
+
+def _fit_on_val(val: PatientTable, config: EvaluateConfig, *, probabilities: bool) -> tuple[Calibrator, dict[str, object]]:
+    """The recalibration map and the operating threshold, both fitted on the validation patients."""
+    try:
+        calibrator = fit_calibrator(config.calibration, val.label, val.score, probabilities=probabilities)
+    except CalibrationError as err:
+        raise EvaluationError(str(err)) from err
+    rule = config.threshold
+    threshold = M.choose_threshold(
+        val.label, calibrator.apply(val.score), rule=rule, target_sensitivity=config.target_sensitivity
+    )
+    return calibrator, {
+        "threshold": threshold,
+        "threshold_score": calibrator.score_cut(threshold, val.score),
+        "rule": rule if rule == "youden" else f"sensitivity>={config.target_sensitivity}",
     }
+
+
+def _calibration_fit(calibrator: Calibrator) -> CalibrationFit:
+    platt, isotonic = calibrator.method == "platt", calibrator.method == "isotonic"
+    return CalibrationFit(
+        method=calibrator.method,
+        regressor=calibrator.feature,
+        n_fitted=calibrator.n_fitted,
+        intercept=calibrator.intercept if platt else None,
+        slope=calibrator.slope if platt else None,
+        estimator="Firth penalised likelihood" if platt else None,
+        steps=len(set(calibrator.knots_y)) if isotonic else None,
+        fitted_on="val",
+        note=None if calibrator.monotone() else (
+            "the fitted slope is not positive: the model ranks the validation patients no better than chance or "
+            "the wrong way round, and the calibrated score does not keep its order"
+        ),
+    )
 
 
 def evaluate_table(
@@ -300,55 +363,24 @@ def evaluate_table(
     Raises:
         EvaluationError: a split is missing or has one class, or the comparison is not paired.
     """
-    for split in SPLITS:
-        _check_split(table, split)
-    missing = [c for c in config.reader_columns if c not in table.attributes]
-    if missing:
-        raise EvaluationError(
-            f"'evaluate.reader_columns' must name columns of the predictions file; got unknown {missing}, available "
-            f"{sorted(table.attributes)}. Add the rating to the manifest (ingest carries its columns to predictions)."
-        )
-    try:
-        used, skipped = subgroup_columns(table, config.subgroups, readers=config.reader_columns)
-    except PredictionsError as err:
-        raise EvaluationError(str(err)) from err
-    val = table.select("val")
+    used, skipped = _check_columns(table, config)
     # One verdict for the whole file: a score scale cannot be a probability on one split only.
     raw_reason = M.probability_reason(table.score)
-    try:
-        calibrator = fit_calibrator(config.calibration, val.label, val.score, probabilities=raw_reason is None)
-    except CalibrationError as err:
-        raise EvaluationError(str(err)) from err
-    rule = config.threshold
-    threshold = M.choose_threshold(
-        val.label, calibrator.apply(val.score), rule=rule, target_sensitivity=config.target_sensitivity
-    )
-    threshold_score = calibrator.score_cut(threshold, val.score)
-    results: dict[str, object] = {}
+    calibrator, operating_point = _fit_on_val(table.select("val"), config, probabilities=raw_reason is None)
+    blocks: dict[str, SplitMetrics] = {}
     curves: dict[str, SplitCurves] = {}
     for split in ("test", "val"):
-        results[split], curves[split] = _split_metrics(
-            table.select(split),
-            calibrator,
-            threshold=threshold,
-            threshold_score=threshold_score,
-            threshold_rule=rule if rule == "youden" else f"sensitivity>={config.target_sensitivity}",
-            raw_reason=raw_reason,
-            config=config,
-            subgroups=used,
-            subgroups_skipped=skipped,
+        blocks[split], curves[split] = _split_metrics(
+            table.select(split), calibrator, operating_point=operating_point, raw_reason=raw_reason, config=config,
+            subgroups=used, subgroups_skipped=skipped,
         )
-    results["calibration"] = calibrator.describe() | {"fitted_on": "val"}
-    if not calibrator.monotone():
-        results["calibration"]["note"] = (
-            "the fitted slope is not positive: the model ranks the validation patients no better than chance or "
-            "the wrong way round, and the calibrated score does not keep its order"
-        )
-    if other is not None:
-        results["comparison"] = compare_tables(table, other)
+    metrics = MetricsRecord(
+        test=blocks["test"], val=blocks["val"], calibration=_calibration_fit(calibrator),
+        comparison=None if other is None else compare_tables(table, other),
+    )
     settings = {
         "aggregate": table.aggregate,
-        "threshold_rule": rule,
+        "threshold_rule": config.threshold,
         "target_sensitivity": config.target_sensitivity,
         "ci_method": config.ci_method,
         "n_boot": config.n_boot,
@@ -359,5 +391,5 @@ def evaluate_table(
         "ci_level": LEVEL,
     }
     return Evaluation(
-        metrics=results, curves=curves, table=table, subgroups=used, subgroups_skipped=skipped, settings=settings
+        metrics=metrics, curves=curves, table=table, subgroups=used, subgroups_skipped=skipped, settings=settings
     )

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pipeline.report.evaluation import SplitCurves  # noqa: E402
+from pipeline.schema import MetricsRecord, SplitMetrics  # noqa: E402
 
 _COLOURS = {"test": "#1f5fa8", "val": "#d9822b"}
 _READER_COLOURS = ("#2a9d3a", "#9b3fb5", "#c0392b", "#6d6d6d", "#b8860b")
@@ -33,29 +34,29 @@ def _png(fig: plt.Figure) -> bytes:
     return buffer.getvalue()
 
 
-def roc_png(curves: Mapping[str, SplitCurves], metrics: Mapping[str, Mapping[str, object]]) -> bytes:
+def roc_png(curves: Mapping[str, SplitCurves], metrics: MetricsRecord) -> bytes:
     """ROC curves of each split, AUC and its 95% CI in the legend, operating point marked.
 
     Args:
         curves: split -> curves.
-        metrics: split -> that split's block of ``metrics.json``.
+        metrics: the content of ``metrics.json``.
     """
     fig, ax = plt.subplots(figsize=(5.2, 5.0))
     ax.plot([0, 1], [0, 1], color="#999999", lw=0.8, ls="--", label="chance")
     for split in ("test", "val"):
         if split not in curves:
             continue
-        c, m = curves[split], metrics[split]
-        lo, hi = m["auc_ci95"]
+        c, m = curves[split], metrics.split(split)
+        lo, hi = m.auc_ci95
         ax.plot(
             c.roc["fpr"], c.roc["tpr"], color=_COLOURS[split], lw=2 if split == "test" else 1.3,
-            label=f"{split}: AUC {m['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}), n={m['n_patients']}",
+            label=f"{split}: AUC {m.auc:.3f} (95% CI {lo:.3f}-{hi:.3f}), n={m.n_patients}",
         )
         ax.plot(
-            1 - m["specificity"], m["sensitivity"], "o", color=_COLOURS[split], mfc="white", mew=1.5, ms=7,
+            1 - m.specificity, m.sensitivity, "o", color=_COLOURS[split], mfc="white", mew=1.5, ms=7,
         )
-    ax.plot([], [], "o", color="#444444", mfc="white", label=f"threshold {metrics['test']['threshold']:.3g} (from val)")
-    _reader_points(ax, curves.get("test"), metrics.get("test", {}))
+    ax.plot([], [], "o", color="#444444", mfc="white", label=f"threshold {metrics.test.threshold:.3g} (from val)")
+    _reader_points(ax, curves.get("test"), metrics.test)
     ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="1 - specificity (false positive rate)",
            ylabel="Sensitivity (true positive rate)", title="ROC curve, per patient")
     ax.set_aspect("equal")
@@ -64,18 +65,17 @@ def roc_png(curves: Mapping[str, SplitCurves], metrics: Mapping[str, Mapping[str
     return _png(fig)
 
 
-def _reader_points(ax: plt.Axes, c: SplitCurves | None, m: Mapping[str, object]) -> None:
+def _reader_points(ax: plt.Axes, c: SplitCurves | None, m: SplitMetrics) -> None:
     """Each reader's operating points on the test patients they rated, joined as their empirical ROC."""
     if c is None:
         return
-    readers = m.get("readers") or {}
     for i, (column, curve) in enumerate(c.readers.items()):
-        r = readers.get(column, {})
+        r = m.readers[column]  # a reader with a curve has an AUC
         colour, marker = _READER_COLOURS[i % len(_READER_COLOURS)], _READER_MARKERS[i % len(_READER_MARKERS)]
         ax.plot(curve.fpr, curve.tpr, color=colour, lw=0.8, ls=":")
         ax.plot(
             curve.fpr[1:-1], curve.tpr[1:-1], marker, color=colour, ms=6, ls="none",
-            label=f"{column} (reader): AUC {r.get('auc', 0):.3f}, n={r.get('n')} (test)",
+            label=f"{column} (reader): AUC {r.auc:.3f}, n={r.n} (test)",
         )
 
 
@@ -83,7 +83,7 @@ def _fmt(value: object) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def calibration_png(curves: Mapping[str, SplitCurves], metrics: Mapping[str, Mapping[str, object]]) -> bytes:
+def calibration_png(curves: Mapping[str, SplitCurves], metrics: MetricsRecord) -> bytes:
     """Reliability diagram before (hollow, dotted) and after recalibration (filled) over a histogram.
 
     Probabilities only: where the scores are not probabilities and nothing recalibrated
@@ -97,14 +97,14 @@ def calibration_png(curves: Mapping[str, SplitCurves], metrics: Mapping[str, Map
     for split in ("test", "val"):
         if split not in curves:
             continue
-        c, m = curves[split], metrics[split]
-        method = m.get("calibration_method", "none")
+        c, m = curves[split], metrics.split(split)
+        method = m.calibration_method
         in_sample = " (in-sample)" if split == "val" and method != "none" else ""
         if c.calibration_before is not None and method != "none":
             before = c.calibration_before
             ax.plot(
                 before["mean_predicted"], before["fraction_positive"], "o:", color=_COLOURS[split], ms=4, mfc="white",
-                lw=0.9, label=f"{split} before: Brier {_fmt(m['brier_uncalibrated'])}, ECE {_fmt(m['ece_uncalibrated'])}",
+                lw=0.9, label=f"{split} before: Brier {_fmt(m.brier_uncalibrated)}, ECE {_fmt(m.ece_uncalibrated)}",
             )
         if c.calibration is not None:
             drawn = True
@@ -112,7 +112,7 @@ def calibration_png(curves: Mapping[str, SplitCurves], metrics: Mapping[str, Map
             label = "" if method == "none" else f" after {method}{in_sample}"
             ax.plot(
                 cal["mean_predicted"], cal["fraction_positive"], "o-", color=_COLOURS[split], ms=4,
-                label=f"{split}{label}: Brier {_fmt(m['brier'])}, ECE {_fmt(m['ece'])}",
+                label=f"{split}{label}: Brier {_fmt(m.brier)}, ECE {_fmt(m.ece)}",
             )
             hist.hist(c.score, bins=np.linspace(0, 1, 21), color=_COLOURS[split], alpha=0.5, label=split)
     if not drawn:
@@ -126,16 +126,16 @@ def calibration_png(curves: Mapping[str, SplitCurves], metrics: Mapping[str, Map
     return _png(fig)
 
 
-def pr_png(curves: Mapping[str, SplitCurves], metrics: Mapping[str, Mapping[str, object]]) -> bytes:
+def pr_png(curves: Mapping[str, SplitCurves], metrics: MetricsRecord) -> bytes:
     """Precision-recall curves with the prevalence of each split as the no-skill line."""
     fig, ax = plt.subplots(figsize=(5.2, 5.0))
     for split in ("test", "val"):
         if split not in curves:
             continue
-        c, m = curves[split], metrics[split]
+        c, m = curves[split], metrics.split(split)
         ax.step(c.pr["recall"], c.pr["precision"], where="post", color=_COLOURS[split],
-                label=f"{split}: average precision {m['average_precision']:.3f}")
-        ax.axhline(m["n_positive"] / m["n_patients"], color=_COLOURS[split], lw=0.8, ls=":")
+                label=f"{split}: average precision {m.average_precision:.3f}")
+        ax.axhline(m.n_positive / m.n_patients, color=_COLOURS[split], lw=0.8, ls=":")
     ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="Recall (sensitivity)", ylabel="Precision (PPV)",
            title="Precision-recall, per patient (dotted: prevalence)")
     ax.grid(alpha=0.3)

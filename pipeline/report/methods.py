@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pipeline.report.evaluation import Evaluation
-from pipeline.report.provenance import Provenance, ProvenanceError
+from pipeline.report.provenance import EvaluationProvenance, ProvenanceError
+from pipeline.schema import TrainSummaryRecord
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "monai", "pytorch-lightning", "pydicom", "nibabel", "dvc")
 AUTHORS = "for the authors"
@@ -66,13 +67,13 @@ def _cohort(ev: Evaluation, ledger: Mapping[str, int] | None) -> str:
         parts.append("The ingest ledger was not given to the evaluate stage, so file-level exclusions are not stated.")
     counts = []
     for split in ("val", "test"):
-        m = ev.metrics[split]
-        counts.append(f"{m['n_patients']} {split} patients ({m['n_positive']} positive, {m['n_series']} series)")
+        m = ev.metrics.split(split)
+        counts.append(f"{m.n_patients} {split} patients ({m.n_positive} positive, {m.n_series} series)")
     parts.append("The evaluation comprised " + " and ".join(counts) + ".")
     return " ".join(parts)
 
 
-def _design(params: Mapping[str, Any] | None, summary: Mapping[str, Any] | None) -> str:
+def _design(params: Mapping[str, Any] | None, summary: TrainSummaryRecord | None) -> str:
     split, pre = _get(params, "split") or {}, _get(params, "preprocess") or {}
     seed = _get(params, "base", "seed")
     text = (f"Patients were assigned to training, validation and test sets at patient level, stratified by label "
@@ -81,22 +82,21 @@ def _design(params: Mapping[str, Any] | None, summary: Mapping[str, Any] | None)
     text += (f"Images were resampled to {pre.get('pixdim', 'not recorded')} mm voxels, cropped or padded to "
              f"{pre.get('roi', 'not recorded')} voxels ({pre.get('spatial_dims', '?')}D), and scaled to [0, 1] over "
              f"the window {pre.get('hu_window', 'not recorded')} HU for CT (0.5th-99.5th percentiles otherwise). ")
-    model, weights = _get(summary, "model") or {}, _get(summary, "weights") or {}
-    train = _get(summary, "config", "train") or _get(params, "train") or {}
     if summary is None:
         return text + "The training summary was not given, so the model and its weights are not stated."
-    sha = weights.get("sha256")
-    text += (f"The model was a {model.get('arch', 'not recorded')} ({model.get('spatial_dims', '?')}D) initialised from "
-             f"{weights.get('source', 'not recorded')} weights" + (f" (file SHA-256 {str(sha)[:16]}...)" if sha else "")
-             + f", trained for up to {train.get('max_epochs', '?')} epochs (batch {train.get('batch_size', '?')}, "
-             f"learning rate {train.get('lr', '?')}, weight decay {train.get('weight_decay', '?')}, precision "
-             f"{train.get('precision', '?')}, augmentation {'on' if train.get('augment') else 'off'}); the checkpoint "
-             f"with the best validation AUC (epoch {summary.get('best_epoch', '?')}) was kept.")
+    model, weights, train = summary.model, summary.weights, summary.config.train
+    sha = weights.sha256
+    text += (f"The model was a {model.arch} ({model.spatial_dims}D) initialised from "
+             f"{weights.source} weights" + (f" (file SHA-256 {str(sha)[:16]}...)" if sha else "")
+             + f", trained for up to {train.max_epochs} epochs (batch {train.batch_size}, "
+             f"learning rate {train.lr}, weight decay {train.weight_decay}, precision "
+             f"{train.precision}, augmentation {'on' if train.augment else 'off'}); the checkpoint "
+             f"with the best validation AUC (epoch {summary.best_epoch}) was kept.")
     return text
 
 
 def _analysis(ev: Evaluation) -> str:
-    s, t = ev.settings, ev.metrics["test"]
+    s, t = ev.settings, ev.metrics.test
     ci = ("DeLong variance (normal approximation)" if s["ci_method"] == "delong"
           else f"a stratified percentile bootstrap ({s['n_boot']} resamples, seed {s['seed']})")
     calibration = {
@@ -109,17 +109,17 @@ def _analysis(ev: Evaluation) -> str:
     rule = ("maximising Youden's J" if s["threshold_rule"] == "youden"
             else f"the highest threshold reaching sensitivity {s['target_sensitivity']}")
     text = (f"Series scores were combined per patient by their {s['aggregate']}. {calibration} The operating threshold "
-            f"({t['threshold']:.4g}) was chosen on the validation patients by {rule} and applied unchanged to test. "
+            f"({t.threshold:.4g}) was chosen on the validation patients by {rule} and applied unchanged to test. "
             f"AUC intervals used {ci}; sensitivity, specificity, PPV and NPV used Wilson score intervals; calibration "
             f"was summarised by the Brier score, the ECE ({s['calibration_bins']} bins), calibration-in-the-large and "
             "the calibration slope.")
-    if s.get("reader_columns"):
+    if s["reader_columns"]:
         text += (f" Readers ({', '.join(s['reader_columns'])}) were compared with the model on the same patients by "
                  "the paired DeLong test.")
     return text
 
 
-def _software(p: Provenance) -> str:
+def _software(p: EvaluationProvenance) -> str:
     listed = ", ".join(f"{k} {v}" for k, v in versions().items())
     text = f"Software: {listed}."
     inputs = [e for e in (p.lock or []) if e.stage == "ingest" and e.kind == "dep" and not e.path.startswith("pipeline")]
@@ -130,12 +130,14 @@ def _software(p: Provenance) -> str:
     return text
 
 
-def methods_paragraphs(ev: Evaluation, p: Provenance, ledger: Mapping[str, int] | None = None) -> list[str]:
+def methods_paragraphs(ev: Evaluation, p: EvaluationProvenance, ledger: Mapping[str, int] | None = None) -> list[str]:
     """The methods section as plain-text paragraphs (cohort, design, analysis, software)."""
     return [_cohort(ev, ledger), _design(p.params, p.train_summary), _analysis(ev), _software(p)]
 
 
-def tripod_rows(ev: Evaluation, p: Provenance, ledger: Mapping[str, int] | None = None) -> list[tuple[str, str, str]]:
+def tripod_rows(
+    ev: Evaluation, p: EvaluationProvenance, ledger: Mapping[str, int] | None = None
+) -> list[tuple[str, str, str]]:
     """``(item, topic, where)`` for TRIPOD+AI items; ``where`` is a report section or "for the authors"."""
     have_summary = p.train_summary is not None
     return [
@@ -153,12 +155,12 @@ def tripod_rows(ev: Evaluation, p: Provenance, ledger: Mapping[str, int] | None 
         ("20a", "Flow of participants", "Methods: ledger counts; Cohort" if ledger else "Cohort (ingest flow not given)"),
         ("23a", "Model performance with CIs", "Main result; Metrics"),
         ("23b", "Performance in key subgroups", "Subgroups section" if ev.subgroups else AUTHORS),
-        ("Comparison", "Comparison with clinicians", "Readers section" if ev.settings.get("reader_columns") else AUTHORS),
+        ("Comparison", "Comparison with clinicians", "Readers section" if ev.settings["reader_columns"] else AUTHORS),
         ("25-27", "Interpretation, limitations, implications", AUTHORS),
     ]
 
 
-def methods_markdown(ev: Evaluation, p: Provenance, ledger: Mapping[str, int] | None = None) -> str:
+def methods_markdown(ev: Evaluation, p: EvaluationProvenance, ledger: Mapping[str, int] | None = None) -> str:
     """``methods.md``: the paragraphs and the checklist table."""
     lines = ["# Methods (generated from this run)", "", *[para + "\n" for para in methods_paragraphs(ev, p, ledger)]]
     lines += ["## TRIPOD+AI checklist", "",

@@ -11,12 +11,13 @@ from __future__ import annotations
 import csv
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.errors import PipelineInputError
+from pipeline.rules import AGGREGATES, check_choice
 
 REQUIRED_COLUMNS = ("patient_id", "split", "label", "score")
 # Used when present (one row per series, as the train stage writes); a file from another
@@ -67,9 +68,9 @@ class PatientTable:
     label: np.ndarray
     score: np.ndarray
     n_series: np.ndarray
-    attributes: dict[str, np.ndarray] = field(default_factory=dict)
-    aggregate: str = "max"
-    n_rows: int = 0
+    attributes: dict[str, np.ndarray]
+    aggregate: str
+    n_rows: int
 
     def select(self, split: str) -> "PatientTable":
         """The patients of one split, in the same order."""
@@ -92,7 +93,7 @@ def _lines(lines: list[int]) -> str:
     return f"line(s) {shown}{more}"
 
 
-def read_predictions(path: str | Path, *, aggregate: str = "max") -> PatientTable:
+def read_predictions(path: str | Path, *, aggregate: str) -> PatientTable:
     """Read, validate and aggregate a predictions file.
 
     Every rule is checked on every row before failing, and the message lists the
@@ -102,19 +103,29 @@ def read_predictions(path: str | Path, *, aggregate: str = "max") -> PatientTabl
         path: CSV with columns ``patient_id, split, label, score``, optionally
             ``series_key``, and any number of extra (subgroup, reader) columns. Scores
             may be any finite numbers; probability-only metrics check their range later.
-        aggregate: ``"max"`` or ``"mean"`` of a patient's series scores.
+        aggregate: how a patient's series scores combine, one of
+            :data:`pipeline.rules.AGGREGATES` (``"max"`` or ``"mean"``).
 
     Returns:
         A :class:`PatientTable` ordered by split then patient identifier.
 
     Raises:
+        ConfigError: an unknown ``aggregate``.
         PredictionsError: missing file or columns, no rows, labels not 0/1, scores NaN,
             infinite or not numbers, splits other than val/test, or a patient whose series
             disagree on label or split.
     """
-    if aggregate not in ("max", "mean"):
-        raise PredictionsError(f"'aggregate' must be one of ['max', 'mean']; got {aggregate!r}.")
+    check_choice("aggregate", aggregate, AGGREGATES)
     path = Path(path)
+    header, rows, bad = _read_rows(path)
+    col = {h: i for i, h in enumerate(header)}
+    series = _parse_rows(path, rows, col, bad)
+    extra = [h for h in header if h not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    return _by_patient(series, {c: [values[col[c]] for _, values in rows] for c in extra}, aggregate)
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]], dict[str, list[int]]]:
+    """The header, the data rows as ``(line, stripped cells)``, and rules broken so far -> lines."""
     if not path.is_file():
         raise PredictionsError(
             f"predictions file {str(path)!r} must exist; it was not found. Run the train stage first (dvc repro train)."
@@ -134,8 +145,6 @@ def read_predictions(path: str | Path, *, aggregate: str = "max") -> PatientTabl
         duplicated = sorted({h for h in header if header.count(h) > 1})
         if duplicated:
             raise PredictionsError(f"predictions file {str(path)!r} must have unique column names; got {duplicated} twice.")
-        extra = [h for h in header if h not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-        col = {h: i for i, h in enumerate(header)}
         rows: list[tuple[int, list[str]]] = []
         bad: dict[str, list[int]] = defaultdict(list)
         for values in reader:
@@ -146,61 +155,77 @@ def read_predictions(path: str | Path, *, aggregate: str = "max") -> PatientTabl
                 bad[f"rows must have {len(header)} fields"].append(line)
                 continue
             rows.append((line, [v.strip() for v in values]))
-
     if not rows and not bad:
         raise PredictionsError(f"predictions file {str(path)!r} must have at least one data row; it has none.")
-    patient_id, split, label, score, lines = [], [], [], [], []
+    return header, rows, bad
+
+
+@dataclass(frozen=True)
+class _Series:
+    """The rows of the file, one entry per series, in file order."""
+
+    patient_id: list[str]
+    split: list[str]
+    label: list[int]
+    score: list[float]
+    line: list[int]
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def _parse_rows(path: Path, rows: list[tuple[int, list[str]]], col: dict[str, int], bad: dict[str, list[int]]) -> _Series:
+    """Every rule checked on every row; one error listing the lines of each broken rule."""
+    series = _Series([], [], [], [], [])
     for line, values in rows:
-        raw_score = values[col["score"]]
-        try:
-            s = float(raw_score)
-        except ValueError:
-            s = math.nan
+        s, lab = _number(values[col["score"]]), _number(values[col["label"]])
         if not math.isfinite(s):
             bad["'score' must be a finite number (a probability, logit or rating)"].append(line)
-        raw_label = values[col["label"]]
-        try:
-            lab = float(raw_label)
-        except ValueError:
-            lab = math.nan
         if lab not in (0.0, 1.0):
             bad["'label' must be 0 or 1"].append(line)
         if values[col["split"]] not in SPLITS:
             bad[f"'split' must be one of {list(SPLITS)}"].append(line)
         if not values[col["patient_id"]]:
             bad["'patient_id' must not be empty"].append(line)
-        patient_id.append(values[col["patient_id"]])
-        split.append(values[col["split"]])
-        label.append(int(lab) if lab in (0.0, 1.0) else -1)
-        score.append(s)
-        lines.append(line)
+        series.patient_id.append(values[col["patient_id"]])
+        series.split.append(values[col["split"]])
+        series.label.append(int(lab) if lab in (0.0, 1.0) else -1)
+        series.score.append(s)
+        series.line.append(line)
     if bad:
         problems = "; ".join(f"{rule}: {_lines(found)}" for rule, found in bad.items())
         raise PredictionsError(
             f"predictions file {str(path)!r} has rows breaking the rules: {problems}. "
             "Fix or remove these rows and run the stage again."
         )
+    return series
 
+
+def _by_patient(series: _Series, extra: dict[str, list[str]], aggregate: str) -> PatientTable:
+    """One row per patient: the series' scores combined, their extra columns' levels joined."""
     by_patient: dict[str, list[int]] = defaultdict(list)
-    for i, pid in enumerate(patient_id):
+    for i, pid in enumerate(series.patient_id):
         by_patient[pid].append(i)
     conflicts: list[str] = []
     out_pid, out_split, out_label, out_score, out_n = [], [], [], [], []
     out_attr: dict[str, list[str]] = {c: [] for c in extra}
     for pid, idx in by_patient.items():
-        for what, values in (("split", split), ("label", label)):
+        for what, values in (("split", series.split), ("label", series.label)):
             seen = sorted({values[i] for i in idx}, key=str)
             if len(seen) > 1:
-                conflicts.append(f"patient {pid!r} has {what} {seen} on {_lines([lines[i] for i in idx])}")
-        scores = [score[i] for i in idx]
+                conflicts.append(f"patient {pid!r} has {what} {seen} on {_lines([series.line[i] for i in idx])}")
+        scores = [series.score[i] for i in idx]
         out_pid.append(pid)
-        out_split.append(split[idx[0]])
-        out_label.append(label[idx[0]])
+        out_split.append(series.split[idx[0]])
+        out_label.append(series.label[idx[0]])
         out_score.append(max(scores) if aggregate == "max" else sum(scores) / len(scores))
         out_n.append(len(idx))
-        for c in extra:
-            levels = sorted({rows[i][1][col[c]] or "(missing)" for i in idx})
-            out_attr[c].append("+".join(levels))
+        for c, cells in extra.items():
+            out_attr[c].append("+".join(sorted({cells[i] or "(missing)" for i in idx})))
     if conflicts:
         raise PredictionsError(
             "each patient must have one split and one label across their series; got "
@@ -218,12 +243,12 @@ def read_predictions(path: str | Path, *, aggregate: str = "max") -> PatientTabl
         n_series=np.asarray(out_n, dtype=int)[pick],
         attributes={c: np.asarray(v, dtype=object)[pick] for c, v in out_attr.items()},
         aggregate=aggregate,
-        n_rows=len(rows),
+        n_rows=len(series.line),
     )
 
 
 def subgroup_columns(
-    table: PatientTable, requested: tuple[str, ...] = (), *, readers: tuple[str, ...] = ()
+    table: PatientTable, *, requested: tuple[str, ...], readers: tuple[str, ...]
 ) -> tuple[list[str], dict[str, str]]:
     """Decide which extra columns are reported as subgroups.
 

@@ -12,11 +12,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
 from pipeline.errors import PipelineInputError
+from pipeline.schema import TrainSummaryRecord
 
 # Params whose values are secrets (the pseudonymisation key above all) are never copied
 # into a report: with the key, anyone could re-identify the pseudonyms.
@@ -50,12 +51,12 @@ class LockEntry:
 
 
 @dataclass(frozen=True)
-class Provenance:
+class EvaluationProvenance:
     """What the report shows about inputs; ``None`` means the file was not given.
 
     Attributes:
         predictions_file: path as given; ``predictions_sha256`` its SHA-256.
-        train_summary: parsed ``train_summary.json``.
+        train_summary: ``train_summary.json``, read through its record.
         params: parsed params with secrets redacted.
         lock: entries of ``dvc.lock``.
         compare_file: the other predictions file of a comparison, with its SHA-256.
@@ -64,7 +65,7 @@ class Provenance:
     predictions_file: str
     predictions_sha256: str
     train_summary_file: str | None = None
-    train_summary: dict[str, Any] | None = None
+    train_summary: TrainSummaryRecord | None = None
     params_file: str | None = None
     params: dict[str, Any] | None = None
     lock_file: str | None = None
@@ -96,11 +97,13 @@ def redact_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_train_summary(path: str | Path) -> dict[str, Any]:
-    """Parse ``train_summary.json``; it must be a JSON object.
+def read_train_summary(path: str | Path) -> TrainSummaryRecord:
+    """Read ``train_summary.json`` into its record.
 
     Raises:
         ProvenanceError: missing file, invalid JSON, or not an object.
+        ArtifactError: a key the report needs is missing or of the wrong kind (the
+            message names the file and the key).
     """
     path = Path(path)
     if not path.is_file():
@@ -114,17 +117,19 @@ def read_train_summary(path: str | Path) -> dict[str, Any]:
         raise ProvenanceError(f"train summary {str(path)!r} must be valid JSON; got {err}.") from err
     if not isinstance(summary, dict):
         raise ProvenanceError(f"train summary {str(path)!r} must hold a JSON object; got {type(summary).__name__}.")
-    return summary
+    return TrainSummaryRecord.from_json(summary, file=str(path))
 
 
-def read_lock(path: str | Path, *, skip_stages: tuple[str, ...] = ()) -> list[LockEntry]:
+def read_lock(path: str | Path, *, own_outputs: Sequence[str | Path]) -> list[LockEntry]:
     """List every dep and out with its hash from a ``dvc.lock`` (schema 2.0).
 
     Args:
         path: the lock file.
-        skip_stages: stages left out; the running stage passes its own name, because
-            during ``dvc repro`` its entry still describes the previous run (DVC writes
-            a stage's entry after the stage finishes, upstream entries before).
+        own_outputs: the running stage's outputs. A stage whose entry records one of
+            them as an out is the running stage itself (DVC lets one stage only write a
+            path), whatever ``dvc.yaml`` calls it; it is left out, because during
+            ``dvc repro`` its entry still describes the previous run (DVC writes a
+            stage's entry after the stage finishes, upstream entries before).
 
     Raises:
         ProvenanceError: missing file or a file that is not a DVC lock file.
@@ -142,9 +147,12 @@ def read_lock(path: str | Path, *, skip_stages: tuple[str, ...] = ()) -> list[Lo
     stages = lock.get("stages") if isinstance(lock, dict) else None
     if not isinstance(stages, dict):
         raise ProvenanceError(f"lock file {str(path)!r} must have a 'stages' mapping (DVC lock schema 2.0); got none.")
+    # Lock paths are relative to the folder of dvc.yaml and dvc.lock.
+    own = {Path(o).resolve() for o in own_outputs}
     entries: list[LockEntry] = []
     for stage, content in stages.items():
-        if stage in skip_stages:
+        outs = (content or {}).get("outs") or []
+        if any((path.parent / str(item.get("path", ""))).resolve() in own for item in outs):
             continue
         for kind, key in (("dep", "deps"), ("out", "outs")):
             for item in (content or {}).get(key, []) or []:
@@ -169,9 +177,9 @@ def collect_provenance(
     params_file: str | Path | None = None,
     train_summary: str | Path | None = None,
     lock: str | Path | None = None,
-    lock_skip_stages: tuple[str, ...] = (),
+    own_outputs: Sequence[str | Path] = (),
     compare: str | Path | None = None,
-) -> Provenance:
+) -> EvaluationProvenance:
     """Read every provenance source that was given.
 
     Args:
@@ -181,7 +189,7 @@ def collect_provenance(
         train_summary: ``train_summary.json`` written by train, or ``None``.
         lock: ``dvc.lock``, or ``None``. A lock file that does not exist yet (the first
             ``dvc repro`` writes it stage by stage) is noted in the report, not an error.
-        lock_skip_stages: see :func:`read_lock`.
+        own_outputs: the running stage's outputs; see :func:`read_lock`.
         compare: the other predictions file of a comparison, or ``None``.
     """
     # Inputs not given show as empty fields, which the report states in place; a note is
@@ -191,7 +199,7 @@ def collect_provenance(
     if lock is not None and not Path(lock).is_file():
         notes.append(f"dvc.lock not found at {str(lock)!r}: data hashes are not shown. Run the stage through dvc repro.")
         lock = None
-    return Provenance(
+    return EvaluationProvenance(
         predictions_file=str(predictions),
         predictions_sha256=sha256_file(predictions),
         train_summary_file=None if train_summary is None else str(train_summary),
@@ -199,7 +207,7 @@ def collect_provenance(
         params_file=None if params_file is None else str(params_file),
         params=None if params is None else redact_params(params),
         lock_file=None if lock is None else str(lock),
-        lock=read_lock(lock, skip_stages=lock_skip_stages) if lock is not None else None,
+        lock=read_lock(lock, own_outputs=own_outputs) if lock is not None else None,
         compare_file=None if compare is None else str(compare),
         compare_sha256=None if compare is None else sha256_file(compare),
         notes=notes,

@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline import metrics as M
 from pipeline.report.predictions import PatientTable
+from pipeline.schema import OperatingPoint, ReaderComparison
 
 # A rating with at most this many distinct values has its operating points listed in
 # metrics.json; a continuous reader score is drawn as a curve only.
@@ -47,46 +48,48 @@ def _parse(values: np.ndarray) -> np.ndarray:
 
 def compare_reader(
     part: PatientTable, column: str, *, ci_method: str, n_boot: int, seed: int, level: float
-) -> tuple[dict[str, object], ReaderCurve | None]:
+) -> tuple[ReaderComparison, ReaderCurve | None]:
     """One reader against the model on one split.
 
     Returns:
-        ``(row, curve)``: ``row`` holds ``n`` (patients rated), ``n_positive``,
-        ``n_missing``, ``auc``, ``auc_ci95``, ``model_auc`` (same patients),
-        ``delta_auc_vs_model`` (reader minus model), ``delta_auc_ci95``, ``p_value``
-        (two-sided, paired DeLong), ``operating_points`` and ``reason`` (why a value is
-        ``None``); ``curve`` is ``None`` when the AUC is undefined.
+        ``(row, curve)``: ``row`` counts the patients rated (``n``, ``n_positive``,
+        ``n_missing``) and gives the reader's AUC with its interval, the model's AUC on
+        the same patients, the paired DeLong difference (reader minus model) with its
+        interval and two-sided p-value, the operating points of a rating with few
+        levels, and ``reason`` why values are ``None``; ``curve`` is ``None`` when the
+        AUC is undefined.
     """
     rating = _parse(part.attributes[column])
     rated = np.isfinite(rating)
     y, r, s = part.label[rated], rating[rated], part.score[rated]
-    n_pos = int(y.sum())
-    row: dict[str, object] = {
-        "n": int(rated.sum()), "n_positive": n_pos, "n_missing": int((~rated).sum()),
-        "auc": None, "auc_ci95": None, "model_auc": None, "delta_auc_vs_model": None, "delta_auc_ci95": None,
-        "p_value": None, "operating_points": None, "reason": None,
+    n_pos, n_missing = int(y.sum()), int((~rated).sum())
+    counts = {
+        "n": int(rated.sum()), "n_positive": n_pos, "n_missing": n_missing,
+        "missing_reason": (
+            f"{n_missing} patient(s) without a numeric rating (empty, not a number, or series rated differently) "
+            "are left out of this comparison, for the model too"
+        ) if n_missing else None,
     }
-    if row["n_missing"]:
-        row["missing_reason"] = (
-            f"{row['n_missing']} patient(s) without a numeric rating (empty, not a number, or series rated "
-            "differently) are left out of this comparison, for the model too"
-        )
     if min(n_pos, y.size - n_pos) < 2:
-        row["reason"] = (
+        reason = (
             f"undefined: the rated patients include {n_pos} positive and {y.size - n_pos} negative; the AUC "
             "interval and the paired test need at least 2 of each"
         )
-        return row, None
+        return ReaderComparison(
+            **counts, auc=None, auc_ci95=None, model_auc=None, delta_auc_vs_model=None, delta_auc_ci95=None,
+            p_value=None, operating_points=None, reason=reason,
+        ), None
     auc, lo, hi = M.roc_auc_ci(y, r, method=ci_method, level=level, n_boot=n_boot, seed=seed)
     paired = M.delong_test(y, r, s, level=level)
     fpr, tpr, cut = M.roc_curve(y, r)
-    row.update(
-        auc=auc, auc_ci95=[lo, hi], model_auc=paired.auc_b, delta_auc_vs_model=paired.difference,
-        delta_auc_ci95=list(paired.difference_ci), p_value=paired.p_value,
-    )
+    points = None
     if cut.size - 1 <= MAX_LISTED_CUTS:
-        row["operating_points"] = [
-            {"cut": float(c), "sensitivity": float(t), "specificity": float(1 - f)}
+        points = tuple(
+            OperatingPoint(cut=float(c), sensitivity=float(t), specificity=float(1 - f))
             for f, t, c in zip(fpr[1:], tpr[1:], cut[1:])
-        ]
+        )
+    row = ReaderComparison(
+        **counts, auc=auc, auc_ci95=(lo, hi), model_auc=paired.auc_b, delta_auc_vs_model=paired.difference,
+        delta_auc_ci95=paired.difference_ci, p_value=paired.p_value, operating_points=points, reason=None,
+    )
     return row, ReaderCurve(fpr=fpr, tpr=tpr, cut=cut)

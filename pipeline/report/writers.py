@@ -1,11 +1,10 @@
 """Write the evaluation to disk: ``metrics.json``, DVC plot files, PNGs and ``report.html``.
 
-DVC plot files follow iterative/example-get-started: one file per curve and split
-(``plots/pr/test.json``, ``plots/pr/val.json``), because DVC's built-in templates
-draw one line per file and per revision; a single file with a ``split`` column would be
-drawn as one zig-zag line. The test ROC, the study's headline curve, is ``roc.json`` at
-the top of the folder (the name users and scripts look for); the val ROC is
-``plots/roc/val.json``.
+Every path comes from :class:`pipeline.schema.EvaluateOutputs`, which the stage builds
+from its command line in ``dvc.yaml``; nothing here names a file. DVC plot files follow
+iterative/example-get-started: one file per curve and split, because DVC's built-in
+templates draw one line per file and per revision; a single file with a ``split``
+column would be drawn as one zig-zag line.
 """
 
 from __future__ import annotations
@@ -22,11 +21,10 @@ from pipeline.report.evaluation import Evaluation
 from pipeline.report.figures import calibration_png, pr_png, roc_png
 from pipeline.report.html import render_html
 from pipeline.report.methods import methods_markdown
-from pipeline.report.provenance import Provenance
+from pipeline.report.provenance import EvaluationProvenance
+from pipeline.schema import EvaluateOutputs
 
 _DIGITS = 6
-OUTPUT_NAMES = ("metrics.json", "roc.json", "plots", "roc.png", "pr.png", "calibration.png", "report.html", "methods.md")
-"""What :func:`write_outputs` writes at the top of its folder (the stage checks them against its inputs)."""
 
 
 def jsonable(value: Any, *, exact: bool = False) -> Any:
@@ -57,27 +55,27 @@ def jsonable(value: Any, *, exact: bool = False) -> Any:
     return value
 
 
-def plot_rows(evaluation: Evaluation) -> dict[str, list[dict[str, Any]]]:
-    """DVC plot data: relative path ``plots/<kind>/<split>.json`` -> list of points.
+def plot_rows(evaluation: Evaluation) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """DVC plot data: ``(kind, split)`` -> list of points (kinds: :data:`pipeline.schema.PLOT_KINDS`).
 
     ``roc``: ``fpr, tpr, threshold`` of the model's own score (threshold ``null`` at the
     origin, where nobody is called positive); ``pr``: ``recall, precision, threshold``; ``calibration``
     (after recalibration): ``mean_predicted, fraction_positive, count, bin_lower, bin_upper``; ``confusion``:
     one row per patient, ``actual, predicted`` (0/1, no identifiers).
     """
-    out: dict[str, list[dict[str, Any]]] = {}
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for split, c in evaluation.curves.items():
-        out["roc.json" if split == "test" else f"plots/roc/{split}.json"] = [
+        out["roc", split] = [
             {"fpr": f, "tpr": t, "threshold": th} for f, t, th in zip(c.roc["fpr"], c.roc["tpr"], c.roc["threshold"])
         ]
-        out[f"plots/pr/{split}.json"] = [
+        out["pr", split] = [
             {"recall": r, "precision": p, "threshold": th}
             for r, p, th in zip(c.pr["recall"], c.pr["precision"], c.pr["threshold"])
         ]
         # Calibrated probabilities; empty when the scores are not probabilities and were
         # not recalibrated (metrics.json says why).
         cal = c.calibration or {"count": []}
-        out[f"plots/calibration/{split}.json"] = [
+        out["calibration", split] = [
             {
                 "mean_predicted": cal["mean_predicted"][i],
                 "fraction_positive": cal["fraction_positive"][i],
@@ -87,10 +85,10 @@ def plot_rows(evaluation: Evaluation) -> dict[str, list[dict[str, Any]]]:
             }
             for i in range(len(cal["count"]))
         ]
-        out[f"plots/confusion/{split}.json"] = [
+        out["confusion", split] = [
             {"actual": a, "predicted": p} for a, p in zip(c.actual.tolist(), c.predicted.tolist())
         ]
-    return {path: jsonable(rows) for path, rows in out.items()}
+    return {key: jsonable(rows) for key, rows in out.items()}
 
 
 def _write_json(path: Path, content: Any) -> None:
@@ -98,38 +96,39 @@ def _write_json(path: Path, content: Any) -> None:
 
 
 def write_outputs(
-    evaluation: Evaluation, provenance: Provenance, out_dir: str | Path, *, ledger: dict[str, int] | None = None
+    evaluation: Evaluation,
+    provenance: EvaluationProvenance,
+    outputs: EvaluateOutputs,
+    *,
+    ledger: dict[str, int] | None = None,
 ) -> list[Path]:
-    """Write every output of the evaluate stage into ``out_dir``.
+    """Write every output of the evaluate stage to the paths of ``outputs``.
 
-    Files: ``metrics.json``, ``roc.json`` (test), ``plots/roc/val.json``,
-    ``plots/{pr,calibration,confusion}/{val,test}.json``,
-    ``roc.png``, ``pr.png``, ``calibration.png``, ``report.html`` (self-contained:
-    figures embedded as base64) and ``methods.md`` (the generated methods section). Each
-    file is written aside and renamed into place, so a killed run leaves every file
-    whole (old or new), never truncated.
+    ``metrics``, the DVC plot file of each curve and split (:meth:`EvaluateOutputs.plot_file`),
+    the three PNGs, ``report`` (self-contained: figures embedded as base64) and
+    ``methods`` (the generated methods section). Each file is written aside and renamed
+    into place, so a killed run leaves every file whole (old or new), never truncated.
 
     Returns:
         The paths written.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    _write_json(out_dir / "metrics.json", evaluation.metrics)
-    written.append(out_dir / "metrics.json")
-    for relative, rows in plot_rows(evaluation).items():
-        _write_json(out_dir / relative, rows)
-        written.append(out_dir / relative)
+    _write_json(outputs.metrics, evaluation.metrics.to_json())
+    written.append(outputs.metrics)
+    for (kind, split), rows in plot_rows(evaluation).items():
+        _write_json(outputs.plot_file(kind, split), rows)
+        written.append(outputs.plot_file(kind, split))
     figures = {
         "roc": roc_png(evaluation.curves, evaluation.metrics),
         "calibration": calibration_png(evaluation.curves, evaluation.metrics),
         "pr": pr_png(evaluation.curves, evaluation.metrics),
     }
-    for name, png in figures.items():
-        write_atomic(out_dir / f"{name}.png", png)
-        written.append(out_dir / f"{name}.png")
-    write_atomic(out_dir / "report.html", render_html(evaluation, provenance, figures, ledger))
-    written.append(out_dir / "report.html")
-    write_atomic(out_dir / "methods.md", methods_markdown(evaluation, provenance, ledger))
-    written.append(out_dir / "methods.md")
+    for path, png in ((outputs.roc_png, figures["roc"]), (outputs.calibration_png, figures["calibration"]),
+                      (outputs.pr_png, figures["pr"])):
+        write_atomic(path, png)
+        written.append(path)
+    write_atomic(outputs.report, render_html(evaluation, provenance, figures, ledger))
+    written.append(outputs.report)
+    write_atomic(outputs.methods, methods_markdown(evaluation, provenance, ledger))
+    written.append(outputs.methods)
     return written

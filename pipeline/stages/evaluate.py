@@ -1,10 +1,10 @@
 """DVC stage ``evaluate``: predictions -> metrics.json, DVC plots, figures, report.html.
 
-Usage::
+Usage: the ``cmd`` of the evaluate stage in ``dvc.yaml``, which names every output
+(``--help`` lists the options, one per declared out)::
 
-    python -m pipeline.stages.evaluate reports/predictions.csv reports \
-        --train-summary reports/train_summary.json --params params.yaml --lock dvc.lock \
-        [--ledger data/ingested/ledger.csv] [--compare other/predictions.csv]
+    python -m pipeline.stages.evaluate PREDICTIONS --metrics PATH --roc PATH --roc-plots DIR ... \
+        [--train-summary JSON] [--params YAML] [--lock dvc.lock] [--ledger CSV] [--compare OTHER_PREDICTIONS]
 
 Reads ``base.seed`` and ``evaluate.*`` from params. Bad input stops the stage with one
 message naming the rule and the fix (exit status 2), never a traceback.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from pipeline.environment import require
@@ -25,14 +26,17 @@ require("evaluate")
 from pipeline.config import EvaluateConfig, load_params  # noqa: E402
 from pipeline.outputs import refuse_overlap  # noqa: E402
 from pipeline.report import run_evaluation  # noqa: E402
-from pipeline.report.writers import OUTPUT_NAMES  # noqa: E402
 from pipeline.cli import run_stage  # noqa: E402
+from pipeline.schema import EvaluateOutputs  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.stages.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("predictions", type=Path, help="predictions.csv written by the train stage")
-    parser.add_argument("out_dir", type=Path, help="folder for metrics.json, plots/, PNGs and report.html")
+    outputs = parser.add_argument_group("outputs (each one an out of the stage in dvc.yaml)")
+    for output in fields(EvaluateOutputs):
+        outputs.add_argument(f"--{output.name.replace('_', '-')}", type=Path, required=True, metavar="PATH",
+                             help=output.metadata["help"])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     parser.add_argument("--train-summary", type=Path, default=None, help="train_summary.json, for weight provenance")
     parser.add_argument("--lock", type=Path, default=None, help="dvc.lock, for data hashes in the report")
@@ -46,11 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     return run_stage("evaluate", lambda: evaluate(args))
 
 
+def output_paths(args: argparse.Namespace) -> EvaluateOutputs:
+    """The output options of the command line as one record."""
+    return EvaluateOutputs(**{output.name: getattr(args, output.name) for output in fields(EvaluateOutputs)})
+
+
 def evaluate(args: argparse.Namespace) -> str:
-    # out_dir also holds predictions.csv (reports/), so the outputs are the files and
-    # folders the stage writes there, not the folder itself.
+    outputs = output_paths(args)
     refuse_overlap(
-        {f"out_dir/{name}": args.out_dir / name for name in OUTPUT_NAMES},
+        outputs.paths(),
         {"predictions": args.predictions, "train_summary": args.train_summary, "params": args.params,
          "lock": args.lock, "compare": args.compare, "ledger": args.ledger},
         stage="evaluate",
@@ -59,33 +67,31 @@ def evaluate(args: argparse.Namespace) -> str:
     config = EvaluateConfig.from_params(params)
     evaluation = run_evaluation(
         args.predictions,
-        args.out_dir,
+        outputs,
         config,
         compare=args.compare,
         train_summary=args.train_summary,
         params=params,
         params_file=args.params,
         lock=args.lock,
-        lock_skip_stages=("evaluate",),
         ledger=args.ledger,
     )
-    test = evaluation.metrics["test"]
-    lo, hi = test["auc_ci95"]
-    method = test["calibration_method"]
+    test = evaluation.metrics.test
+    lo, hi = test.auc_ci95
+    method = test.calibration_method
     if method == "none":
-        at = f"threshold {test['threshold']:.4g}"
+        at = f"threshold {test.threshold:.4g}"
     else:
-        cut = test["threshold_score"]
-        at = f"calibrated threshold {test['threshold']:.4g} ({method}; score >= {cut:.4g})" if cut is not None else (
-            f"calibrated threshold {test['threshold']:.4g} ({method})"
+        cut = test.threshold_score
+        at = f"calibrated threshold {test.threshold:.4g} ({method}; score >= {cut:.4g})" if cut is not None else (
+            f"calibrated threshold {test.threshold:.4g} ({method})"
         )
-    ece = "n/a" if test["ece"] is None else f"{test['ece']:.3f}"
+    ece = "n/a" if test.ece is None else f"{test.ece:.3f}"
     return (
-        f"evaluate: test AUC {test['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}) on {test['n_patients']} patients; "
-        f"sensitivity {test['sensitivity']:.3f}, specificity {test['specificity']:.3f} at {at} chosen on val; "
-        f"test ECE {ece}. Report: {args.out_dir / 'report.html'}"
+        f"evaluate: test AUC {test.auc:.3f} (95% CI {lo:.3f}-{hi:.3f}) on {test.n_patients} patients; "
+        f"sensitivity {test.sensitivity:.3f}, specificity {test.specificity:.3f} at {at} chosen on val; "
+        f"test ECE {ece}. Report: {outputs.report}"
     )
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,7 @@ from pipeline.report.methods import ledger_counts
 from pipeline.report.provenance import ProvenanceError
 from pipeline.stages.evaluate import main
 from tests.params import params_text
-from tests.stages.test_evaluate import EVALUATE, PARAMS, _predictions
+from tests.stages.test_evaluate import EVALUATE, PARAMS, TRAIN_SUMMARY, _predictions, output_args
 
 
 def _run(tmp_path, name: str, params: str, *, ledger: bool = True) -> str:
@@ -21,13 +21,10 @@ def _run(tmp_path, name: str, params: str, *, ledger: bool = True) -> str:
             "path,status,reason\n" + "a.dcm,ingested,\n" * 7 + "b.txt,not_image,not DICOM or NIfTI\n"
             "c.dcm,quarantined,no pixel data\n"
         )
-        (tmp_path / "train_summary.json").write_text(json.dumps({
-            "weights": {"source": "imagenet", "sha256": "ab" * 32}, "model": {"arch": "resnet18", "spatial_dims": 3},
-            "best_epoch": 4, "config": {"train": {"max_epochs": 12, "batch_size": 8, "lr": 0.001,
-                                                  "weight_decay": 0.0001, "precision": "32", "augment": False}}}))
+        (tmp_path / "train_summary.json").write_text(json.dumps({**TRAIN_SUMMARY, "best_epoch": 4}))
     (tmp_path / f"{name}.yaml").write_text(params)
     out = tmp_path / name
-    args = [str(preds), str(out), "--params", str(tmp_path / f"{name}.yaml"),
+    args = [str(preds), *output_args(out), "--params", str(tmp_path / f"{name}.yaml"),
             "--train-summary", str(tmp_path / "train_summary.json")]
     assert main(args + (["--ledger", str(tmp_path / "ledger.csv")] if ledger else [])) == 0
     return (out / "methods.md").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.errors import ConfigError
 from pipeline.report.predictions import PredictionsError, read_predictions, subgroup_columns
 
 HEADER = "patient_id,series_key,split,label,score,site,age\n"
@@ -27,34 +28,39 @@ def test_bad_scores_are_rejected_naming_their_lines(tmp_path):
     )
     with pytest.raises(PredictionsError, match=r"'score' must be a finite number \(a probability, logit or rating\): "
                                                 r"line\(s\) 3, 4, 5, 6\."):
-        read_predictions(path)
+        read_predictions(path, aggregate="max")
 
 
 def test_any_real_score_and_no_series_key_are_accepted(tmp_path):
     """Another group's file: one row per patient, logits, no series_key column."""
     path = _write(tmp_path, "p1,val,0,-2.5,A\np2,val,1,3.25,B\np3,test,1,17,B\n",
                   header="patient_id,split,label,score,site\n")
-    table = read_predictions(path)
+    table = read_predictions(path, aggregate="max")
     assert table.score.tolist() == [-2.5, 3.25, 17.0]
     assert table.n_series.tolist() == [1, 1, 1] and list(table.attributes) == ["site"]
 
 
 def test_all_rules_reported_at_once(tmp_path):
     path = _write(tmp_path, "p1,s1,train,0,0.2,A,50\np2,s2,val,2,0.5,A,51\np3,s3,test,1,0.5,B\n")
-    with pytest.raises(PredictionsError) as info:
-        read_predictions(path)
-    message = str(info.value)
-    assert "rows must have 7 fields: line(s) 4" in message
-    assert "'split' must be one of ['val', 'test']: line(s) 2" in message
-    assert "'label' must be 0 or 1: line(s) 3" in message
+    with pytest.raises(PredictionsError, match=r"predictions file '.*predictions\.csv' has rows breaking the rules: "
+                                                r"rows must have 7 fields: line\(s\) 4; 'split' must be one of "
+                                                r"\['val', 'test'\]: line\(s\) 2; 'label' must be 0 or 1: line\(s\) 3\. Fix or remove "
+                                                r"these rows and run the stage again\.$"):
+        read_predictions(path, aggregate="max")
 
 
 def test_missing_columns_and_file_are_named(tmp_path):
     path = _write(tmp_path, "p1,val,0\n", header="patient_id,split,label\n")
     with pytest.raises(PredictionsError, match=r"must have columns \['patient_id', 'split', 'label', 'score'\]; missing \['score'\]"):
-        read_predictions(path)
+        read_predictions(path, aggregate="max")
     with pytest.raises(PredictionsError, match="must exist; it was not found. Run the train stage"):
-        read_predictions(tmp_path / "absent.csv")
+        read_predictions(tmp_path / "absent.csv", aggregate="max")
+
+
+def test_an_unknown_aggregate_is_refused_with_the_shared_vocabulary(tmp_path):
+    path = _write(tmp_path, "p1,s1,val,0,0.2,A,50\n")
+    with pytest.raises(ConfigError, match=r"'aggregate' must be one of \['max', 'mean'\]; got 'median'"):
+        read_predictions(path, aggregate="median")
 
 
 def test_series_are_aggregated_per_patient(tmp_path):
@@ -74,17 +80,17 @@ def test_series_are_aggregated_per_patient(tmp_path):
 def test_patient_in_two_splits_or_with_two_labels_stops(tmp_path):
     path = _write(tmp_path, "p1,s1,val,1,0.2,A,50\np1,s2,test,0,0.8,A,50\n")
     with pytest.raises(PredictionsError, match=r"patient 'p1' has split \['test', 'val'\] on line\(s\) 2, 3.*leaks"):
-        read_predictions(path)
+        read_predictions(path, aggregate="max")
 
 
 def test_subgroup_columns_detected_and_skipped_with_reasons(tmp_path):
     rows = "".join(f"p{i},s{i},{'val' if i % 2 else 'test'},{i % 3 % 2},0.5,{'AB'[i % 2]},{20 + i}\n" for i in range(30))
-    table = read_predictions(_write(tmp_path, rows))
-    used, skipped = subgroup_columns(table)
+    table = read_predictions(_write(tmp_path, rows), aggregate="max")
+    used, skipped = subgroup_columns(table, requested=(), readers=())
     assert used == ["site"]
     assert skipped == {"age": "30 levels (more than 20); name it in evaluate.subgroups to force it"}
-    assert subgroup_columns(table, ("age",)) == (["age"], {})
-    used, skipped = subgroup_columns(table, readers=("site",))
+    assert subgroup_columns(table, requested=("age",), readers=()) == (["age"], {})
+    used, skipped = subgroup_columns(table, requested=(), readers=("site",))
     assert used == [] and skipped["site"].startswith("reader column (evaluate.reader_columns)")
     with pytest.raises(PredictionsError, match=r"unknown \['scanner'\], available \['age', 'site'\]"):
-        subgroup_columns(table, ("scanner",))
+        subgroup_columns(table, requested=("scanner",), readers=())

@@ -7,7 +7,7 @@ import sys
 
 from pipeline.stages import evaluate, split
 from tests.params import write_params
-from tests.stages.test_evaluate import _setup
+from tests.stages.test_evaluate import _setup, output_args
 from tests.test_preprocessing import make_index
 
 
@@ -35,6 +35,6 @@ def test_evaluate_leaves_only_complete_files_and_removes_a_dead_runs_leftovers(t
     dead = _dead_pid()
     (out / "plots" / "pr" / f".test.json.tmp-{dead}").write_text('[{"recall": 0.')
     (out / f".report.html.tmp-{dead}").write_text("<html")
-    assert evaluate.main([str(predictions), str(out), "--params", str(tmp_path / "params.yaml")]) == 0
+    assert evaluate.main([str(predictions), *output_args(out), "--params", str(tmp_path / "params.yaml")]) == 0
     assert [p.name for p in out.rglob(".*")] == []
     assert (out / "report.html").read_text(encoding="utf-8").rstrip().endswith("</html>")

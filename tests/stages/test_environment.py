@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.environment import STAGE_PACKAGES, pinned_torch, problems, torch_problem
+from tests.stages.test_evaluate import output_args
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +30,7 @@ def _stage_args(stage: str, tmp_path: Path) -> list[str]:
         "split": [str(tmp_path / "index.csv"), str(out)],
         "preprocess": [str(tmp_path / "index.csv"), str(tmp_path / "split.csv"), str(out)],
         "train": [str(tmp_path / "cache"), str(out), str(tmp_path / "p.csv"), str(tmp_path / "s.json"), str(tmp_path / "l")],
-        "evaluate": [str(tmp_path / "predictions.csv"), str(out)],
+        "evaluate": [str(tmp_path / "predictions.csv"), *output_args(out)],
     }[stage]
 
 

@@ -5,14 +5,43 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shlex
+from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from scipy.stats import mannwhitneyu
 
 from pipeline.metrics import delong_test
-from pipeline.stages.evaluate import main
+from pipeline.schema import EvaluateOutputs
+from pipeline.stages.evaluate import main, output_paths, parse_args
 from tests.params import params_text
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: train_summary.json as pipeline/training.py writes it (ImageNet weights found in the hub cache).
+TRAIN_SUMMARY = {
+    "weights": {
+        "source": "imagenet", "requested": "auto", "arch": "resnet18", "spatial_dims": 3, "in_channels": 1,
+        "stem_kernel": [7, 7, 7], "stem_stride": [2, 2, 2], "shortcut_type": "A", "file": "resnet18.pth",
+        "sha256": "ab" * 32, "sha256_expected": None, "found": "cache", "url": "https://example.org/w",
+        "licence": "BSD-3-Clause", "channel_adaptation": "sum", "inflated": True, "head": "new", "notes": "",
+        "warning": None,
+    },
+    "model": {"arch": "resnet18", "spatial_dims": 3, "in_channels": 1, "num_classes": 1},
+    "best_epoch": 2,
+    "best_val_auc": 0.8,
+    "resumed_from_epoch": None,
+    "seconds": 12.5,
+    "config": {
+        "model": {"arch": "resnet18", "weights": "auto"},
+        "train": {"max_epochs": 12, "batch_size": 8, "lr": 0.001, "weight_decay": 0.0001, "precision": "32",
+                  "augment": False},
+    },
+    "cache": {"roi": [64, 64, 32], "pixdim": [5.0, 5.0, 6.25], "counts": {"train": 40, "val": 24, "test": 36}},
+}
 
 EVALUATE = {"aggregate": "max", "threshold": "sensitivity", "target_sensitivity": 0.8, "ci_method": "bootstrap",
             "n_boot": 200, "calibration_bins": 5, "subgroups": [], "calibration": "platt", "reader_columns": []}
@@ -25,6 +54,34 @@ def evaluate_params(**evaluate: object) -> str:
 
 
 PARAMS = evaluate_params()
+
+
+def write_train_summary(path: Path, **weights: object) -> Path:
+    """:data:`TRAIN_SUMMARY` with these ``weights`` keys replaced, written to ``path``."""
+    path.write_text(json.dumps({**TRAIN_SUMMARY, "weights": {**TRAIN_SUMMARY["weights"], **weights}}))
+    return path
+
+
+def dvc_stage() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]
+
+
+def output_args(folder: Path) -> list[str]:
+    """The output options of the evaluate cmd in dvc.yaml, each path moved from reports/ into ``folder``."""
+    tokens = shlex.split(dvc_stage()["cmd"])
+    options = {"--" + f.name.replace("_", "-") for f in fields(EvaluateOutputs)}
+    out: list[str] = []
+    for option, value in zip(tokens, tokens[1:]):
+        if option in options:
+            out += [option, str(folder / Path(value).relative_to("reports"))]
+    assert len(out) == 2 * len(options), "dvc.yaml must give every output option"
+    return out
+
+
+def outputs_in(folder: Path) -> EvaluateOutputs:
+    """The record of :func:`output_args`, for calling the writers directly."""
+    args = output_args(folder)
+    return EvaluateOutputs(**{option[2:].replace("-", "_"): Path(path) for option, path in zip(args[::2], args[1::2])})
 
 
 def _predictions(path, *, seed: int = 0, test_label: int | None = None) -> None:
@@ -48,17 +105,51 @@ def _setup(tmp_path, **kwargs):
     return preds
 
 
+def _declared(stage: dict) -> set[str]:
+    """Every path a dvc.yaml stage declares it writes (outs, metrics and plots alike)."""
+    return {next(iter(e)) if isinstance(e, dict) else e for key in ("outs", "metrics", "plots") for e in stage.get(key) or []}
+
+
+def test_dvc_yaml_declares_exactly_what_its_command_writes(tmp_path, monkeypatch, capsys):
+    """The cmd of dvc.yaml, run as written: each output option is one declared out, every
+    file lands inside one, and the top-level plots find the fields they draw."""
+    stage = dvc_stage()
+    argv = shlex.split(stage["cmd"])
+    assert argv[:3] == ["python", "-m", "pipeline.stages.evaluate"]
+    args = parse_args(argv[3:])
+    assert {str(path) for path in output_paths(args).paths().values()} == _declared(stage)
+    assert {str(args.predictions), str(args.train_summary), str(args.ledger)} <= set(stage["deps"])
+
+    monkeypatch.chdir(tmp_path)
+    Path(args.predictions).parent.mkdir(parents=True)
+    _predictions(Path(args.predictions))
+    Path(args.params).write_text(PARAMS)
+    Path(args.ledger).parent.mkdir(parents=True)
+    Path(args.ledger).write_text("path,status,reason\na.dcm,ingested,\n")
+    Path(args.train_summary).write_text(json.dumps(TRAIN_SUMMARY))
+    inputs = {Path(p) for p in (args.predictions, args.params, args.ledger, args.train_summary)}
+    assert main(argv[3:]) == 0
+    assert f"Report: {args.report}" in capsys.readouterr().out
+    written = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()} - inputs
+    declared = {Path(p) for p in _declared(stage)}
+    assert all(path.exists() for path in declared)
+    assert all(any(out == path or out in path.parents for out in declared) for path in written), written
+
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    for plot in plots:
+        (spec,) = plot.values()
+        for file, y_field in spec["y"].items():
+            rows = json.loads(Path(file).read_text())
+            assert rows and {spec["x"], y_field} <= set(rows[0]), (file, rows[:1])
+
+
 def test_stage_writes_every_output(tmp_path, capsys):
     preds = _setup(tmp_path)
     other = tmp_path / "other.csv"
     _predictions(other, seed=5)
-    summary = tmp_path / "train_summary.json"
-    summary.write_text(json.dumps({
-        "weights": {"source": "imagenet", "file": "resnet18.pth", "sha256": "ab" * 32, "url": "https://example.org/w",
-                    "licence": "BSD-3-Clause", "warning": None},
-        "model": {"arch": "resnet18", "spatial_dims": 3}, "best_epoch": 2, "best_val_auc": 0.8}))
+    summary = write_train_summary(tmp_path / "train_summary.json")
     out = tmp_path / "reports"
-    assert main([str(preds), str(out), "--params", str(tmp_path / "params.yaml"), "--train-summary", str(summary),
+    assert main([str(preds), *output_args(out), "--params", str(tmp_path / "params.yaml"), "--train-summary", str(summary),
                  "--compare", str(other)]) == 0
     assert "test AUC" in capsys.readouterr().out
 
@@ -115,7 +206,7 @@ def test_the_threshold_of_a_confident_model_is_written_exactly(tmp_path, capsys,
         scaled.append(",".join(cells))
     preds.write_text("\n".join(scaled) + "\n")
     out = tmp_path / "reports"
-    assert main([str(preds), str(out), "--params", str(tmp_path / "params.yaml")]) == 0
+    assert main([str(preds), *output_args(out), "--params", str(tmp_path / "params.yaml")]) == 0
     assert re.search(said, capsys.readouterr().out)
 
     metrics = json.loads((out / "metrics.json").read_text())
@@ -138,7 +229,7 @@ def test_the_threshold_of_a_confident_model_is_written_exactly(tmp_path, capsys,
 
 def test_one_class_test_split_stops_the_stage(tmp_path, capsys):
     preds = _setup(tmp_path, test_label=0)
-    assert main([str(preds), str(tmp_path / "reports"), "--params", str(tmp_path / "params.yaml")]) == 2
+    assert main([str(preds), *output_args(tmp_path / "reports"), "--params", str(tmp_path / "params.yaml")]) == 2
     assert "evaluate failed: split 'test' must contain both classes; got 36 patient(s), all negative" in (
         capsys.readouterr().err
     )
@@ -151,7 +242,7 @@ def test_bad_scores_stop_the_stage_naming_lines(tmp_path, capsys):
     lines[4] = lines[4].replace(lines[4].split(",")[4], "inf")
     lines[9] = lines[9].replace(lines[9].split(",")[4], "NaN")
     preds.write_text("\n".join(lines) + "\n")
-    assert main([str(preds), str(tmp_path / "reports"), "--params", str(tmp_path / "params.yaml")]) == 2
+    assert main([str(preds), *output_args(tmp_path / "reports"), "--params", str(tmp_path / "params.yaml")]) == 2
     assert re.search(r"evaluate failed: .*'score' must be a finite number \(a probability, logit or rating\).*line\(s\) 5, 10",
                      capsys.readouterr().err, flags=re.DOTALL)
 
@@ -173,7 +264,7 @@ def test_a_reader_column_is_compared_with_the_model_on_the_same_patients(tmp_pat
         csv.writer(handle).writerows([["patient_id", "split", "label", "score", "radiologist_a"], *rows])
     (tmp_path / "params.yaml").write_text(evaluate_params(calibration="platt", reader_columns=["radiologist_a"]))
     out = tmp_path / "reports"
-    assert main([str(preds), str(out), "--params", str(tmp_path / "params.yaml")]) == 0
+    assert main([str(preds), *output_args(out), "--params", str(tmp_path / "params.yaml")]) == 0
 
     metrics = json.loads((out / "metrics.json").read_text())
     reader = metrics["test"]["readers"]["radiologist_a"]

@@ -13,7 +13,7 @@ from pipeline.stages import demo, evaluate, ingest, preprocess, split, train
 from tests.io.dicom_builders import write_ct_series
 from tests.params import params_text, write_params
 from tests.stages.test_evaluate import PARAMS as EVALUATE_PARAMS
-from tests.stages.test_evaluate import _predictions
+from tests.stages.test_evaluate import _predictions, output_args
 from tests.test_preprocessing import make_index
 
 INGEST_PARAMS = params_text(ingest={"pseudonym_key": "params-key-123", "series_choice": "most_slices",
@@ -129,7 +129,8 @@ def test_evaluate_refuses_to_write_over_an_input_in_its_folder(tmp_path, capsys)
     summary = reports / "metrics.json"  # a train summary kept where evaluate writes its metrics
     summary.write_text(json.dumps({"best_epoch": 2}))
     before = _tree(tmp_path)
-    args = [str(predictions), str(reports), "--params", str(tmp_path / "params.yaml"), "--train-summary", str(summary)]
+    args = [str(predictions), *output_args(reports), "--params", str(tmp_path / "params.yaml"),
+            "--train-summary", str(summary)]
     assert evaluate.main(args) == 2
-    _refused(capsys, "evaluate", "out_dir/metrics.json", "be", "train_summary", summary)
+    _refused(capsys, "evaluate", "metrics", "be", "train_summary", summary)
     assert _tree(tmp_path) == before

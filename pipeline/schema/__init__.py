@@ -1,0 +1,58 @@
+"""The contract between stages: each artifact's file names, columns and typed records, once.
+
+A stage receives its paths from ``dvc.yaml`` (its ``cmd``) and hands them down as one of
+the records here; no library function chooses a file name. Readers and writers of a
+JSON artifact share one record (:mod:`pipeline.schema.json_records`), so a key cannot be
+written under one name and read under another. Nothing here imports torch or any part
+of the pipeline but the error base: every stage, and any tool reading the outputs, may
+import it. One module per stage's artifacts:
+
+* :mod:`pipeline.schema.evaluate`: the evaluate stage's output paths and ``metrics.json``;
+* :mod:`pipeline.schema.train_summary`: ``train_summary.json`` of the train stage.
+"""
+
+from __future__ import annotations
+
+from pipeline.schema.evaluate import (
+    HEADLINE_SPLIT,
+    PLOT_KINDS,
+    CalibrationFit,
+    Confusion,
+    EvaluateOutputs,
+    MetricsRecord,
+    ModelComparison,
+    OperatingPoint,
+    ReaderComparison,
+    SplitMetrics,
+    SubgroupLevel,
+)
+from pipeline.schema.json_records import ArtifactError, read_json_object, record_to_json
+from pipeline.schema.train_summary import (
+    ModelRecord,
+    RunConfigRecord,
+    TrainSettingsRecord,
+    TrainSummaryRecord,
+    WeightsRecord,
+)
+
+__all__ = [
+    "ArtifactError",
+    "CalibrationFit",
+    "Confusion",
+    "EvaluateOutputs",
+    "HEADLINE_SPLIT",
+    "MetricsRecord",
+    "ModelComparison",
+    "ModelRecord",
+    "OperatingPoint",
+    "PLOT_KINDS",
+    "ReaderComparison",
+    "RunConfigRecord",
+    "SplitMetrics",
+    "SubgroupLevel",
+    "TrainSettingsRecord",
+    "TrainSummaryRecord",
+    "WeightsRecord",
+    "read_json_object",
+    "record_to_json",
+]
