@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.io.manifest import ManifestError, read_manifest
@@ -80,6 +80,7 @@ _CELL = st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=4
 
 
 @settings(max_examples=150, deadline=None)
+@example(cells=["\ud800", "0", "a", "train"], encoding="utf-8")  # found by Hypothesis: not UTF-8 once written
 @given(cells=st.lists(_CELL, min_size=4, max_size=4), encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16"]))
 def test_any_row_parses_or_errors_without_quoting_its_cells(cells: list[str], encoding: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
@@ -88,10 +89,15 @@ def test_any_row_parses_or_errors_without_quoting_its_cells(cells: list[str], en
         csv.writer(buffer).writerows([["patient_id", "label", "path", "split"], cells])
         path = Path(folder) / "manifest.csv"
         path.write_bytes(buffer.getvalue().encode(encoding, "surrogatepass"))
-        # Never anything but a Manifest or a ManifestError:
-        manifest = read_manifest(path, raw, encoding=MANIFEST_ENCODING)
-        assert manifest.rows or manifest.errors
-        messages = " ".join(str(error) for error in manifest.errors).replace(str(raw), "")
+        # Never anything but a Manifest or a ManifestError (a lone surrogate makes bytes that
+        # are not UTF-8: the whole file is refused, naming the byte, never the cell):
+        try:
+            manifest = read_manifest(path, raw, encoding=MANIFEST_ENCODING)
+        except ManifestError as refused:
+            messages = str(refused).replace(str(raw), "").replace(str(path), "")
+        else:
+            assert manifest.rows or manifest.errors
+            messages = " ".join(str(error) for error in manifest.errors).replace(str(raw), "")
     for cell in cells:
         if len(cell.strip()) >= 6:
             assert cell.strip() not in messages
