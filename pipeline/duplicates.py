@@ -277,7 +277,6 @@ class Audit:
         ]
 
 
-TABLE_COLUMNS = ("group", "kind", "distance", "patient_a", "series_a", "patient_b", "series_b")
 
 
 def audit_index(index_csv: str | Path, rows: Sequence[Mapping[str, str]]) -> Audit:

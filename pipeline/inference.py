@@ -191,12 +191,13 @@ class Classifier:
         With ``saliency`` each result also holds its Grad-CAM map from ``layer`` (see
         :func:`pipeline.explain.choose_layer`).
         """
-        from pipeline.predict_inputs import cases_from_paths, scoring_session
+        from pipeline.predict_inputs import cases_from_paths, ingest_settings, scoring_session
 
         single = isinstance(inputs, (str, Path))
         paths = [inputs] if single else list(inputs)
         with scoring_session() as session:
-            cases = cases_from_paths(paths, session)
+            config = ingest_settings(None, need_key=False, recorded=self.preprocess.get("ingest"))
+            cases = cases_from_paths(paths, session, config)
             results = self.score_cases(cases, batch_size=batch_size, progress=progress, saliency=saliency,
                                        layer=layer)
         return results[0] if single else results

@@ -26,9 +26,9 @@ import sys
 from pathlib import Path
 
 from pipeline.cli import run_stage
+from pipeline.schema.tables import PREDICT_COLUMNS
 
 DEFAULT_METRICS = Path("reports/metrics.json")
-COLUMNS = ("input", "patient_id", "series_key", "label", "score", "positive", "threshold", "reason")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,7 +85,7 @@ def predict(args: argparse.Namespace) -> str:
         metrics = args.metrics if args.metrics is not None else (DEFAULT_METRICS if DEFAULT_METRICS.is_file() else None)
         threshold, source = (read_threshold(metrics), str(metrics)) if metrics is not None else (None, "")
     classifier = load_classifier(args.model, threshold=threshold, device=args.device)
-    config = ingest_settings(params, need_key=bool(manifests))
+    config = ingest_settings(params, need_key=bool(manifests), recorded=classifier.preprocess.get("ingest"))
 
     with scoring_session() as session:
         cases = []
@@ -107,7 +107,7 @@ def predict(args: argparse.Namespace) -> str:
         for c, r in zip(cases, results)
     ]
     with atomic_file(args.out) as temp:
-        write_rows(temp, rows, COLUMNS + (("saliency",) if args.saliency is not None else ()))
+        write_rows(temp, rows, PREDICT_COLUMNS + (("saliency",) if args.saliency is not None else ()))
     scored = [r for r in results if r.score is not None]
     at = f"{sum(bool(r.positive) for r in scored)} positive at threshold {threshold:.4g} from {source}" \
         if threshold is not None else "no threshold (give --threshold or --metrics for decisions)"

@@ -20,13 +20,14 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from pipeline.config import PSEUDONYM_KEY_ENV, IngestConfig, load_params
 from pipeline.errors import PipelineInputError
 from pipeline.io.deid import pseudonym
-from pipeline.io.ingest import INDEX_FILE, LEDGER_FILE, ingest_cohort
+from pipeline.io.ingest import ingest_cohort
 from pipeline.io.manifest import ManifestError, read_manifest
+from pipeline.schema.tables import INDEX_FILE, INGEST_SCORING_SETTINGS, LEDGER_FILE
 from pipeline.tables import read_rows
 
 PROGRESS_ABOVE = 5  # inputs; fewer finish before a progress line would help
@@ -65,18 +66,28 @@ def scoring_session() -> Iterator[Path]:
         yield Path(folder)
 
 
-def ingest_settings(params: str | Path | None, *, need_key: bool) -> IngestConfig:
-    """Ingest's settings: from ``params`` (its ``ingest`` block; the environment key wins).
+def ingest_settings(params: str | Path | None, *, need_key: bool, recorded: Mapping[str, Any] | None) -> IngestConfig:
+    """Ingest's settings: from ``params`` (its ``ingest`` block; the environment key wins),
+    else those the model file recorded from its training data (``recorded``).
 
     Without a params file the key comes from ``PIPELINE_PSEUDONYM_KEY``; for folder and
     file inputs, whose rows are keyed by the path typed, a random key is used when none is
-    set (series keys are then only meaningful within the run).
+    set (series keys are then only meaningful within the run). A new manifest's encoding is
+    detected (``auto``); one process reads (inputs come one at a time), and volumes are
+    written uncompressed (read once, then deleted), as :func:`_ingest` does with any settings.
 
     Raises:
-        PipelineInputError: ``need_key`` (a manifest) and no key in the environment or params.
+        PipelineInputError: ``need_key`` (a manifest) and no key in the environment or params;
+            or no params and a model file that records no ingest settings.
     """
     if params is not None:
         return IngestConfig.from_params(load_params(params))
+    if recorded is None or set(INGEST_SCORING_SETTINGS) - set(recorded):
+        raise PipelineInputError(
+            f"the model file must record the ingest settings {list(INGEST_SCORING_SETTINGS)} its training data "
+            f"was read with; got {sorted(recorded or {})}. Give --params with the training run's params.yaml, "
+            "or retrain with this version (dvc repro -f ingest train)."
+        )
     key = os.environ.get(PSEUDONYM_KEY_ENV)
     if not key:
         if need_key:
@@ -85,12 +96,14 @@ def ingest_settings(params: str | Path | None, *, need_key: bool) -> IngestConfi
                 f"outputs; got none. Set {PSEUDONYM_KEY_ENV} or give --params params.yaml."
             )
         key = secrets.token_hex(16)
-    return IngestConfig(pseudonym_key=key)
+    return IngestConfig(
+        pseudonym_key=key, workers=1, manifest_encoding="auto", volume_format="nii",
+        **{name: recorded[name] for name in INGEST_SCORING_SETTINGS},
+    )
 
 
-def cases_from_paths(paths: Sequence[str | Path], session: Path, config: IngestConfig | None = None) -> list[Case]:
+def cases_from_paths(paths: Sequence[str | Path], session: Path, config: IngestConfig) -> list[Case]:
     """One case per folder or file; a bad input is a case with its reason, never an error."""
-    config = config or ingest_settings(None, need_key=False)
     cases = []
     for typed in paths:
         text = str(typed)

@@ -6,18 +6,19 @@ with the reason (unreadable volume, 2D image for a 3D model, patient with no par
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import nibabel as nib
 import numpy as np
 
 from pipeline.cache import ROW_COLUMNS, CacheWriter, write_meta
 from pipeline.io.progress import Progress
-from pipeline.splits import PARTS
+from pipeline.schema.tables import INDEX_IMAGE, INDEX_KEYS, INGEST_SETTINGS_FILE, PARTS, SPLIT_REQUIRED
 from pipeline.tables import read_rows, write_rows
 from pipeline.transforms import deterministic_transforms, resolve_intensity
 
@@ -62,9 +63,9 @@ def build_cache(
     roi: Sequence[int],
     pixdim: Sequence[float],
     hu_window: tuple[float, float],
-    intensity: str = "auto",
-    intensity_range: tuple[float, float] | None = None,
-    crop_foreground: bool | str = "auto",
+    intensity: str,
+    intensity_range: tuple[float, float] | None,
+    crop_foreground: bool | str,
 ) -> CacheSummary:
     """Transform every indexed series once and store it in its split's memory map.
 
@@ -86,8 +87,8 @@ def build_cache(
     """
     start = time.perf_counter()
     index_csv, cache_dir = Path(index_csv), Path(cache_dir)
-    rows = read_rows(index_csv, required=("series_key", "patient_id", "label", "image_path", "modality", "shape"))
-    parts = {r["patient_id"]: r["split"] for r in read_rows(split_csv, required=("patient_id", "split"))}
+    rows = read_rows(index_csv, required=(*INDEX_KEYS, *INDEX_IMAGE))
+    parts = {r["patient_id"]: r["split"] for r in read_rows(split_csv, required=SPLIT_REQUIRED)}
     columns = list(rows[0].keys()) if rows else []
     extra = subgroup_columns(columns)
 
@@ -155,9 +156,17 @@ def build_cache(
             "excluded_reasons": dict(Counter(e["kind"] for e in excluded)),
             "subgroup_columns": extra,
             "transforms": {m: [type(t).__name__ for t in c.transforms] for m, c in pipelines.items()},
+            **_ingest_settings(index_csv.parent),
         },
     )
     return CacheSummary(cached=cached, excluded=len(excluded), seconds=time.perf_counter() - start)
+
+
+def _ingest_settings(ingested: Path) -> dict[str, Any]:
+    """``{"ingest": settings}`` from ingest's settings file, recorded with the cache; an
+    index made by hand (or by an older ingest) has none, and the meta then has no key."""
+    path = ingested / INGEST_SETTINGS_FILE
+    return {"ingest": json.loads(path.read_text())} if path.is_file() else {}
 
 
 def dataset_ranges(

@@ -15,8 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from pipeline.errors import PipelineInputError
-
-PARTS = ("train", "val", "test")
+from pipeline.schema.tables import PARTS
 
 
 class SplitError(PipelineInputError):

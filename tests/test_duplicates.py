@@ -7,6 +7,7 @@ import pytest
 
 from pipeline import duplicates
 from pipeline.duplicates import audit_index, exact_digest, find_matches, fingerprint
+from pipeline.schema.tables import DUPLICATE_COLUMNS
 from pipeline.tables import read_rows
 from tests.duplicate_cohort import near_copy, smooth_image, write_cohort
 
@@ -34,7 +35,7 @@ def test_a_copy_within_one_patient_is_not_a_duplicate(tmp_path):
 def test_table_holds_keys_kind_and_distance_only(tmp_path):
     index, _ = write_cohort(tmp_path)
     table = audit_index(index, read_rows(index)).table()
-    assert set(table[0]) == set(duplicates.TABLE_COLUMNS)
+    assert set(table[0]) == set(DUPLICATE_COLUMNS)
     near = next(r for r in table if r["patient_a"] == "p02")
     assert near["kind"] == "near" and 0 < float(near["distance"]) <= duplicates.NEAR_MAX_DISTANCE
     assert {r["group"] for r in table} == {1, 2, 3, 4}

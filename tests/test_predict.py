@@ -195,3 +195,18 @@ def test_every_series_of_a_study_folder_gets_a_row(runs, tmp_path, capsys):
                 assert f"kept {scored[0]['series_key']} by most_slices" in other["reason"]
     assert len(rows) > len(folders)  # the demo writes localizers beside some volumes
     assert f"predict: {len(folders)}/{len(folders)} series scored" in capsys.readouterr().err
+
+
+def test_the_model_file_carries_ingest_settings_and_predict_needs_them(runs):
+    """Without params, predict reads new studies with the ingest settings the model records
+    (from its training data); a model file without them is refused, naming the fix."""
+    from pipeline.inference import load_classifier
+    from pipeline.errors import PipelineInputError
+    from pipeline.predict_inputs import ingest_settings
+
+    recorded = load_classifier(runs[3].model).preprocess["ingest"]
+    assert recorded["series_choice"] == "most_slices" and recorded["spacing_policy"] == "reject"
+    config = ingest_settings(None, need_key=False, recorded={**recorded, "series_choice": "error"})
+    assert config.series_choice == "error" and config.max_voxels == recorded["max_voxels"]
+    with pytest.raises(PipelineInputError, match=r"model file must record the ingest settings .*retrain"):
+        ingest_settings(None, need_key=False, recorded=None)

@@ -11,9 +11,12 @@ from pipeline.cache import open_split
 from pipeline.config import ConfigError, PreprocessConfig, load_params
 from pipeline.preprocessing import build_cache
 from pipeline.tables import read_rows, write_rows
+from tests.params import config
 from tests.test_transforms import write_ct
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The intensity and crop settings params.yaml ships, for calls that are not about them.
+AS_SHIPPED = {k: getattr(config(PreprocessConfig), k) for k in ("intensity", "intensity_range", "crop_foreground")}
 INDEX_COLUMNS = ("series_key", "patient_id", "label", "image_path", "modality", "spacing", "shape", "site")
 
 
@@ -41,7 +44,7 @@ def make_index(tmp_path):
 def test_a_log_reader_sees_how_far_each_part_has_come(tmp_path, capsys):
     index, split = make_index(tmp_path)
     build_cache(index, split, tmp_path / "cache", spatial_dims=3, roi=(16, 16, 8),
-                pixdim=(5.0, 5.0, 10.0), hu_window=(-1000.0, 400.0))
+                pixdim=(5.0, 5.0, 10.0), hu_window=(-1000.0, 400.0), **AS_SHIPPED)
     lines = capsys.readouterr().err.splitlines()  # not a terminal: whole lines, the last count of each part
     for part, n in (("train", 3), ("val", 2), ("test", 2)):  # planned rows; exclusions happen in the loop
         assert any(line.startswith(f"preprocess: {part}: {n}/{n} series") for line in lines), lines
@@ -50,7 +53,7 @@ def test_a_log_reader_sees_how_far_each_part_has_come(tmp_path, capsys):
 def test_every_series_is_cached_or_excluded_with_a_reason(tmp_path):
     index, split = make_index(tmp_path)
     summary = build_cache(index, split, tmp_path / "cache", spatial_dims=3, roi=(16, 16, 8),
-                          pixdim=(5.0, 5.0, 10.0), hu_window=(-1000.0, 400.0))
+                          pixdim=(5.0, 5.0, 10.0), hu_window=(-1000.0, 400.0), **AS_SHIPPED)
     assert summary.cached == {"train": 2, "val": 2, "test": 2}
     assert summary.excluded == 3
     reasons = {r["series_key"]: r["reason"] for r in read_rows(tmp_path / "cache" / "excluded.csv")}

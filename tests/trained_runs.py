@@ -55,7 +55,7 @@ def train_run(root: Path, spatial_dims: int, cohort: tuple[Path, Path, Path, Pat
     _, _, index_csv, split_csv = cohort
     run = root / f"run{spatial_dims}d"
     build_cache(index_csv, split_csv, run / "cache", spatial_dims=spatial_dims, hu_window=(-1000.0, 400.0),
-                **SETTINGS[spatial_dims])
+                intensity="auto", intensity_range=None, crop_foreground="auto", **SETTINGS[spatial_dims])
     train = config(TrainConfig, seed=0, max_epochs=1, batch_size=4, lr=1e-3, accelerator="cpu", devices=1, precision="32",
                    augment=True, augment_shift_voxels=0)  # as before params.yaml was the one source of defaults
     train_and_predict(run / "cache", run / "models", run / "reports" / "predictions.csv",

@@ -11,7 +11,8 @@ The order of work keeps the expensive part small and every file accounted for:
 4. group each row's files into candidate series, pick one per row by the documented
    rule, plan its geometry from headers;
 5. read pixels of the chosen series only, in the pool, and write canonical NIfTI;
-6. write ``index.csv`` (one row per volume) and ``ledger.csv`` (one row per file).
+6. write ``index.csv`` (one row per volume), ``ledger.csv`` (one row per file) and
+   ``settings.json`` (the settings that decide a series' voxels, for the model file).
 
 With a store (:mod:`pipeline.io.store`), steps 2 and 5 skip what an earlier run already
 did with the same files, code and params: headers of unchanged files are not read
@@ -25,11 +26,14 @@ Outputs (under ``out_dir``)::
                                   image_path, modality, spacing, shape, technical
                                   metadata, then the manifest's subgroup columns
     ledger.csv                    path, status, reason, series_key for every file
+    settings.json                 series_choice, spacing_policy, assume_missing_geometry,
+                                  max_voxels (pipeline.schema.tables.INGEST_SCORING_SETTINGS)
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -40,6 +44,7 @@ from pipeline.io.build_volume import BuildJob, BuildResult
 from pipeline.io.deid import Redactor, file_ref, path_token
 from pipeline.io.index import index_row, patient_key, write_index
 from pipeline.io.ledger import Ledger
+from pipeline.schema.tables import INDEX_FILE, INGEST_SCORING_SETTINGS, INGEST_SETTINGS_FILE, LEDGER_FILE, VOLUME_DIR
 from pipeline.io.locators import files_under, resolve_rows
 from pipeline.io.manifest import Manifest, read_manifest
 from pipeline.io.manifest_rows import ManifestRow
@@ -52,9 +57,6 @@ from pipeline.io.worker_pool import Progress, WorkerPool, cached_headers, run_jo
 from pipeline.outputs import refuse_overlap
 from pipeline.rules import SERIES_CHOICES, SPACING_POLICIES, VOLUME_FORMATS, check_choice
 
-VOLUME_DIR = "volumes"
-INDEX_FILE = "index.csv"
-LEDGER_FILE = "ledger.csv"
 
 
 class RawFolderError(PipelineInputError):
@@ -139,7 +141,7 @@ def ingest_cohort(
     Args:
         raw_dir: folder holding the export; every file under it gets a ledger row.
         manifest_path: the manifest CSV (see :mod:`pipeline.io.manifest`).
-        out_dir: receives ``volumes/``, ``index.csv`` and ``ledger.csv``; must not be,
+        out_dir: receives ``volumes/``, ``index.csv``, ``ledger.csv`` and ``settings.json``; must not be,
             contain or lie inside ``raw_dir`` or the manifest.
         pseudonym_key: secret of the keyed hash for patient ids and series keys.
         series_choice: ``most_slices`` (keep the series with most planes, record the
@@ -302,6 +304,10 @@ def _write_outputs(run: _Run, manifest: Manifest, index_rows: list[dict[str, str
     tokenise = functools.partial(path_token, run.key)
     write_index(run.out / INDEX_FILE, manifest, index_rows, redact, tokenise)
     ledger.write(run.out / LEDGER_FILE, redact, tokenise)
+    # What decides a series' voxels travels with the data into the model file, so that
+    # predict reads a new study as the training cohort was read.
+    settings = {name: getattr(run, name) for name in INGEST_SCORING_SETTINGS}
+    (run.out / INGEST_SETTINGS_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
     if run.store is not None:
         run.store.prune()
 

@@ -24,15 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.io.deid import path_token, resolve_file_refs
+from pipeline.schema.tables import LEDGER_COLUMNS, LEDGER_STATUSES
 from pipeline.tables import write_rows
-
-STATUSES: tuple[str, ...] = ("ingested", "skipped", "quarantined", "not_image", "unreferenced")
-"""``ingested``: part of a written volume. ``skipped``: readable but not used (another
-series chosen, duplicate, spacing rejected). ``quarantined``: unreadable or broken.
-``not_image``: a valid non-image object (SR, RTSTRUCT, DICOMDIR, the manifest).
-``unreferenced``: matched by no manifest row."""
-
-COLUMNS: tuple[str, ...] = ("path", "status", "reason", "series_key")
 
 
 @dataclass
@@ -54,8 +47,8 @@ class Ledger:
 
     def record(self, path: str, status: str, reason: str = "", series_key: str = "") -> None:
         """Set the status of ``path``; it must be one of the files found."""
-        if status not in STATUSES:
-            raise ValueError(f"ledger status must be one of {list(STATUSES)}; got {status!r}.")
+        if status not in LEDGER_STATUSES:
+            raise ValueError(f"ledger status must be one of {list(LEDGER_STATUSES)}; got {status!r}.")
         self._entries[path] = Entry(path, status, reason, series_key)
 
     def status(self, path: str) -> str | None:
@@ -65,7 +58,7 @@ class Ledger:
     def counts(self) -> dict[str, int]:
         """Files per status, every status present (zeros included), in ledger order."""
         counted = Counter(entry.status for entry in self._entries.values())
-        return {status: counted.get(status, 0) for status in STATUSES}
+        return {status: counted.get(status, 0) for status in LEDGER_STATUSES}
 
     def check_complete(self) -> None:
         """Raise when a file found has no row or a row names a file not found."""
@@ -95,7 +88,7 @@ class Ledger:
             token = tokenise(entry.path)
             reason = resolve_file_refs(entry.reason, tokenise).replace(entry.path, token) if entry.reason else ""
             rows.append({"path": token, "status": entry.status, "reason": redact(reason), "series_key": entry.series_key})
-        write_rows(path, rows, COLUMNS)
+        write_rows(path, rows, LEDGER_COLUMNS)
 
 
 def locate(raw_dir: str | Path, key: str, tokens: list[str] | None = None) -> list[tuple[str, str]]:

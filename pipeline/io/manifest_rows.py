@@ -12,9 +12,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from pipeline.schema.tables import PARTS
+
 LOCATOR_COLUMNS: tuple[str, ...] = ("path", "series_uid", "study_uid")
 REQUIRED_COLUMNS: tuple[str, ...] = ("patient_id", "label")
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 _DATE_LIKE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|(19|20)\d{6}")
 
@@ -137,8 +138,8 @@ def _parse_row(
     if label is None:
         errors.append(RowError(line, f"{cell.where('label')} must be 0 or 1; got {value_kind(label_text)}."))
     split = cell("split") if has_split else None
-    if has_split and split not in SPLITS:
-        errors.append(RowError(line, f"{cell.where('split')} must be one of {list(SPLITS)}; got {value_kind(split or '')}."))
+    if has_split and split not in PARTS:
+        errors.append(RowError(line, f"{cell.where('split')} must be one of {list(PARTS)}; got {value_kind(split or '')}."))
     values = _locator_values(line, cell, locators, raw_dir, errors)
     if errors:
         return None, errors

@@ -17,12 +17,7 @@ from pipeline import metrics as M
 from pipeline.calibration import CalibrationError, Calibrator, fit_calibrator, intercept_and_slope
 from pipeline.config import EvaluateConfig
 from pipeline.errors import PipelineInputError
-from pipeline.report.predictions import (
-    SPLITS,
-    PatientTable,
-    PredictionsError,
-    subgroup_columns,
-)
+from pipeline.report.predictions import PatientTable, PredictionsError, subgroup_columns
 from pipeline.report.readers import ReaderCurve, compare_reader
 from pipeline.schema import (
     CalibrationFit,
@@ -33,6 +28,7 @@ from pipeline.schema import (
     SplitMetrics,
     SubgroupLevel,
 )
+from pipeline.schema.tables import SCORED_PARTS
 
 LEVEL = M.CI_LEVEL
 
@@ -96,7 +92,7 @@ def _check_split(table: PatientTable, split: str) -> None:
     if n == 0:
         raise EvaluationError(
             f"split {split!r} must have patients; got none. predictions.csv needs rows for both "
-            f"{list(SPLITS)}: the threshold is chosen on 'val' and reported on 'test'."
+            f"{list(SCORED_PARTS)}: the threshold is chosen on 'val' and reported on 'test'."
         )
     if n_pos in (0, n):
         only = "negative (label 0)" if n_pos == 0 else "positive (label 1)"
@@ -296,7 +292,7 @@ def compare_tables(table: PatientTable, other: PatientTable, *, split: str = "te
 
 def _check_columns(table: PatientTable, config: EvaluateConfig) -> tuple[list[str], dict[str, str]]:
     """Both splits usable, reader columns present; the subgroup columns used and those skipped."""
-    for split in SPLITS:
+    for split in SCORED_PARTS:
         _check_split(table, split)
     missing = [c for c in config.reader_columns if c not in table.attributes]
     if missing:

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from pipeline.report.evaluation import Evaluation
 from pipeline.report.provenance import EvaluationProvenance, ProvenanceError
 from pipeline.schema import TrainSummaryRecord
+from pipeline.schema.tables import SCORED_PARTS
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "monai", "pytorch-lightning", "pydicom", "nibabel", "dvc")
 AUTHORS = "for the authors"
@@ -66,7 +67,7 @@ def _cohort(ev: Evaluation, ledger: Mapping[str, int] | None) -> str:
     else:
         parts.append("The ingest ledger was not given to the evaluate stage, so file-level exclusions are not stated.")
     counts = []
-    for split in ("val", "test"):
+    for split in SCORED_PARTS:
         m = ev.metrics.split(split)
         counts.append(f"{m.n_patients} {split} patients ({m.n_positive} positive, {m.n_series} series)")
     parts.append("The evaluation comprised " + " and ".join(counts) + ".")

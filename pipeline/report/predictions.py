@@ -18,12 +18,10 @@ import numpy as np
 
 from pipeline.errors import PipelineInputError
 from pipeline.rules import AGGREGATES, check_choice
+# series_key is used when present (one row per series, as the train stage writes); a file
+# from another group's model may have one row per patient and no such column.
+from pipeline.schema.tables import PREDICTION_OPTIONAL, PREDICTION_REQUIRED, SCORED_PARTS
 
-REQUIRED_COLUMNS = ("patient_id", "split", "label", "score")
-# Used when present (one row per series, as the train stage writes); a file from another
-# group's model may have one row per patient and no such column.
-OPTIONAL_COLUMNS = ("series_key",)
-SPLITS = ("val", "test")
 MAX_SUBGROUP_LEVELS = 20
 # Columns that would put identifying data into a report if used as subgroups; ingest
 # should never let them through, and the report refuses them if it does.
@@ -120,7 +118,7 @@ def read_predictions(path: str | Path, *, aggregate: str) -> PatientTable:
     header, rows, bad = _read_rows(path)
     col = {h: i for i, h in enumerate(header)}
     series = _parse_rows(path, rows, col, bad)
-    extra = [h for h in header if h not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    extra = [h for h in header if h not in PREDICTION_REQUIRED + PREDICTION_OPTIONAL]
     return _by_patient(series, {c: [values[col[c]] for _, values in rows] for c in extra}, aggregate)
 
 
@@ -136,10 +134,10 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]], dict
         if header is None:
             raise PredictionsError(f"predictions file {str(path)!r} must have a header row; the file is empty.")
         header = [h.strip() for h in header]
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        missing = [c for c in PREDICTION_REQUIRED if c not in header]
         if missing:
             raise PredictionsError(
-                f"predictions file {str(path)!r} must have columns {list(REQUIRED_COLUMNS)}; missing {missing}, "
+                f"predictions file {str(path)!r} must have columns {list(PREDICTION_REQUIRED)}; missing {missing}, "
                 f"found {header}."
             )
         duplicated = sorted({h for h in header if header.count(h) > 1})
@@ -187,8 +185,8 @@ def _parse_rows(path: Path, rows: list[tuple[int, list[str]]], col: dict[str, in
             bad["'score' must be a finite number (a probability, logit or rating)"].append(line)
         if lab not in (0.0, 1.0):
             bad["'label' must be 0 or 1"].append(line)
-        if values[col["split"]] not in SPLITS:
-            bad[f"'split' must be one of {list(SPLITS)}"].append(line)
+        if values[col["split"]] not in SCORED_PARTS:
+            bad[f"'split' must be one of {list(SCORED_PARTS)}"].append(line)
         if not values[col["patient_id"]]:
             bad["'patient_id' must not be empty"].append(line)
         series.patient_id.append(values[col["patient_id"]])
@@ -233,7 +231,7 @@ def _by_patient(series: _Series, extra: dict[str, list[str]], aggregate: str) ->
             + (f" and {len(conflicts) - _SHOWN_LINES} more" if len(conflicts) > _SHOWN_LINES else "")
             + ". A patient in two splits leaks data between them: fix the split stage output."
         )
-    order = sorted(range(len(out_pid)), key=lambda i: (SPLITS.index(out_split[i]), out_pid[i]))
+    order = sorted(range(len(out_pid)), key=lambda i: (SCORED_PARTS.index(out_split[i]), out_pid[i]))
     pick = np.asarray(order, dtype=int)
     return PatientTable(
         patient_id=np.asarray(out_pid, dtype=object)[pick],

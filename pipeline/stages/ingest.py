@@ -10,6 +10,8 @@ variable), ``ingest.series_choice``, ``ingest.spacing_policy``, ``ingest.workers
 ``ingest.volume_format``. With ``--store`` (dvc.yaml passes ``data/ingest-store``), files
 and series unchanged since the last run are not read again (:mod:`pipeline.io.store`);
 the outputs are byte-identical to a run without it. Progress goes to standard error.
+``OUT_DIR/settings.json`` records the settings that decide a series' voxels, which travel
+with the cache into the model file so that predict ingests new studies the same way.
 Prints one summary line whose counts add up to the files found; a manifest or params
 problem exits with status 2 and a message listing every bad row. ``OUT_DIR`` must not
 be, contain or lie inside ``RAW_DIR`` or the manifest; it is written aside and replaces
@@ -29,9 +31,10 @@ from pipeline.environment import require
 require("ingest")
 
 from pipeline.config import DEMO_PSEUDONYM_KEY, PSEUDONYM_KEY_ENV, IngestConfig, load_params  # noqa: E402
-from pipeline.io.ingest import INDEX_FILE, LEDGER_FILE, VOLUME_DIR, IngestSummary, ingest_cohort  # noqa: E402
+from pipeline.io.ingest import IngestSummary, ingest_cohort  # noqa: E402
 from pipeline.io.progress import Progress  # noqa: E402
 from pipeline.outputs import refuse_overlap, staged_folder  # noqa: E402
+from pipeline.schema.tables import INGESTED_CONTENTS  # noqa: E402
 from pipeline.cli import run_stage  # noqa: E402
 
 
@@ -68,7 +71,7 @@ def ingest(args: argparse.Namespace) -> str:
         )
     # Written aside and moved into place when complete: a killed run leaves the previous
     # index, ledger and volumes (or none), never a mix.
-    outputs = (VOLUME_DIR, INDEX_FILE, LEDGER_FILE)
+    outputs = INGESTED_CONTENTS
     progress = Progress()
     with staged_folder(args.out_dir, name="out_dir", example="data/ingested", contents=outputs) as out:
         try:

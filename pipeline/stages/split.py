@@ -20,7 +20,8 @@ from pipeline.environment import require
 require("split")
 
 from pipeline.config import SplitConfig, load_params  # noqa: E402
-from pipeline.duplicates import TABLE_COLUMNS, Audit, audit_index  # noqa: E402
+from pipeline.duplicates import Audit, audit_index  # noqa: E402
+from pipeline.schema.tables import DUPLICATE_COLUMNS, INDEX_KEYS  # noqa: E402
 from pipeline.errors import PipelineInputError  # noqa: E402
 from pipeline.outputs import refuse_overlap  # noqa: E402
 from pipeline.splits import assign_splits, summarise  # noqa: E402
@@ -48,10 +49,10 @@ def write_split(args: argparse.Namespace) -> str:
     if args.duplicates and Path(args.duplicates).resolve() == Path(args.out).resolve():
         raise PipelineInputError(f"'duplicates' must differ from 'out'; both are {args.out!r}. Name two files.")
     config = SplitConfig.from_params(load_params(args.params))
-    rows = read_rows(args.index, required=("patient_id", "label", "series_key", "image_path"))
+    rows = read_rows(args.index, required=INDEX_KEYS)
     audit = audit_index(args.index, rows)
     if args.duplicates:
-        write_rows(args.duplicates, audit.table(), TABLE_COLUMNS)
+        write_rows(args.duplicates, audit.table(), DUPLICATE_COLUMNS)
     if audit.groups and config.duplicates == "refuse":
         raise DuplicateImageError(
             f"patients must not share an image with split.duplicates: refuse; got {len(audit.groups)} group(s): "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 import shutil
 from pathlib import Path
@@ -117,6 +119,10 @@ def test_a_gap_is_rejected_by_default_and_resampled_on_request(tmp_path: Path) -
     assert resampled.n_volumes == 1 and resampled.counts["ingested"] == 7
     row = rows(tmp_path / "out" / "index.csv")[0]
     assert row["shape"] == "128x128x8" and "resampled onto 2.5 mm" in row["ingest_note"]
+    # the settings that made these voxels are recorded beside them, for the model file
+    settings = json.loads((tmp_path / "out" / "settings.json").read_text())
+    assert settings == {"series_choice": "most_slices", "spacing_policy": "resample",
+                        "assume_missing_geometry": False, "max_voxels": ingest_settings()["max_voxels"]}
 
 
 def test_outputs_inside_the_raw_folder_are_refused(cohort: dict) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.report.evaluation import Evaluation
 from pipeline.report.html.markup import esc, num, value_or_na
-
+from pipeline.schema.tables import SCORED_PARTS
 
 CALIBRATION_TEXT = {
     "none": "No recalibration (evaluate.calibration: none): the model's scores are used as they are.",
@@ -47,7 +47,7 @@ def calibration_section(ev: Evaluation) -> str:
             for i, (s, _) in enumerate(cols)) + "</tr>")
     head = "".join(f"<th>{esc(name)}</th>" for _, name in cols)
     out.append(f"<table><tr><th class='l'>Measure</th>{head}</tr>{''.join(rows)}</table>")
-    reasons = sorted({r for s in ("val", "test") for r in ev.metrics.split(s).not_applicable.values()})
+    reasons = sorted({r for s in SCORED_PARTS for r in ev.metrics.split(s).not_applicable.values()})
     out += [f"<p class='sub'>n/a: {esc(r)}.</p>" for r in reasons]
     if method != "none":
         out.append("<p class='sub'>The validation columns after recalibration are in-sample (the map was fitted on "

@@ -7,6 +7,7 @@ from typing import Mapping
 from pipeline.report.evaluation import Evaluation
 from pipeline.report.html.markup import ci_num, ci_pct, esc, img, num, pct, value_or_na
 from pipeline.schema import SplitMetrics
+from pipeline.schema.tables import SCORED_PARTS
 
 
 def threshold_text(m: SplitMetrics) -> str:
@@ -54,7 +55,7 @@ def main_result(ev: Evaluation) -> str:
 def cohort(ev: Evaluation) -> str:
     table = ev.table
     rows = []
-    for split in ("val", "test"):
+    for split in SCORED_PARTS:
         part = table.select(split)
         rows.append((split, part.label.size, int(part.label.sum()), int(part.label.size - part.label.sum()),
                      int(part.n_series.sum())))
@@ -72,11 +73,11 @@ def cohort(ev: Evaluation) -> str:
     for column in ev.subgroups:
         values = table.attributes[column].astype(str)
         levels = sorted(set(values.tolist()))
-        head = "".join(f"<th>{s} +</th><th>{s} &minus;</th>" for s in ("val", "test"))
+        head = "".join(f"<th>{s} +</th><th>{s} &minus;</th>" for s in SCORED_PARTS)
         lines = []
         for level in levels:
             cells = []
-            for split in ("val", "test"):
+            for split in SCORED_PARTS:
                 mask = (values == level) & (table.split == split)
                 pos = int(table.label[mask].sum())
                 cells += [pos, int(mask.sum()) - pos]
@@ -107,7 +108,7 @@ def figure_grid(figures: Mapping[str, bytes]) -> str:
 
 
 def metrics_table(ev: Evaluation) -> str:
-    splits = ("val", "test")
+    splits = SCORED_PARTS
     m = {s: ev.metrics.split(s) for s in splits}
 
     def row(label: str, render) -> str:
