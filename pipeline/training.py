@@ -131,7 +131,7 @@ def train_and_predict(
     write_atomic(model_dir / "fingerprint.json", json.dumps({"fingerprint": fingerprint, "complete": False}) + "\n")
 
     backbone = build_backbone(
-        model.arch,
+        arch=model.arch,
         spatial_dims=spatial_dims,
         in_channels=1,
         num_classes=1,

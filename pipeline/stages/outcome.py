@@ -1,7 +1,7 @@
 """How every stage ends: its summary line and status 0, or one line on bad input and status 2.
 
 The library's checks raise ``ValueError`` (``ConfigError``, ``ManifestError``,
-``CacheError``, ...), ``FileNotFoundError`` and ``WeightsError`` with messages that name
+``CacheError``, ``WeightsError``, ...) and ``FileNotFoundError`` with messages that name
 the thing, the rule, the value and the fix. A traceback would bury that one line under
 frames a user cannot act on, so a stage prints ``<stage> failed: <message>`` on stderr
 and exits with status 2, which DVC reports as the stage's failure. A ``ValueError`` or
@@ -29,7 +29,6 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 # MisconfigurationException is Lightning's message for a Trainer setting the machine
 # cannot honour (devices: 4 with one GPU), as actionable as ours.
 _LAZY_ERRORS = (
-    ("pipeline.models.weights", "WeightsError"),
     ("lightning_fabric.utilities.exceptions", "MisconfigurationException"),
 )
 

@@ -13,7 +13,7 @@ import yaml
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 
 from pipeline.cache import CachedSplit, CacheError, open_split
-from pipeline.models.weights import WeightsNotFoundError
+from pipeline.models import WeightsNotFoundError
 from pipeline.stages import train
 from pipeline.stages.outcome import TRACEBACK_ENV, input_errors, run_stage
 from pipeline.tables import read_rows
