@@ -21,7 +21,7 @@ from monai.networks.nets import ResNet
 from torch import nn
 
 from pipeline.errors import ConfigError
-from pipeline.models.adapt import FileLayout, file_layout, fit_state_dict, load_state_dict
+from pipeline.models.adapt import file_layout, fit_state_dict, load_state_dict
 from pipeline.models.errors import WeightsNotFoundError
 from pipeline.models.fetch import ResolvedFile, resolve_checkpoint, verify_file
 from pipeline.models.network import (
@@ -96,21 +96,18 @@ def build_backbone(
             file is at hand or downloadable, else random with a loud warning recorded in
             the provenance), or a checkpoint path. A path whose file name is a published
             one (e.g. ``resnet18-f37072fd.pth``) is treated as that source.
-        weights_sha256: expected SHA-256 (or a leading part of it, 8+ hex digits) of the
-            checkpoint, or ``None``; overrides the published checksum, e.g. for a site's
-            own copy.
+        weights_sha256: expected SHA-256 of the checkpoint (8 to 64 leading hex digits), or
+            ``None``; overrides the published checksum, e.g. for a site's own copy.
         stem_kernel_depth: 3D only: stem kernel size along depth (odd).
         stem_stride_depth: 3D only: stem stride along depth.
         download_timeout_s: seconds for the download; ``None`` reads
             ``$PIPELINE_WEIGHTS_TIMEOUT_S`` (default 10, ``0`` disables downloads).
 
-    Returns:
-        The model with its provenance and input normalisation.
+    Returns the model with its provenance and input normalisation.
 
     Raises:
         ConfigError: an argument breaks its rule.
-        WeightsNotFoundError: a named checkpoint is not at hand and cannot be downloaded
-            (not raised for ``auto``).
+        WeightsNotFoundError: a named file is neither at hand nor downloadable (not for ``auto``).
         WeightsError: checksum, key or shape mismatch.
     """
     requested = _check_args(arch, spatial_dims, in_channels, num_classes, weights, weights_sha256,
@@ -119,27 +116,21 @@ def build_backbone(
     layout = NetworkLayout(arch, spatial_dims, in_channels, num_classes, kernel, stride, "B", False)
     if requested == "none":
         return Backbone(build_network(layout), random_provenance(layout, requested="none"), None)
-    try:
+    try:  # resolve
         checkpoint = _resolve(requested, layout, stem_kernel_depth, weights_sha256, download_timeout_s)
     except WeightsNotFoundError as error:
         if requested != "auto":
             raise
         return _random_fallback(layout, weight_source("imagenet", arch), error)
-
-    layout = dataclasses.replace(layout, shortcut_type=checkpoint.layout.shortcut_type,
-                                 bias_downsample=checkpoint.layout.bias_downsample,
-                                 stem_kernel=checkpoint.layout.stem_kernel)
-    model = build_network(layout)
+    model = build_network(checkpoint.layout)  # build
     fitted = fit_state_dict(checkpoint.state, model.state_dict(), head_prefixes=checkpoint.head_prefixes,
-                            origin=checkpoint.found.path.name)
+                            origin=checkpoint.found.path.name)  # transfer
     model.load_state_dict(fitted.state, strict=True)
-
     row = checkpoint.row
-    provenance = loaded_provenance(layout, requested=requested, row=row, found=checkpoint.found, fitted=fitted)
-    normalization = row.normalization.adapted(in_channels) if row else None
-    logger.info("backbone %s %dD weights=%s file=%s sha256=%s", arch, spatial_dims, provenance.source,
-                provenance.file, provenance.sha256)
-    return Backbone(model, provenance, normalization)
+    record = loaded_provenance(checkpoint.layout, requested=requested, row=row, found=checkpoint.found, fitted=fitted)
+    logger.info("backbone %s %dD weights=%s file=%s sha256=%s", arch, spatial_dims, record.source, record.file,
+                record.sha256)
+    return Backbone(model, record, row.normalization.adapted(in_channels) if row else None)
 
 
 @dataclass(frozen=True)
@@ -149,7 +140,7 @@ class _Checkpoint:
     row: WeightSource | None  # None: a user's file under a name no source publishes
     found: ResolvedFile
     state: dict[str, torch.Tensor]
-    layout: FileLayout
+    layout: NetworkLayout
     head_prefixes: tuple[str, ...]
 
 
@@ -176,12 +167,12 @@ def _resolve(
     if row is None:
         found = verify_file(path, weights_sha256)
         state = load_state_dict(found.path)
-        return _Checkpoint(None, found, state, file_layout(state, layout.spatial_dims, layout.stem_kernel, path.name),
-                           head)
+        implied = file_layout(state, layout.spatial_dims, layout.stem_kernel, path.name)
+        return _Checkpoint(None, found, state, dataclasses.replace(layout, **dataclasses.asdict(implied)), head)
     _check_row_fits(row, layout.spatial_dims, stem_kernel_depth)
     found = resolve_checkpoint(row, path=path, expected_sha256=weights_sha256, timeout_s=timeout_s)
     state = load_state_dict(found.path, state_dict_key=row.state_dict_key, key_prefix=row.key_prefix)
-    needs = FileLayout(row.shortcut_type, row.bias_downsample, layout.stem_kernel)
+    needs = dataclasses.replace(layout, shortcut_type=row.shortcut_type, bias_downsample=row.bias_downsample)
     return _Checkpoint(row, found, state, needs, (*head, row.head_prefix))
 
 
