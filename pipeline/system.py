@@ -48,10 +48,10 @@ class ClassifierSystem(pl.LightningModule):
         lr: float,
         weight_decay: float,
         max_epochs: int,
-        backbone_lr_scale: float = 1.0,
-        normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        augment: BatchAugment | None = None,
-        channels_last: bool = False,
+        backbone_lr_scale: float,
+        normalize: Callable[[torch.Tensor], torch.Tensor] | None,
+        augment: BatchAugment | None,
+        channels_last: bool,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "normalize", "augment"])

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from pipeline.errors import ConfigError, PipelineInputError
 from pipeline.finetuning import FreezeEarlyLayers, discriminative_param_groups
 from pipeline.models import build_backbone
 
@@ -107,13 +108,15 @@ def test_param_groups_split_backbone_and_head_and_cover_every_parameter():
     ids = [id(p) for g in groups for p in g["params"]]
     assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in model.parameters()}
     assert {id(p) for p in groups[1]["params"]} == {id(model.fc.weight), id(model.fc.bias)}
-    with pytest.raises(ValueError, match="'backbone_lr_scale' must be > 0; got 0"):
+    with pytest.raises(ConfigError, match="'backbone_lr_scale' must be > 0; got 0"):
         discriminative_param_groups(model, lr=1e-3, backbone_lr_scale=0)
 
 
 def test_bad_callback_settings_are_named():
-    with pytest.raises(ValueError, match="'unfreeze_at_epoch' must be an integer >= 0; got -1"):
+    with pytest.raises(ConfigError, match="'unfreeze_at_epoch' must be an integer >= 0; got -1"):
         FreezeEarlyLayers(-1)
     module = _Classifier(torch.nn.Linear(2, 2), filter_frozen=False)
-    with pytest.raises(ValueError, match=r"'layers' must name children of Linear; got unknown \['conv1', 'bn1', 'layer1'\]"):
+    unknown = r"'layers' must name children of Linear; got unknown \['conv1', 'bn1', 'layer1'\]"
+    with pytest.raises(ValueError, match=unknown) as caught:
         FreezeEarlyLayers(1).freeze_before_training(module)
+    assert not isinstance(caught.value, PipelineInputError)  # no setting chooses the layers: a bug, not an input

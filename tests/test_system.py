@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import pytorch_lightning as pl
@@ -95,3 +97,10 @@ def test_channels_last_changes_the_layout_not_the_result():
     assert weight.is_contiguous(memory_format=torch.channels_last_3d) and not weight.is_contiguous()
     with torch.no_grad():
         assert torch.allclose(fast(batch), expected, atol=1e-5)
+
+
+def test_the_settings_have_no_second_default_here():
+    """backbone_lr_scale and channels_last come from params.yaml; normalize and augment from the run."""
+    parameters = inspect.signature(ClassifierSystem).parameters
+    for name in ("lr", "weight_decay", "max_epochs", "backbone_lr_scale", "normalize", "augment", "channels_last"):
+        assert parameters[name].default is inspect.Parameter.empty, name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import subprocess
 import sys
 import warnings
@@ -356,3 +357,10 @@ def test_bad_arguments_are_named(kwargs, match, torch_home):
             "weights_sha256": None, "stem_kernel_depth": 7, "stem_stride_depth": 2, **kwargs}
     with pytest.raises(PipelineInputError, match=match):
         build_backbone(**args)
+
+
+def test_the_model_settings_have_no_second_default_here():
+    """Every model.* setting build_backbone takes comes from params.yaml; only the timeout (an env var) has one."""
+    parameters = inspect.signature(build_backbone).parameters
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters.values())
+    assert [n for n, p in parameters.items() if p.default is not inspect.Parameter.empty] == ["download_timeout_s"]
