@@ -127,7 +127,9 @@ def build_model(setup: Setup):  # noqa: ANN201
         return resnet18(spatial_dims=setup.dims, n_input_channels=1, num_classes=1)
     from pipeline.models import build_backbone
 
-    return build_backbone(setup.arch, spatial_dims=setup.dims, in_channels=1, num_classes=1, weights="none").model
+    # The stem of params.yaml's model section (7 along depth, stride 2), random weights.
+    return build_backbone(arch=setup.arch, spatial_dims=setup.dims, in_channels=1, num_classes=1, weights="none",
+                          weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2).model
 
 
 def system_for(setup: Setup, *, augment: bool):  # noqa: ANN201
@@ -138,9 +140,11 @@ def system_for(setup: Setup, *, augment: bool):  # noqa: ANN201
     model = build_model(setup)
     if setup.compile:
         model.compile()
+    # params.yaml's backbone_lr_scale (1.0); random weights need no normalisation; no shift.
     return ClassifierSystem(
-        model, lr=1e-4, weight_decay=1e-4, max_epochs=1,
-        augment=BatchAugment(setup.dims, seed=setup.seed) if augment else None, channels_last=setup.channels_last,
+        model, lr=1e-4, weight_decay=1e-4, max_epochs=1, backbone_lr_scale=1.0, normalize=None,
+        augment=BatchAugment(setup.dims, seed=setup.seed, max_shift=0) if augment else None,
+        channels_last=setup.channels_last,
     )
 
 
@@ -230,7 +234,7 @@ def part_stream(setup: Setup, cache: Path) -> dict[str, Any]:
     data = CachedDataModule(cache, batch_size=setup.batch, num_workers=0, seed=setup.seed,
                             device_cache=setup.device_cache, device=setup.device)
     data.setup("fit")
-    augment = BatchAugment(setup.dims, seed=setup.seed)
+    augment = BatchAugment(setup.dims, seed=setup.seed, max_shift=0)
     checksum, n = 0.0, 0
     synchronize(setup.device)
     start = time.perf_counter()

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from pipeline.cache import CACHE_DTYPE, CachedSplit, CacheError, open_split
+from pipeline.rules import check_device_cache
 from pipeline.seeds import epoch_seed
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -212,7 +213,8 @@ class CachedDataModule(pl.LightningDataModule):
             a memory-mapped float16 cache on CPU. Unused when the splits are held on the device.
         seed: seeds the shuffling generator.
         device_cache: hold the train and val splits on the training device and gather
-            batches there. ``"auto"``: on a CUDA device when both fit in
+            batches there (``True``, ``False`` or ``"auto"``, as ``train.device_cache``;
+            anything else is a ``ConfigError``). ``"auto"``: on a CUDA device when both fit in
             ``DEVICE_CACHE_SHARE`` of its free memory; ``True``: always (on a CPU that
             means in RAM, which then grows with the cohort); ``False``: stream from the file.
         device: where batches go when no Trainer is attached (benchmarks); with a
@@ -224,16 +226,13 @@ class CachedDataModule(pl.LightningDataModule):
         cache_dir: str | Path,
         *,
         batch_size: int,
-        num_workers: int = 0,
-        seed: int = 0,
-        device_cache: bool | str = False,
+        num_workers: int,
+        seed: int,
+        device_cache: bool | str,
         device: torch.device | str = "cpu",
     ) -> None:
         super().__init__()
-        if not (isinstance(device_cache, bool) or device_cache == "auto"):
-            raise ValueError(
-                f"device_cache must be True, False or 'auto'; got {device_cache!r}. Set train.device_cache to one of them."
-            )
+        check_device_cache("device_cache", device_cache)
         self.cache_dir = Path(cache_dir)
         self.batch_size = batch_size
         self.num_workers = num_workers

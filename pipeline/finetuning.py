@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
+from pipeline.errors import ConfigError
 from pipeline.models import backbone_parameters, head_parameters
 
 EARLY_LAYERS = ("conv1", "bn1", "layer1")
@@ -38,11 +39,14 @@ def discriminative_param_groups(model: nn.Module, *, lr: float, backbone_lr_scal
 
     Returns:
         ``[{"name": "backbone", ...}, {"name": "head", ...}]`` for ``torch.optim``.
+
+    Raises:
+        ConfigError: ``lr`` or ``backbone_lr_scale`` not > 0.
     """
     if not lr > 0:
-        raise ValueError(f"'lr' must be > 0; got {lr!r}.")
+        raise ConfigError(f"'lr' must be > 0; got {lr!r}.")
     if not backbone_lr_scale > 0:
-        raise ValueError(
+        raise ConfigError(
             f"'backbone_lr_scale' must be > 0; got {backbone_lr_scale!r}. Freeze layers with "
             "FreezeEarlyLayers instead of a zero learning rate."
         )
@@ -78,7 +82,7 @@ class FreezeEarlyLayers(BaseFinetuning):
     ) -> None:
         super().__init__()
         if isinstance(unfreeze_at_epoch, bool) or not isinstance(unfreeze_at_epoch, int) or unfreeze_at_epoch < 0:
-            raise ValueError(f"'unfreeze_at_epoch' must be an integer >= 0; got {unfreeze_at_epoch!r}.")
+            raise ConfigError(f"'unfreeze_at_epoch' must be an integer >= 0; got {unfreeze_at_epoch!r}.")
         self.unfreeze_at_epoch = unfreeze_at_epoch
         self.backbone_attr = backbone_attr
         self.layers = tuple(layers)
@@ -92,7 +96,7 @@ class FreezeEarlyLayers(BaseFinetuning):
                 f"{self.backbone_attr!r}, which is {type(backbone).__name__}. Pass the right name."
             )
         missing = [name for name in self.layers if not isinstance(getattr(backbone, name, None), nn.Module)]
-        if missing:
+        if missing:  # no setting chooses the layers: this is code calling it wrongly, a bug
             raise ValueError(
                 f"'layers' must name children of {type(backbone).__name__}; got unknown {missing}. "
                 f"Known: {[name for name, _ in backbone.named_children()]}."

@@ -29,8 +29,9 @@ from torch import nn
 
 from pipeline.errors import PipelineInputError
 from pipeline.modelfile import ModelFile, ModelFileError, check_state, read_model_file
-from pipeline.models.backbones import _resnet
-from pipeline.models.weights import Normalization
+from pipeline.models.network import NetworkLayout
+from pipeline.models.network import build_network as build_resnet
+from pipeline.models.sources import Normalization
 from pipeline.transforms import deterministic_transforms
 
 DEFAULT_BATCH = 8
@@ -247,11 +248,11 @@ class Classifier:
 def build_network(layout: dict[str, Any]) -> nn.Module:
     """The MONAI ResNet a model file describes, with random weights (load the state next)."""
     try:
-        return _resnet(
+        return build_resnet(NetworkLayout(
             layout["arch"], int(layout["spatial_dims"]), int(layout["in_channels"]), int(layout["num_classes"]),
             tuple(layout["stem_kernel"]), tuple(layout["stem_stride"]), layout["shortcut_type"],
             bool(layout["bias_downsample"]),
-        )
+        ))
     except (KeyError, TypeError, ValueError, AssertionError) as error:
         raise ModelFileError(
             f"model file's network layout must describe a ResNet this version builds; got {layout!r} ({error}). "

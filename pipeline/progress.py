@@ -55,6 +55,22 @@ def quiet_lightning() -> Iterator[None]:
         logger.removeFilter(advert)
 
 
+@contextmanager
+def no_device_report() -> Iterator[None]:
+    """Within the block, a Trainer being built does not print the devices it found.
+
+    For a second Trainer in the same run (the one that predicts): the fit's Trainer has
+    already printed "GPU available: ..." once, and the stage's log should say it once.
+    """
+    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 

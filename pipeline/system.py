@@ -2,7 +2,8 @@
 
 The backbone (a MONAI ResNet from :func:`pipeline.models.build_backbone`) is passed in,
 not built here, so the same system trains any backbone and tests can inject a small one.
-No file I/O happens here.
+No file I/O happens here. Methods follow Lightning's order: init, forward, training,
+validation, predict, configure_optimizers, then the other hooks.
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ class ClassifierSystem(pl.LightningModule):
         lr: float,
         weight_decay: float,
         max_epochs: int,
-        backbone_lr_scale: float = 1.0,
-        normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        augment: BatchAugment | None = None,
-        channels_last: bool = False,
+        backbone_lr_scale: float,
+        normalize: Callable[[torch.Tensor], torch.Tensor] | None,
+        augment: BatchAugment | None,
+        channels_last: bool,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "normalize", "augment"])
@@ -80,15 +81,6 @@ class ClassifierSystem(pl.LightningModule):
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x if self.normalize is None else self.normalize(x)).squeeze(-1)
-
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):  # noqa: ANN001 - Lightning hook
-        x, y, idx = batch
-        x = x.float()  # the cache is float16; cast on the device
-        if self._memory_format is not None:
-            x = x.contiguous(memory_format=self._memory_format)
-        if self.trainer.training and self.augment is not None:
-            x = self.augment(x)
-        return x, y, idx
 
     def on_fit_start(self) -> None:
         if self.augment is not None:
@@ -123,17 +115,8 @@ class ClassifierSystem(pl.LightningModule):
         auc = validation_auc(scores.cpu().numpy(), labels.cpu().numpy(), index.cpu().numpy())
         self.log("val_auc", auc, prog_bar=True, sync_dist=False, rank_zero_only=False)
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Seal the model description (set by training as ``model_description``) into the file.
-
-        With it the checkpoint alone rebuilds the model (:func:`pipeline.load_classifier`);
-        the digest covers the weights as saved, so any later change to either is detected.
-        """
-        description = getattr(self, "model_description", None)
-        if description is not None:
-            checkpoint[MODEL_FILE_KEY] = seal(description, checkpoint["state_dict"])
-
     def predict_step(self, batch, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+        """Probabilities (B,) in float64 (:meth:`forward`) and the samples' cache indices (B,)."""
         x, _, idx = batch
         return self(x), idx
 
@@ -144,6 +127,25 @@ class ClassifierSystem(pl.LightningModule):
         optimizer = torch.optim.AdamW(groups, weight_decay=self.hparams.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.max_epochs)
         return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):  # noqa: ANN001 - Lightning hook
+        x, y, idx = batch
+        x = x.float()  # the cache is float16; cast on the device
+        if self._memory_format is not None:
+            x = x.contiguous(memory_format=self._memory_format)
+        if self.trainer.training and self.augment is not None:
+            x = self.augment(x)
+        return x, y, idx
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Seal the model description (set by training as ``model_description``) into the file.
+
+        With it the checkpoint alone rebuilds the model (:func:`pipeline.load_classifier`);
+        the digest covers the weights as saved, so any later change to either is detected.
+        """
+        description = getattr(self, "model_description", None)
+        if description is not None:
+            checkpoint[MODEL_FILE_KEY] = seal(description, checkpoint["state_dict"])
 
 
 def _channels_last_format(backbone: nn.Module) -> torch.memory_format:

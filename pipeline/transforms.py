@@ -190,14 +190,14 @@ class BatchAugment(torch.nn.Module):
     Args:
         spatial_dims: 2 or 3; flips are drawn per sample for each spatial axis.
         seed: generator seed (add the DDP rank so ranks draw differently).
+        max_shift: largest translation per spatial axis, voxels (``train.augment_shift_voxels``;
+            0: none); each sample moves by its own random integer offset, zero-filled. A
+            lesion can sit anywhere, so translations are label-preserving, and they stop a
+            small cohort from being memorised by the exact position of its anatomy.
         flip_prob: probability of flipping each axis.
         scale: intensity multiplied by ``1 + U(-scale, scale)``.
         shift: intensity shifted by ``U(-shift, shift)``.
         noise_std: standard deviation of added Gaussian noise (intensity units, [0, 1]).
-        max_shift: largest translation per spatial axis, voxels; each sample moves by
-            its own random integer offset, zero-filled. A lesion can sit anywhere, so
-            translations are label-preserving, and they stop a small cohort from being
-            memorised by the exact position of its anatomy.
     """
 
     def __init__(
@@ -205,11 +205,11 @@ class BatchAugment(torch.nn.Module):
         spatial_dims: int,
         *,
         seed: int,
+        max_shift: int,
         flip_prob: float = 0.5,
         scale: float = 0.1,
         shift: float = 0.05,
         noise_std: float = 0.02,
-        max_shift: int = 0,
     ) -> None:
         super().__init__()
         self.spatial_dims = spatial_dims

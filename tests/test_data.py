@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 import pipeline.data as data_module
 from pipeline.cache import CacheError, open_split
+from pipeline.errors import ConfigError
 from pipeline.data import (
     CachedDataModule,
     CachedDataset,
@@ -22,7 +24,7 @@ SAMPLE_BYTES = 16 * 16 * 8 * 2  # one float16 sample of the tiny cache
 
 
 def test_datamodule_streams_float16_with_indices(tiny_cache):
-    data = CachedDataModule(tiny_cache, batch_size=5, seed=0)
+    data = CachedDataModule(tiny_cache, batch_size=5, seed=0, num_workers=0, device_cache=False)
     data.setup("fit")
     x, y, idx = next(iter(data.val_dataloader()))
     assert x.dtype == torch.float16 and tuple(x.shape) == (5, 1, 16, 16, 8)
@@ -35,7 +37,7 @@ def test_datamodule_refuses_one_class_validation(tiny_cache):
     fixed = [rows[0]] + [r.rsplit(",", 2)[0] + ",0," + r.rsplit(",", 1)[1] for r in rows[1:]]
     (tiny_cache / "val.csv").write_text("\n".join(fixed) + "\n")
     with pytest.raises(CacheError, match=r"'val' split must hold both classes.*labels \[0\]"):
-        CachedDataModule(tiny_cache, batch_size=4).setup("fit")
+        CachedDataModule(tiny_cache, batch_size=4, num_workers=0, seed=0, device_cache=False).setup("fit")
 
 
 def test_a_batch_holds_the_samples_asked_for_in_that_order(tiny_cache):
@@ -71,7 +73,7 @@ def test_a_split_copied_in_chunks_keeps_every_sample(tiny_cache, monkeypatch):
 
 
 def test_splits_held_on_the_device_give_the_batches_streaming_gives(tiny_cache, capsys):
-    streamed = CachedDataModule(tiny_cache, batch_size=5, seed=3, num_workers=2)
+    streamed = CachedDataModule(tiny_cache, batch_size=5, seed=3, num_workers=2, device_cache=False)
     held = CachedDataModule(tiny_cache, batch_size=5, seed=3, num_workers=2, device_cache=True)
     for data in (streamed, held):
         data.setup("fit")
@@ -87,8 +89,9 @@ def test_splits_held_on_the_device_give_the_batches_streaming_gives(tiny_cache, 
 
 
 def test_device_cache_must_be_a_boolean_or_auto(tiny_cache):
-    with pytest.raises(ValueError, match=r"device_cache must be True, False or 'auto'; got 1"):
-        CachedDataModule(tiny_cache, batch_size=4, device_cache=1)
+    # the rule of train.device_cache (pipeline.rules), the same for the library and the config
+    with pytest.raises(ConfigError, match=r"'device_cache' must be true, false or auto; got 1"):
+        CachedDataModule(tiny_cache, batch_size=4, device_cache=1, num_workers=0, seed=0)
 
 
 @pytest.mark.parametrize(
@@ -114,7 +117,8 @@ def _epoch_order(loader, epoch: int) -> list[int]:
 def test_the_shuffle_is_the_same_with_or_without_workers_or_a_device_copy(tiny_cache):
     """Epoch after epoch: Lightning iterates one loader once per epoch."""
     orders = {}
-    for name, settings in {"main process": {}, "two workers": {"num_workers": 2},
+    for name, settings in {"main process": {"num_workers": 0, "device_cache": False},
+                           "two workers": {"num_workers": 2, "device_cache": False},
                            "device copy": {"num_workers": 2, "device_cache": True}}.items():
         data = CachedDataModule(tiny_cache, batch_size=5, seed=7, **settings)
         data.setup("fit")
@@ -129,7 +133,7 @@ def test_the_shuffle_is_the_same_with_or_without_workers_or_a_device_copy(tiny_c
 def test_an_epochs_order_does_not_depend_on_the_epochs_drawn_before_it(tiny_cache):
     """What a resumed run relies on: a fresh loader starting at epoch 2 draws epoch 2's order."""
     def loader(seed: int):
-        data = CachedDataModule(tiny_cache, batch_size=5, seed=seed)
+        data = CachedDataModule(tiny_cache, batch_size=5, seed=seed, num_workers=0, device_cache=False)
         data.setup("fit")
         return data.train_dataloader()
 
@@ -139,7 +143,7 @@ def test_an_epochs_order_does_not_depend_on_the_epochs_drawn_before_it(tiny_cach
 
 
 def test_teardown_drops_the_device_copy_the_loaders_still_hold(tiny_cache):
-    data = CachedDataModule(tiny_cache, batch_size=5, seed=0, device_cache=True)
+    data = CachedDataModule(tiny_cache, batch_size=5, seed=0, device_cache=True, num_workers=0)
     data.setup("fit")
     train, val = data.train_dataloader(), data.val_dataloader()
     assert train.dataset.resident is not None and val.dataset.resident is not None
@@ -154,3 +158,10 @@ def test_a_cache_of_another_dtype_is_refused(tiny_cache):
     wrong = dataclasses.replace(split, images=np.asarray(split.images, dtype=np.float32))
     with pytest.raises(CacheError, match=r"cache split arrays must be float16; got float32.*dvc repro -f preprocess"):
         CachedDataset(wrong)
+
+
+def test_the_train_settings_have_no_second_default_here():
+    """num_workers, seed and device_cache come from params.yaml (train.*, base.seed) only."""
+    parameters = inspect.signature(CachedDataModule).parameters
+    for name in ("batch_size", "num_workers", "seed", "device_cache"):
+        assert parameters[name].default is inspect.Parameter.empty, name

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from pipeline.errors import ConfigError, PipelineInputError
 from pipeline.finetuning import FreezeEarlyLayers, discriminative_param_groups
 from pipeline.models import build_backbone
 
@@ -56,7 +57,8 @@ class _Snapshots(pl.Callback):
 
 def _fit(unfreeze_at_epoch: int, filter_frozen: bool):
     torch.manual_seed(0)
-    bb = build_backbone("resnet18", spatial_dims=2, in_channels=1, num_classes=2, weights="none")
+    bb = build_backbone(arch="resnet18", spatial_dims=2, in_channels=1, num_classes=2, weights="none",
+                        weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)
     module = _Classifier(bb.model, filter_frozen)
     start = {"conv1": bb.model.conv1.weight.detach().clone(), "bn1_mean": bb.model.bn1.running_mean.clone()}
     data = TensorDataset(torch.randn(8, 1, 32, 32), torch.tensor([0, 1] * 4))
@@ -96,7 +98,8 @@ def test_zero_unfreeze_epoch_trains_everything_from_the_start():
 
 
 def test_param_groups_split_backbone_and_head_and_cover_every_parameter():
-    model = build_backbone("resnet18", spatial_dims=2, in_channels=1, num_classes=3, weights="none").model
+    model = build_backbone(arch="resnet18", spatial_dims=2, in_channels=1, num_classes=3, weights="none",
+                           weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2).model
 
     groups = discriminative_param_groups(model, lr=1e-3, backbone_lr_scale=0.1)
 
@@ -105,13 +108,15 @@ def test_param_groups_split_backbone_and_head_and_cover_every_parameter():
     ids = [id(p) for g in groups for p in g["params"]]
     assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in model.parameters()}
     assert {id(p) for p in groups[1]["params"]} == {id(model.fc.weight), id(model.fc.bias)}
-    with pytest.raises(ValueError, match="'backbone_lr_scale' must be > 0; got 0"):
+    with pytest.raises(ConfigError, match="'backbone_lr_scale' must be > 0; got 0"):
         discriminative_param_groups(model, lr=1e-3, backbone_lr_scale=0)
 
 
 def test_bad_callback_settings_are_named():
-    with pytest.raises(ValueError, match="'unfreeze_at_epoch' must be an integer >= 0; got -1"):
+    with pytest.raises(ConfigError, match="'unfreeze_at_epoch' must be an integer >= 0; got -1"):
         FreezeEarlyLayers(-1)
     module = _Classifier(torch.nn.Linear(2, 2), filter_frozen=False)
-    with pytest.raises(ValueError, match=r"'layers' must name children of Linear; got unknown \['conv1', 'bn1', 'layer1'\]"):
+    unknown = r"'layers' must name children of Linear; got unknown \['conv1', 'bn1', 'layer1'\]"
+    with pytest.raises(ValueError, match=unknown) as caught:
         FreezeEarlyLayers(1).freeze_before_training(module)
+    assert not isinstance(caught.value, PipelineInputError)  # no setting chooses the layers: a bug, not an input

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.config import ConfigError
 from pipeline.precision import cpu_capability, cpu_has_native_bf16, resolve_precision
-from tests.test_training import tiny_configs
+from tests.training.tiny_run import tiny_configs
 
 
 def test_auto_on_a_cpu_is_bf16_only_where_the_cpu_computes_it():

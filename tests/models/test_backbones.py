@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import subprocess
 import sys
 import warnings
@@ -12,8 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline.errors import PipelineInputError
 from pipeline.models import DOWNLOAD_TIMEOUT_ENV, WeightsError, WeightsNotFoundError, build_backbone
-from pipeline.models.weights import IMAGENET_MEAN, IMAGENET_STD, weight_source
+from pipeline.models.sources import IMAGENET_MEAN, IMAGENET_STD, weight_source
 from tests.models.resnet_checkpoints import SPEC, resnet_state_dict
 
 
@@ -76,8 +78,8 @@ def test_imagenet_2d_loads_strictly_and_matches_reference_logits(arch, place_che
     row = weight_source("imagenet", arch)
     path = place_checkpoint(row.file_name, state)
 
-    bb = build_backbone(arch, spatial_dims=2, in_channels=3, num_classes=1000, weights="imagenet",
-                        weights_sha256=_sha256(path))
+    bb = build_backbone(arch=arch, spatial_dims=2, in_channels=3, num_classes=1000, weights="imagenet",
+                        weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2)
 
     loaded = bb.model.state_dict()
     assert set(loaded) == set(state)
@@ -97,8 +99,8 @@ def test_new_head_is_sized_from_the_backbone_and_backbone_weights_kept(place_che
     state = resnet_state_dict("resnet50", seed=2)
     path = place_checkpoint("resnet50-0676ba61.pth", state)
 
-    bb = build_backbone("resnet50", spatial_dims=2, in_channels=3, num_classes=2, weights="imagenet",
-                        weights_sha256=_sha256(path))
+    bb = build_backbone(arch="resnet50", spatial_dims=2, in_channels=3, num_classes=2, weights="imagenet",
+                        weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2)
 
     assert bb.model.fc.in_features == 2048 and bb.model.fc.out_features == 2
     assert bb.provenance.head == "new"
@@ -113,8 +115,8 @@ def test_grayscale_stem_sums_rgb_kernel_and_equals_rgb_on_a_grey_image(place_che
     state = resnet_state_dict("resnet18", seed=3)
     path = place_checkpoint("resnet18-f37072fd.pth", state)
 
-    bb = build_backbone("resnet18", spatial_dims=2, in_channels=1, num_classes=1000, weights="imagenet",
-                        weights_sha256=_sha256(path))
+    bb = build_backbone(arch="resnet18", spatial_dims=2, in_channels=1, num_classes=1000, weights="imagenet",
+                        weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2)
 
     torch.testing.assert_close(bb.model.conv1.weight, state["conv1.weight"].sum(dim=1, keepdim=True))
     grey = torch.rand(2, 1, 48, 48, generator=torch.Generator().manual_seed(1))
@@ -131,10 +133,10 @@ def test_other_channel_counts_repeat_and_rescale_the_stem(place_checkpoint):
     path = place_checkpoint("resnet18-f37072fd.pth", state)
     rgb = state["conv1.weight"]
 
-    five = build_backbone("resnet18", spatial_dims=2, in_channels=5, num_classes=2, weights="imagenet",
-                          weights_sha256=_sha256(path))
-    six = build_backbone("resnet18", spatial_dims=2, in_channels=6, num_classes=2, weights="imagenet",
-                         weights_sha256=_sha256(path))
+    five = build_backbone(arch="resnet18", spatial_dims=2, in_channels=5, num_classes=2, weights="imagenet",
+                          weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2)
+    six = build_backbone(arch="resnet18", spatial_dims=2, in_channels=6, num_classes=2, weights="imagenet",
+                         weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2)
 
     torch.testing.assert_close(five.model.conv1.weight, torch.cat([rgb, rgb[:, :2]], dim=1) * (3 / 5))
     assert five.normalization.mean == IMAGENET_MEAN + IMAGENET_MEAN[:2]
@@ -147,7 +149,7 @@ def test_3d_inflation_keeps_depth_sums_and_bn_and_sets_the_stem(place_checkpoint
     state = resnet_state_dict("resnet18", seed=5)
     path = place_checkpoint("resnet18-f37072fd.pth", state)
 
-    bb = build_backbone("resnet18", spatial_dims=3, in_channels=3, num_classes=2, weights="imagenet",
+    bb = build_backbone(arch="resnet18", spatial_dims=3, in_channels=3, num_classes=2, weights="imagenet",
                         weights_sha256=_sha256(path), stem_kernel_depth=5, stem_stride_depth=1)
     model = bb.model.eval()
 
@@ -177,7 +179,7 @@ def test_3d_inflation_keeps_depth_sums_and_bn_and_sets_the_stem(place_checkpoint
 def test_3d_features_of_a_repeated_image_approach_the_2d_features_as_depth_grows(place_checkpoint):
     state = resnet_state_dict("resnet18", seed=5)
     path = place_checkpoint("resnet18-f37072fd.pth", state)
-    bb = build_backbone("resnet18", spatial_dims=3, in_channels=3, num_classes=2, weights="imagenet",
+    bb = build_backbone(arch="resnet18", spatial_dims=3, in_channels=3, num_classes=2, weights="imagenet",
                         weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=1)
     model = bb.model.eval()
     gen = torch.Generator().manual_seed(2)
@@ -190,7 +192,8 @@ def test_3d_features_of_a_repeated_image_approach_the_2d_features_as_depth_grows
             features_3d = pooled_features(model, images.unsqueeze(-1).repeat(1, 1, 1, 1, depth))
             errors.append(((features_3d - features_2d).norm(dim=1) / features_2d.norm(dim=1)).max().item())
             centred = F.cosine_similarity(
-                (features_3d - features_3d.mean(0)).unsqueeze(1), (features_2d - features_2d.mean(0)).unsqueeze(0), dim=-1
+                (features_3d - features_3d.mean(0)).unsqueeze(1),
+                 (features_2d - features_2d.mean(0)).unsqueeze(0), dim=-1
             )
 
     # The gap is the zero padding at the two depth ends (every deep layer's receptive
@@ -204,7 +207,8 @@ def test_3d_features_of_a_repeated_image_approach_the_2d_features_as_depth_grows
 
 
 def test_3d_demo_shape_forward_gives_logits():
-    bb = build_backbone("resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights="none")
+    bb = build_backbone(arch="resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights="none",
+                        weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)
     with torch.no_grad():
         logits = bb.model.eval()(torch.randn(2, 1, 64, 64, 32))
     assert logits.shape == (2, 2)
@@ -215,7 +219,8 @@ def test_published_name_with_wrong_checksum_is_rejected(place_checkpoint):
     place_checkpoint("resnet18-f37072fd.pth", resnet_state_dict("resnet18", seed=6))
 
     with pytest.raises(WeightsError, match=r"must have SHA-256 starting with 'f37072fd'.*got '[0-9a-f]{64}'"):
-        build_backbone("resnet18", spatial_dims=2, in_channels=3, num_classes=2, weights="imagenet")
+        build_backbone(arch="resnet18", spatial_dims=2, in_channels=3, num_classes=2, weights="imagenet",
+                       weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)
 
 
 def test_file_path_with_wrong_expected_sha256_is_rejected(tmp_path):
@@ -223,8 +228,8 @@ def test_file_path_with_wrong_expected_sha256_is_rejected(tmp_path):
     torch.save(resnet_state_dict("resnet18", seed=7), path)
 
     with pytest.raises(WeightsError, match="must have SHA-256 starting with 'deadbeef'"):
-        build_backbone("resnet18", spatial_dims=2, in_channels=3, num_classes=2, weights=str(path),
-                       weights_sha256="deadbeef")
+        build_backbone(arch="resnet18", spatial_dims=2, in_channels=3, num_classes=2, weights=str(path),
+                       weights_sha256="deadbeef", stem_kernel_depth=7, stem_stride_depth=2)
 
 
 def test_layout_mismatch_is_an_error_not_a_partial_load(place_checkpoint):
@@ -232,8 +237,8 @@ def test_layout_mismatch_is_an_error_not_a_partial_load(place_checkpoint):
     path = place_checkpoint("resnet18-f37072fd.pth", state)
 
     with pytest.raises(WeightsError, match=r"must match the model's keys and shapes exactly.*3 unexpected"):
-        build_backbone("resnet18", spatial_dims=2, in_channels=3, num_classes=2, weights="imagenet",
-                       weights_sha256=_sha256(path))
+        build_backbone(arch="resnet18", spatial_dims=2, in_channels=3, num_classes=2, weights="imagenet",
+                       weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2)
 
 
 def test_missing_checkpoint_offline_names_file_folder_url_within_seconds(torch_home, monkeypatch):
@@ -242,7 +247,8 @@ def test_missing_checkpoint_offline_names_file_folder_url_within_seconds(torch_h
     monkeypatch.setenv(DOWNLOAD_TIMEOUT_ENV, "3")
     start = time.monotonic()
     with pytest.raises(WeightsNotFoundError) as caught:
-        build_backbone("resnet18", spatial_dims=2, in_channels=1, num_classes=2, weights="imagenet")
+        build_backbone(arch="resnet18", spatial_dims=2, in_channels=1, num_classes=2, weights="imagenet",
+                       weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)
     elapsed = time.monotonic() - start
 
     message = str(caught.value)
@@ -257,7 +263,8 @@ def test_auto_falls_back_to_random_init_loudly_and_records_it(torch_home, monkey
     monkeypatch.setenv(DOWNLOAD_TIMEOUT_ENV, "0")
 
     with pytest.warns(UserWarning, match=r"'auto'.*'resnet18-f37072fd.pth'.*RANDOM weights"):
-        bb = build_backbone("resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights="auto")
+        bb = build_backbone(arch="resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights="auto",
+                            weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)
 
     record = bb.provenance.to_dict()
     assert record["source"] == "none" and record["requested"] == "auto"
@@ -269,7 +276,8 @@ def test_auto_fallback_warning_reaches_stderr_once(torch_home, monkeypatch):
     """A stage run (no logging set up) must print the fallback once, not once per channel."""
     monkeypatch.setenv(DOWNLOAD_TIMEOUT_ENV, "0")
     code = ("from pipeline.models import build_backbone; "
-            "build_backbone('resnet18', spatial_dims=2, in_channels=1, num_classes=1, weights='auto')")
+            "build_backbone(arch='resnet18', spatial_dims=2, in_channels=1, num_classes=1, weights='auto', "
+            "weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("RANDOM weights") == 1
@@ -281,8 +289,8 @@ def test_auto_uses_imagenet_when_the_file_is_at_hand(place_checkpoint):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        bb = build_backbone("resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights="auto",
-                            weights_sha256=_sha256(path))
+        bb = build_backbone(arch="resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights="auto",
+                            weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2)
 
     assert bb.provenance.source == "imagenet" and bb.provenance.requested == "auto"
     assert bb.provenance.warning is None and bb.provenance.inflated
@@ -295,7 +303,8 @@ def test_medicalnet_file_is_unwrapped_and_loaded_in_3d(place_checkpoint):
     wrapped = {"epoch": 200, "state_dict": {f"module.{k}": v for k, v in state.items()}}
     place_checkpoint("resnet_18_23dataset.pth", wrapped)
 
-    bb = build_backbone("resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights="medicalnet")
+    bb = build_backbone(arch="resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights="medicalnet",
+                        weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)
 
     assert torch.equal(bb.model.layer3[0].conv1.weight, state["layer3.0.conv1.weight"])
     assert not any("downsample" in k for k in bb.model.state_dict())
@@ -307,13 +316,13 @@ def test_medicalnet_file_is_unwrapped_and_loaded_in_3d(place_checkpoint):
 
 
 def test_user_file_in_3d_layout_round_trips(tmp_path):
-    first = build_backbone("resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights="none",
-                           stem_kernel_depth=3, stem_stride_depth=1)
+    first = build_backbone(arch="resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights="none",
+                           stem_kernel_depth=3, stem_stride_depth=1, weights_sha256=None)
     path = tmp_path / "finetuned.pt"
     torch.save(first.model.state_dict(), path)
 
-    again = build_backbone("resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights=str(path),
-                           weights_sha256=_sha256(path), stem_stride_depth=1)
+    again = build_backbone(arch="resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights=str(path),
+                           weights_sha256=_sha256(path), stem_stride_depth=1, stem_kernel_depth=7)
 
     assert again.provenance.source == "file" and again.provenance.stem_kernel == (7, 7, 3)
     assert again.provenance.head == "pretrained" and again.provenance.warning is None
@@ -327,7 +336,8 @@ def test_pickled_objects_are_refused_by_weights_only_loading(tmp_path):
     torch.save({"conv1.weight": torch.zeros(1), "why": Path("/etc")}, path)
 
     with pytest.raises(WeightsError, match="readable with weights_only=True"):
-        build_backbone("resnet18", spatial_dims=2, in_channels=3, num_classes=2, weights=str(path))
+        build_backbone(arch="resnet18", spatial_dims=2, in_channels=3, num_classes=2, weights=str(path),
+                       weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)
 
 
 @pytest.mark.parametrize(
@@ -343,7 +353,14 @@ def test_pickled_objects_are_refused_by_weights_only_loading(tmp_path):
     ],
 )
 def test_bad_arguments_are_named(kwargs, match, torch_home):
-    args = {"arch": "resnet18", "spatial_dims": 2, "in_channels": 1, "num_classes": 2, "weights": "none", **kwargs}
-    arch = args.pop("arch")
-    with pytest.raises((ValueError, WeightsError), match=match):
-        build_backbone(arch, **args)
+    args = {"arch": "resnet18", "spatial_dims": 2, "in_channels": 1, "num_classes": 2, "weights": "none",
+            "weights_sha256": None, "stem_kernel_depth": 7, "stem_stride_depth": 2, **kwargs}
+    with pytest.raises(PipelineInputError, match=match):
+        build_backbone(**args)
+
+
+def test_the_model_settings_have_no_second_default_here():
+    """Every model.* setting build_backbone takes comes from params.yaml; only the timeout (an env var) has one."""
+    parameters = inspect.signature(build_backbone).parameters
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters.values())
+    assert [n for n, p in parameters.items() if p.default is not inspect.Parameter.empty] == ["download_timeout_s"]

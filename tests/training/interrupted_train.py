@@ -1,7 +1,7 @@
-"""Child process for tests/test_resume.py: train the tiny run and SIGKILL itself.
+"""Child process for tests/training/test_resume.py: train the tiny run and SIGKILL itself.
 
-``python -m tests.interrupted_train ROOT KILL_AT_EPOCH`` trains the run of
-``tests.test_training.tiny_configs`` on ``ROOT/cache`` and kills its own process, with no
+``python -m tests.training.interrupted_train ROOT KILL_AT_EPOCH`` trains the run of
+``tests.training.tiny_run.tiny_configs`` on ``ROOT/cache`` and kills its own process, with no
 chance to clean up (what an out-of-memory kill or a preempted job gets), as epoch
 ``KILL_AT_EPOCH`` starts: after the previous epoch's checkpoints and logs are written
 and before any step of the next. Killing from inside the run makes the moment exact on
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from pipeline.training import train_and_predict
-from tests.test_training import run_paths, tiny_configs
+from tests.training.tiny_run import run_paths, tiny_configs
 
 MAX_EPOCHS = 5
 

@@ -19,7 +19,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pipeline.training import train_and_predict
-from tests.test_training import COUNTS, logged_val_auc, read_csv, run_paths, tiny_configs, write_cache
+from tests.training.tiny_run import COUNTS, logged_val_auc, read_csv, run_paths, tiny_configs, write_cache
 
 
 def _blank_first_val_image(cache) -> None:

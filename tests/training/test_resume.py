@@ -3,7 +3,7 @@ config starts over and says so.
 
 The interruption is real: the run trains in a child process that gets SIGKILL (what an
 out-of-memory kill or a preempted job gets, with no chance to clean up). It kills itself
-as its fourth epoch starts (``tests/interrupted_train.py``), so the moment is the same on
+as its fourth epoch starts (``tests/training/interrupted_train.py``), so the moment is the same on
 every CPU, and late enough that the best epoch so far need not be the last one: the
 case where Lightning's own ``save_last`` left a stale ``last.ckpt``.
 """
@@ -22,12 +22,12 @@ import pytest
 import torch
 
 from pipeline.training import train_and_predict
-from tests.interrupted_train import MAX_EPOCHS
-from tests.test_training import COUNTS, logged_val_auc, read_csv, run_paths, tiny_configs, write_cache
+from tests.training.interrupted_train import MAX_EPOCHS
+from tests.training.tiny_run import COUNTS, logged_val_auc, read_csv, run_paths, tiny_configs, write_cache
 
 KILL_AT_EPOCH = 3
 STEPS_PER_EPOCH = -(-COUNTS["train"] // 8)  # batch_size 8, last batch kept
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _checkpoint(path: Path) -> dict:
@@ -50,7 +50,7 @@ def killed_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("killed")
     write_cache(root)
     done = subprocess.run(
-        [sys.executable, "-m", "tests.interrupted_train", str(root), str(KILL_AT_EPOCH)],
+        [sys.executable, "-m", "tests.training.interrupted_train", str(root), str(KILL_AT_EPOCH)],
         cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert done.returncode == -9, f"the run was not killed (exit {done.returncode}): {done.stderr[-2000:]}"

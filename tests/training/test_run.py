@@ -1,95 +1,25 @@
 """``train_and_predict`` end to end on a tiny cache: outputs, provenance, model selection.
 
-The cache here is 2D (1, 32, 32): a 2D ResNet-18 has a third of the 3D one's weights, so
-checkpoints are small and a full run with real checkpointing takes seconds on a CPU.
-The code path is the one 3D volumes take (``spatial_dims`` comes from the cache meta).
+The cache is :mod:`tests.training.tiny_run`'s 2D one: a full run with real checkpointing
+takes seconds on a CPU, on the code path 3D volumes take.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import re
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
-from monai.networks.nets import ResNet
 from sklearn.metrics import roc_auc_score
 
-from pipeline.cache import CacheWriter, open_split, write_meta
-from pipeline.config import ConfigError, ModelConfig, TrainConfig
-from tests.params import config
-from pipeline.data import CachedDataModule
-from pipeline.system import ClassifierSystem
-from pipeline.tables import write_rows
-from pipeline.training import PREDICTION_COLUMNS, predict_rows, train_and_predict
-
-ROI = (32, 32)
-COUNTS = {"train": 24, "val": 13, "test": 12}  # 13: DDP pads the validation shards
-
-
-def write_cache(root: Path, *, counts: dict[str, int] = COUNTS, roi: tuple[int, ...] = ROI, seed: int = 0) -> Path:
-    """Write a cache of noisy images; positives are brighter and carry a bright square.
-
-    Labels alternate (0, 1, 0, ...), so every split holds both classes. The signal is
-    weak enough that an untrained network does not rank perfectly, so AUCs differ
-    between epochs and between subsets.
-    """
-    rng = np.random.default_rng(seed)
-    cache = root / "cache"
-    for part, n in counts.items():
-        writer = CacheWriter(cache, part, n, roi)
-        for i in range(n):
-            label = i % 2
-            image = rng.normal(0.45 if label else 0.4, 0.1, roi).astype(np.float32)
-            if label:
-                corner = [int(rng.integers(1, s - 6)) for s in roi]
-                image[tuple(slice(c, c + 5) for c in corner)] += 0.3
-            writer.add(np.clip(image, 0, 1)[None], {
-                "patient_id": f"{part}-p{i // 2}", "series_key": f"{part}-s{i}", "label": label,
-                "site": "a" if i % 3 else "b",
-            })
-        writer.close(("patient_id", "series_key", "label", "site"))
-    write_meta(cache, {"spatial_dims": len(roi), "roi": list(roi), "pixdim": [1.0] * len(roi), "counts": counts})
-    return cache
-
-
-def run_paths(root: Path) -> dict[str, Path]:
-    return {
-        "model_dir": root / "models",
-        "predictions_csv": root / "reports" / "predictions.csv",
-        "summary_json": root / "reports" / "train_summary.json",
-        "live_dir": root / "dvclive",
-    }
-
-
-def tiny_configs(**train: object) -> tuple[ModelConfig, TrainConfig]:
-    # augment on and no shift: these tests cover the resumed and repeated augmentation too.
-    settings = dict(seed=0, max_epochs=3, batch_size=8, lr=1e-3, accelerator="cpu", devices=1, precision="32",
-                    augment=True, augment_shift_voxels=0)
-    settings.update(train)
-    return tiny_model(), config(TrainConfig, **settings)
-
-
-def tiny_model() -> ModelConfig:
-    return config(ModelConfig, arch="resnet18", weights="none", weights_sha256=None, freeze_until_epoch=0,
-                  backbone_lr_scale=1.0, stem_kernel_depth=7, stem_stride_depth=2)
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def logged_val_auc(live_dir: Path) -> list[float]:
-    """Validation AUC per epoch as DVCLive recorded it (it files ``val_auc`` as ``val/auc``)."""
-    with (live_dir / "plots" / "metrics" / "val" / "auc.tsv").open(newline="") as handle:
-        return [float(r["auc"]) for r in csv.DictReader(handle, delimiter="\t")]
+from pipeline.cache import open_split
+from pipeline.config import ConfigError
+from pipeline.training import PREDICTION_COLUMNS, train_and_predict
+from tests.training.tiny_run import COUNTS, logged_val_auc, read_csv, run_paths, tiny_configs, write_cache
 
 
 @pytest.fixture(scope="module")
@@ -132,32 +62,6 @@ def test_best_checkpoint_is_the_epoch_of_highest_validation_auc(trained):
     assert auc == pytest.approx(summary.best_val_auc, abs=1e-6)
 
 
-def test_confident_scores_keep_their_ranking_in_the_csv(tmp_path):
-    """Logits of 24-26 are all 1.0 as float32 probabilities; the CSV must still rank them."""
-
-    class Confident(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.gain = torch.nn.Parameter(torch.tensor(10.0))
-
-        def forward(self, x):
-            return 20.0 + self.gain * x.flatten(1).mean(1, keepdim=True)
-
-    cache = write_cache(tmp_path, counts={"train": 4, "val": 10, "test": 4})
-    data = CachedDataModule(cache, batch_size=4)
-    data.setup("fit")
-    system = ClassifierSystem(Confident(), lr=1e-3, weight_decay=0.0, max_epochs=1)
-    rows = predict_rows(system, data, ("val",))
-    write_rows(tmp_path / "p.csv", rows, (*PREDICTION_COLUMNS, "site"))
-    written = read_csv(tmp_path / "p.csv")
-    scores = [float(r["score"]) for r in written]
-    assert len(set(scores)) == len(scores) and max(scores) < 1.0
-    images = np.asarray(data.splits["val"].images, dtype=np.float32)
-    logits = 20.0 + 10.0 * images.reshape(len(images), -1).mean(1)
-    labels = [int(r["label"]) for r in written]
-    assert roc_auc_score(labels, scores) == roc_auc_score(labels, logits)
-
-
 def test_summary_records_provenance_config_and_completion(trained):
     cache, paths, summary = trained
     written = json.loads(paths["summary_json"].read_text())
@@ -170,27 +74,9 @@ def test_summary_records_provenance_config_and_completion(trained):
     assert "best epoch" in summary.line() and "weights none" in summary.line()
 
 
-def test_channels_last_changes_the_layout_not_the_result():
-    torch.manual_seed(0)
-    backbone = ResNet("basic", [1, 1, 1, 1], [4, 8, 16, 32], spatial_dims=3, n_input_channels=1, num_classes=1)
-    plain = ClassifierSystem(backbone, lr=1e-3, weight_decay=0.0, max_epochs=1).eval()
-    plain.trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
-    x = torch.rand(2, 1, 16, 16, 8, dtype=torch.float16)
-    with torch.no_grad():
-        expected = plain(plain.on_after_batch_transfer((x, torch.zeros(2), torch.arange(2)), 0)[0])
-    fast = ClassifierSystem(backbone, lr=1e-3, weight_decay=0.0, max_epochs=1, channels_last=True).eval()
-    fast.trainer = plain.trainer
-    batch = fast.on_after_batch_transfer((x, torch.zeros(2), torch.arange(2)), 0)[0]
-    assert batch.is_contiguous(memory_format=torch.channels_last_3d)
-    weight = backbone.layer1[0].conv1.weight  # 4 input channels: the two layouts differ
-    assert weight.is_contiguous(memory_format=torch.channels_last_3d) and not weight.is_contiguous()
-    with torch.no_grad():
-        assert torch.allclose(fast(batch), expected, atol=1e-5)
-
-
 @pytest.mark.parametrize("key", ["channels_last", "compile"])
 def test_speed_knobs_must_be_booleans(key):
-    with pytest.raises(ConfigError, match=rf"'train.{key}' must be one of \[True, False\]; got 'yes'"):
+    with pytest.raises(ConfigError, match=rf"'train.{key}' must be true or false; got 'yes'"):
         tiny_configs(**{key: "yes"})
 
 

@@ -1,0 +1,84 @@
+"""The train stage's two declared files, written in one place.
+
+- ``predictions.csv`` (:func:`write_predictions`): ``patient_id``, ``series_key``,
+  ``split``, ``label``, ``score`` and the cache's subgroup columns, one row per cached
+  val and test sample, in cache order; scores with all 17 significant digits.
+- ``train_summary.json`` (:func:`write_train_summary`): weight provenance, the network,
+  best epoch and its validation AUC, whether the run resumed, the configuration and the
+  cache's settings.
+
+The checkpoints and ``fingerprint.json`` in the model folder are Lightning's and
+:mod:`pipeline.training.run_folder`'s.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.outputs import write_atomic
+from pipeline.tables import write_rows
+
+PREDICTION_COLUMNS = ("patient_id", "series_key", "split", "label", "score")
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What a run reports: its best epoch and AUC, its resume and its weights."""
+
+    best_epoch: int
+    best_val_auc: float
+    resumed_from_epoch: int | None
+    seconds: float
+    provenance: dict[str, Any]
+
+    def line(self) -> str:
+        source = self.provenance.get("source")
+        resumed = f", resumed from epoch {self.resumed_from_epoch}" if self.resumed_from_epoch is not None else ""
+        return (
+            f"train: best epoch {self.best_epoch} with val AUC {self.best_val_auc:.3f}; weights {source}"
+            f"{resumed}; {self.seconds:.0f} s"
+        )
+
+
+def write_predictions(path: str | Path, rows: Iterable[Mapping[str, Any]], subgroup_columns: Sequence[str]) -> None:
+    """Write scored rows (``score`` a float) with the prediction columns, then the subgroup columns.
+
+    All 17 significant digits of each score are kept: rounding would tie the scores of
+    confident samples near 0 or 1 and change the ROC's ranking.
+    """
+    formatted = ({**row, "score": format(row["score"], ".17g")} for row in rows)
+    write_rows(path, formatted, (*PREDICTION_COLUMNS, *subgroup_columns))
+
+
+def write_train_summary(
+    path: str | Path,
+    summary: TrainSummary,
+    *,
+    network: Mapping[str, Any],
+    config: Mapping[str, Any],
+    cache_meta: Mapping[str, Any],
+) -> None:
+    """Write ``train_summary.json``.
+
+    Args:
+        path: the file.
+        summary: the run's result.
+        network: ``arch``, ``spatial_dims``, ``in_channels``, ``num_classes`` of the model.
+        config: ``{"model": ..., "train": ...}``, the settings as the run used them.
+        cache_meta: the cache's ``meta.json`` (its ROI, spacing and counts are recorded).
+    """
+    payload = {
+        "weights": summary.provenance,
+        "model": dict(network),
+        "best_epoch": summary.best_epoch,
+        "best_val_auc": summary.best_val_auc,
+        "resumed_from_epoch": summary.resumed_from_epoch,
+        "seconds": round(summary.seconds, 1),
+        "config": config,
+        "cache": {"roi": cache_meta["roi"], "pixdim": cache_meta["pixdim"], "counts": cache_meta["counts"]},
+    }
+    write_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")

@@ -1,0 +1,49 @@
+"""The train stage's two files: predictions.csv's columns and digits, train_summary.json's layout."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline.training.writers import PREDICTION_COLUMNS, TrainSummary, write_predictions, write_train_summary
+from tests.training.tiny_run import read_csv
+
+SUMMARY = TrainSummary(best_epoch=2, best_val_auc=0.75, resumed_from_epoch=1, seconds=12.345,
+                       provenance={"source": "imagenet", "arch": "resnet18"})
+
+
+def test_predictions_have_the_columns_then_the_subgroups_and_every_digit(tmp_path):
+    rows = [
+        {"patient_id": "p1", "series_key": "s1", "label": 1, "site": "a", "split": "val", "score": 0.1 + 0.2},
+        {"patient_id": "p2", "series_key": "s2", "label": 0, "site": "b", "split": "test", "score": 1 - 1e-12},
+    ]
+    write_predictions(tmp_path / "p.csv", rows, ["site"])
+    written = read_csv(tmp_path / "p.csv")
+    assert tuple(written[0]) == (*PREDICTION_COLUMNS, "site") == ("patient_id", "series_key", "split", "label",
+                                                                  "score", "site")
+    assert [r["score"] for r in written] == ["0.30000000000000004", "0.99999999999900002"]
+    assert float(written[1]["score"]) == 1 - 1e-12  # 17 significant digits round-trip a float64
+    assert (tmp_path / "p.csv").read_text().splitlines()[1] == "p1,s1,val,1,0.30000000000000004,a"
+
+
+def test_the_summary_file_has_its_fixed_layout(tmp_path):
+    meta = {"roi": [24, 24], "pixdim": [2.0, 2.0], "counts": {"train": 3}, "spatial_dims": 2, "dtype": "float16"}
+    network = {"arch": "resnet18", "spatial_dims": 2, "in_channels": 1, "num_classes": 1}
+    config = {"model": {"arch": "resnet18"}, "train": {"lr": 0.001}}
+
+    write_train_summary(tmp_path / "s.json", SUMMARY, network=network, config=config, cache_meta=meta)
+
+    text = (tmp_path / "s.json").read_text()
+    written = json.loads(text)
+    assert list(written) == ["weights", "model", "best_epoch", "best_val_auc", "resumed_from_epoch", "seconds",
+                             "config", "cache"]
+    assert written["weights"] == SUMMARY.provenance and written["model"] == network and written["config"] == config
+    assert (written["best_epoch"], written["best_val_auc"], written["resumed_from_epoch"]) == (2, 0.75, 1)
+    assert written["seconds"] == 12.3
+    assert written["cache"] == {"roi": [24, 24], "pixdim": [2.0, 2.0], "counts": {"train": 3}}
+    assert text.startswith('{\n  "weights": {') and text.endswith("}\n")
+
+
+def test_the_summary_line_names_the_best_epoch_the_weights_and_the_resume():
+    assert SUMMARY.line() == "train: best epoch 2 with val AUC 0.750; weights imagenet, resumed from epoch 1; 12 s"
+    fresh = TrainSummary(best_epoch=0, best_val_auc=0.5, resumed_from_epoch=None, seconds=3.0, provenance={"source": "none"})
+    assert fresh.line() == "train: best epoch 0 with val AUC 0.500; weights none; 3 s"
