@@ -26,10 +26,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pipeline.errors import PipelineInputError
+from pipeline.schema.tables import CACHE_ROW_COLUMNS
 from pipeline.tables import read_rows, write_rows
 
 CACHE_DTYPE = np.float16
-ROW_COLUMNS = ("patient_id", "series_key", "label")
 _COPY_CHUNK = 16  # samples per copy when a split is truncated after exclusions
 
 
@@ -124,7 +124,7 @@ def open_split(cache_dir: str | Path, split: str) -> CachedSplit:
     if not array_path.is_file():
         raise CacheError(f"cache split {str(array_path)!r} must exist; it was not found. Run the preprocess stage.")
     images = np.load(array_path, mmap_mode="r")
-    rows = read_rows(cache_dir / f"{split}.csv", required=ROW_COLUMNS)
+    rows = read_rows(cache_dir / f"{split}.csv", required=CACHE_ROW_COLUMNS)
     if len(rows) != images.shape[0]:
         raise CacheError(
             f"cache split {split!r} must have one row per image; got {len(rows)} rows for {images.shape[0]} images. "

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from pipeline.cache import CACHE_DTYPE, CachedSplit, CacheError, open_split
 from pipeline.rules import check_device_cache
+from pipeline.schema.tables import PARTS
 from pipeline.seeds import epoch_seed
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -245,7 +246,7 @@ class CachedDataModule(pl.LightningDataModule):
         self._placement: str | None = None  # "device" or "stream", decided at the first fit loader
 
     def setup(self, stage: str | None = None) -> None:
-        for part in ("train", "val", "test"):
+        for part in PARTS:
             if part not in self.splits:
                 self.splits[part] = open_split(self.cache_dir, part)
         for part in ("train", "val"):

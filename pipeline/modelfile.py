@@ -71,7 +71,7 @@ def describe_model(
 
     Args:
         network: the MONAI ResNet being trained (its head size and shortcut layout).
-        provenance: ``Provenance.to_dict()`` of its initial weights.
+        provenance: ``WeightsProvenance.to_dict()`` of its initial weights.
         normalization: the backbone's :class:`~pipeline.models.Normalization`, or None.
         cache_meta: ``meta.json`` of the cache it trains on (:func:`pipeline.cache.read_meta`).
         model_config: the ``model`` params as a dict.

@@ -11,14 +11,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
 
-from pipeline.cache import ROW_COLUMNS, CacheWriter, write_meta
+from pipeline.cache import CacheWriter, write_meta
 from pipeline.io.progress import Progress
-from pipeline.schema.tables import INDEX_IMAGE, INDEX_KEYS, INGEST_SETTINGS_FILE, PARTS, SPLIT_REQUIRED
+from pipeline.schema.tables import CACHE_ROW_COLUMNS, INDEX_IMAGE, INDEX_KEYS, INGEST_SETTINGS_FILE, PARTS, SPLIT_REQUIRED
 from pipeline.tables import read_rows, write_rows
 from pipeline.transforms import deterministic_transforms, resolve_intensity
 
@@ -89,27 +89,51 @@ def build_cache(
     index_csv, cache_dir = Path(index_csv), Path(cache_dir)
     rows = read_rows(index_csv, required=(*INDEX_KEYS, *INDEX_IMAGE))
     parts = {r["patient_id"]: r["split"] for r in read_rows(split_csv, required=SPLIT_REQUIRED)}
-    columns = list(rows[0].keys()) if rows else []
-    extra = subgroup_columns(columns)
+    extra = subgroup_columns(list(rows[0].keys()) if rows else [])
+    planned, excluded = _plan(rows, parts, spatial_dims)
+    ranges = dataset_ranges(index_csv.parent, planned["train"], intensity, intensity_range)
 
+    def transforms(modality: str) -> Any:
+        return deterministic_transforms(
+            spatial_dims=spatial_dims, pixdim=pixdim, roi=roi, hu_window=hu_window, modality=modality,
+            intensity=intensity, value_range=ranges.get(modality), crop_foreground=crop_foreground,
+        )
+
+    pipelines: dict[str, Any] = {}
+    cached, positives = _write_parts(planned, cache_dir, roi, index_csv.parent, pipelines, transforms, extra, excluded)
+    write_rows(cache_dir / "excluded.csv", excluded, ("series_key", "kind", "reason"))
+    settings = {"spatial_dims": spatial_dims, "roi": list(roi), "pixdim": list(pixdim), "hu_window": list(hu_window),
+                "intensity": intensity, "crop_foreground": crop_foreground}
+    write_meta(cache_dir, _meta(settings, pipelines, ranges, cached, positives, excluded, extra, index_csv.parent))
+    return CacheSummary(cached=cached, excluded=len(excluded), seconds=time.perf_counter() - start)
+
+
+def _plan(
+    rows: Sequence[dict[str, str]], parts: Mapping[str, str], spatial_dims: int
+) -> tuple[dict[str, list[dict[str, str]]], list[dict[str, str]]]:
+    """Index rows by the part of their patient, and the rows excluded before any reading."""
     excluded: list[dict[str, str]] = []
     planned: dict[str, list[dict[str, str]]] = {p: [] for p in PARTS}
     for row in rows:
         part = parts.get(row["patient_id"])
-        n_dims = len(row["shape"].split("x"))
         if part is None:
             excluded.append({"series_key": row["series_key"], "kind": "no part in split.csv",
                              "reason": "patient has no part in split.csv"})
-        elif spatial_dims == 3 and n_dims < 3:
+        elif spatial_dims == 3 and len(row["shape"].split("x")) < 3:
             excluded.append(
                 {"series_key": row["series_key"], "kind": "2D image for a 3D model",
                  "reason": f"2D image (shape {row['shape']}) cannot feed a 3D model; set preprocess.spatial_dims: 2"}
             )
         else:
             planned[part].append(row)
+    return planned, excluded
 
-    pipelines = {}
-    ranges = dataset_ranges(index_csv.parent, planned["train"], intensity, intensity_range)
+
+def _write_parts(
+    planned: Mapping[str, Sequence[dict[str, str]]], cache_dir: Path, roi: Sequence[int], root: Path,
+    pipelines: dict[str, Any], transforms: Callable[[str], Any], extra: Sequence[str], excluded: list[dict[str, str]],
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Cache every planned row part by part (failures go to ``excluded``); counts cached and positive."""
     cached: dict[str, int] = {}
     positives: dict[str, int] = {}
     progress = Progress(stage="preprocess", unit="series")
@@ -117,49 +141,59 @@ def build_cache(
         writer = CacheWriter(cache_dir, part, len(part_rows), roi)
         for done, row in enumerate(part_rows):
             progress(part, done, len(part_rows))
-            modality = row["modality"] or "OT"
-            try:
-                if modality not in pipelines:
-                    pipelines[modality] = deterministic_transforms(
-                        spatial_dims=spatial_dims, pixdim=pixdim, roi=roi, hu_window=hu_window, modality=modality,
-                        intensity=intensity, value_range=ranges.get(modality), crop_foreground=crop_foreground,
-                    )
-                out = pipelines[modality]({"image": str(index_csv.parent / row["image_path"])})["image"]
-            except Exception as error:  # noqa: BLE001 - any failure is recorded, never fatal
-                excluded.append({"series_key": row["series_key"], "kind": "transform failed",
-                                 "reason": f"transform failed: {error!s:.300}"})
-                continue
-            image = np.asarray(out.detach().cpu().numpy() if hasattr(out, "detach") else out, dtype=np.float32)
-            writer.add(image, {c: row.get(c, "") for c in (*ROW_COLUMNS, *extra)})
+            reason = _cache_row(writer, row, root, pipelines, transforms, extra)
+            if reason is not None:
+                excluded.append({"series_key": row["series_key"], "kind": "transform failed", "reason": reason})
         progress(part, len(part_rows), len(part_rows))
         positives[part] = sum(int(r["label"]) for r in writer.rows)
-        cached[part] = writer.close((*ROW_COLUMNS, *extra))
+        cached[part] = writer.close((*CACHE_ROW_COLUMNS, *extra))
+    return cached, positives
 
-    write_rows(cache_dir / "excluded.csv", excluded, ("series_key", "kind", "reason"))
-    write_meta(
-        cache_dir,
-        {
-            "spatial_dims": spatial_dims,
-            "roi": list(roi),
-            "pixdim": list(pixdim),
-            "hu_window": list(hu_window),
-            # The mode each modality got, and the setting that chose it (for a modality
-            # the training data did not have: predict resolves it the same way).
-            "intensity": {m: resolve_intensity(intensity, m) for m in pipelines},
-            "intensity_setting": intensity,
-            "intensity_range": {m: list(r) for m, r in ranges.items()},
-            "crop_foreground": crop_foreground,
-            "dtype": "float16",
-            "counts": cached,
-            "positives": positives,
-            "excluded": len(excluded),
-            "excluded_reasons": dict(Counter(e["kind"] for e in excluded)),
-            "subgroup_columns": extra,
-            "transforms": {m: [type(t).__name__ for t in c.transforms] for m, c in pipelines.items()},
-            **_ingest_settings(index_csv.parent),
-        },
-    )
-    return CacheSummary(cached=cached, excluded=len(excluded), seconds=time.perf_counter() - start)
+
+def _cache_row(
+    writer: CacheWriter, row: dict[str, str], root: Path, pipelines: dict[str, Any],
+    transforms: Callable[[str], Any], extra: Sequence[str],
+) -> str | None:
+    """Transform one series into ``writer`` (one Compose per modality, built on first use);
+    the reason when it cannot be, since one bad volume never stops the stage."""
+    modality = row["modality"] or "OT"
+    try:
+        if modality not in pipelines:
+            pipelines[modality] = transforms(modality)
+        out = pipelines[modality]({"image": str(root / row["image_path"])})["image"]
+    except Exception as error:  # noqa: BLE001 - any failure is recorded, never fatal
+        return f"transform failed: {error!s:.300}"
+    image = np.asarray(out.detach().cpu().numpy() if hasattr(out, "detach") else out, dtype=np.float32)
+    writer.add(image, {c: row.get(c, "") for c in (*CACHE_ROW_COLUMNS, *extra)})
+    return None
+
+
+def _meta(
+    settings: Mapping[str, Any], pipelines: Mapping[str, Any], ranges: Mapping[str, tuple[float, float]],
+    cached: Mapping[str, int], positives: Mapping[str, int], excluded: Sequence[Mapping[str, str]],
+    extra: Sequence[str], ingested: Path,
+) -> dict[str, Any]:
+    """``meta.json``: the settings that made the cache (the model file keeps them) and its counts."""
+    return {
+        "spatial_dims": settings["spatial_dims"],
+        "roi": settings["roi"],
+        "pixdim": settings["pixdim"],
+        "hu_window": settings["hu_window"],
+        # The mode each modality got, and the setting that chose it (for a modality
+        # the training data did not have: predict resolves it the same way).
+        "intensity": {m: resolve_intensity(settings["intensity"], m) for m in pipelines},
+        "intensity_setting": settings["intensity"],
+        "intensity_range": {m: list(r) for m, r in ranges.items()},
+        "crop_foreground": settings["crop_foreground"],
+        "dtype": "float16",
+        "counts": dict(cached),
+        "positives": dict(positives),
+        "excluded": len(excluded),
+        "excluded_reasons": dict(Counter(e["kind"] for e in excluded)),
+        "subgroup_columns": list(extra),
+        "transforms": {m: [type(t).__name__ for t in c.transforms] for m, c in pipelines.items()},
+        **_ingest_settings(ingested),
+    }
 
 
 def _ingest_settings(ingested: Path) -> dict[str, Any]:

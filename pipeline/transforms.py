@@ -122,9 +122,9 @@ def deterministic_transforms(
     roi: Sequence[int],
     hu_window: tuple[float, float],
     modality: str,
-    intensity: str = "auto",
-    value_range: tuple[float, float] | None = None,
-    crop_foreground: bool | str = "auto",
+    intensity: str,
+    value_range: tuple[float, float] | None,
+    crop_foreground: bool | str,
 ) -> Compose:
     """The cached half: file path -> (1, *roi) float32 tensor in [0, 1].
 
@@ -142,26 +142,13 @@ def deterministic_transforms(
         intensity: one of :data:`INTENSITY_MODES`; ``fixed_range`` maps ``value_range``
             (one range for the whole dataset) to [0, 1], ``percentile`` each image's own
             0.5-99.5 percentiles, ``ct_window`` ``hu_window``.
-        value_range: (low, high) stored values for ``fixed_range``.
+        value_range: (low, high) stored values for ``fixed_range``; None for the other modes.
         crop_foreground: crop to the thresholded body; ``auto`` per :func:`resolve_crop`.
 
     Returns:
         A dictionary ``Compose`` over key ``"image"``.
     """
-    mode = resolve_intensity(intensity, modality)
-    if mode == "percentile":
-        scale: Any = ScaleIntensityRangePercentilesd("image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)
-        threshold = BODY_THRESHOLD_SCALED
-    else:
-        if mode == "fixed_range" and value_range is None:
-            raise ConfigError(
-                f"'value_range' must be (low, high) for intensity 'fixed_range' of {modality} images; got None (no "
-                "readable training image of this modality to estimate it from). Set preprocess.intensity_range, "
-                "or preprocess.intensity: percentile."
-            )
-        low, high = hu_window if mode == "ct_window" else value_range
-        scale = ScaleIntensityRanged("image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)
-        threshold = (BODY_THRESHOLD_HU - low) / (high - low) if mode == "ct_window" else BODY_THRESHOLD_SCALED
+    scale, threshold = intensity_step(resolve_intensity(intensity, modality), modality, hu_window, value_range)
     steps: list[Any] = [
         LoadImaged("image", reader="NibabelReader", ensure_channel_first=True, image_only=True),
         EnsureTyped("image", dtype=torch.float32, track_meta=True),
@@ -178,6 +165,30 @@ def deterministic_transforms(
         )
     steps.append(ResizeWithPadOrCropd("image", spatial_size=tuple(roi), mode="constant"))
     return Compose(steps)
+
+
+def intensity_step(
+    mode: str, modality: str, hu_window: tuple[float, float], value_range: tuple[float, float] | None
+) -> tuple[Any, float]:
+    """The transform mapping stored values to [0, 1] for a resolved ``mode``, and the body
+    threshold on that [0, 1] scale (what the slice rule and the foreground crop use).
+
+    Raises:
+        ConfigError: ``fixed_range`` without a range (no training image of the modality).
+    """
+    if mode == "percentile":
+        scale = ScaleIntensityRangePercentilesd("image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)
+        return scale, BODY_THRESHOLD_SCALED
+    if mode == "fixed_range" and value_range is None:
+        raise ConfigError(
+            f"'value_range' must be (low, high) for intensity 'fixed_range' of {modality} images; got None (no "
+            "readable training image of this modality to estimate it from). Set preprocess.intensity_range, "
+            "or preprocess.intensity: percentile."
+        )
+    low, high = hu_window if mode == "ct_window" else value_range
+    scale = ScaleIntensityRanged("image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)
+    threshold = (BODY_THRESHOLD_HU - low) / (high - low) if mode == "ct_window" else BODY_THRESHOLD_SCALED
+    return scale, threshold
 
 
 class BatchAugment(torch.nn.Module):

@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.config import PreprocessConfig
 from pipeline.errors import ConfigError
 from pipeline.transforms import BatchAugment, deterministic_transforms, resolve_intensity
+from tests.params import config
+
+#: preprocess.intensity and crop_foreground as params.yaml ships them; no dataset range.
+SHIPPED = {"intensity": config(PreprocessConfig).intensity, "value_range": None,
+           "crop_foreground": config(PreprocessConfig).crop_foreground}
 
 
 def write_ct(path, *, shape=(64, 64, 20), spacing=(2.5, 2.5, 5.0), marker_at=None) -> None:
@@ -27,7 +33,7 @@ def test_ct_volume_becomes_roi_sized_window_scaled_tensor(tmp_path):
     path = tmp_path / "ct.nii.gz"
     write_ct(path)
     out = deterministic_transforms(
-        spatial_dims=3, pixdim=(5.0, 5.0, 5.0), roi=(32, 32, 16), hu_window=(-1000.0, 400.0), modality="CT"
+        spatial_dims=3, pixdim=(5.0, 5.0, 5.0), roi=(32, 32, 16), hu_window=(-1000.0, 400.0), modality="CT", **SHIPPED
     )({"image": str(path)})["image"]
     assert tuple(out.shape) == (1, 32, 32, 16)
     assert out.dtype == torch.float32
@@ -40,7 +46,7 @@ def test_marker_keeps_its_side_after_resampling(tmp_path):
     path = tmp_path / "ct.nii.gz"
     write_ct(path, marker_at=(40, 32, 10))  # on the +x (patient left, RAS) half
     out = deterministic_transforms(
-        spatial_dims=3, pixdim=(2.5, 2.5, 5.0), roi=(64, 64, 20), hu_window=(-1000.0, 400.0), modality="CT"
+        spatial_dims=3, pixdim=(2.5, 2.5, 5.0), roi=(64, 64, 20), hu_window=(-1000.0, 400.0), modality="CT", **SHIPPED
     )({"image": str(path)})["image"][0]
     peak = np.unravel_index(int(torch.argmax(out)), out.shape)
     assert peak[0] > 32  # the marker stays on the +x half
@@ -58,7 +64,7 @@ def test_two_d_from_volume_takes_the_slice_of_largest_body_area(tmp_path, widest
     path = tmp_path / "ct.nii.gz"
     nib.save(nib.Nifti1Image(hu, np.diag([2.5, 2.5, 5.0, 1.0])), str(path))
     out = deterministic_transforms(
-        spatial_dims=2, pixdim=(2.5, 2.5), roi=(64, 64), hu_window=(-1000.0, 400.0), modality="CT"
+        spatial_dims=2, pixdim=(2.5, 2.5), roi=(64, 64), hu_window=(-1000.0, 400.0), modality="CT", **SHIPPED
     )({"image": str(path)})["image"]
     assert tuple(out.shape) == (1, 64, 64)
     tissue = (200.0 + 1000.0) / 1400.0
@@ -72,7 +78,7 @@ def test_non_ct_is_scaled_by_percentiles(tmp_path):
     data = np.random.default_rng(0).uniform(0, 3000, (32, 32, 8)).astype(np.float32)
     nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
     out = deterministic_transforms(
-        spatial_dims=3, pixdim=(1.0, 1.0, 1.0), roi=(32, 32, 8), hu_window=(-1000.0, 400.0), modality="MR"
+        spatial_dims=3, pixdim=(1.0, 1.0, 1.0), roi=(32, 32, 8), hu_window=(-1000.0, 400.0), modality="MR", **SHIPPED
     )({"image": str(path)})["image"]
     assert float(out.min()) == 0.0 and float(out.max()) == 1.0
 
@@ -131,7 +137,8 @@ def write_radiograph(path, *, lung: float, border: int = 0, shape=(24, 24)) -> n
 
 def radiograph_transform(**kwargs):
     return deterministic_transforms(
-        spatial_dims=2, pixdim=(1.0, 1.0), roi=(24, 24), hu_window=(-1000.0, 400.0), modality="CR", **kwargs
+        spatial_dims=2, pixdim=(1.0, 1.0), roi=(24, 24), hu_window=(-1000.0, 400.0), modality="CR",
+        **{**SHIPPED, **kwargs},
     )
 
 

@@ -23,15 +23,11 @@ from pipeline.models.network import backbone_parameters, head_parameters
 from pipeline.models.provenance import WeightsProvenance
 from pipeline.models.sources import WEIGHT_SOURCES, Normalization, WeightSource
 
-#: The name this record had before it was told apart from the report's provenance.
-Provenance = WeightsProvenance
-
 __all__ = [
     "DOWNLOAD_TIMEOUT_ENV",
     "WEIGHT_SOURCES",
     "Backbone",
     "Normalization",
-    "Provenance",
     "WeightSource",
     "WeightsError",
     "WeightsNotFoundError",

@@ -92,7 +92,7 @@ def _design(params: Mapping[str, Any] | None, summary: TrainSummaryRecord | None
              + f", trained for up to {train.max_epochs} epochs (batch {train.batch_size}, "
              f"learning rate {train.lr}, weight decay {train.weight_decay}, precision "
              f"{train.precision}, augmentation {'on' if train.augment else 'off'}); the checkpoint "
-             f"with the best validation AUC (epoch {summary.best_epoch}) was kept.")
+             f"with the best validation AUC (epoch {summary.best_epoch + 1}) was kept.")
     return text
 
 

@@ -16,7 +16,7 @@ from pipeline.schema.json_records import JsonFile
 
 @dataclass(frozen=True)
 class WeightsRecord:
-    """Where the backbone's weights came from (``Provenance.to_dict()`` of pipeline.models).
+    """Where the backbone's weights came from (``WeightsProvenance.to_dict()`` of pipeline.models).
 
     The report reads the fields below; ``as_written`` keeps every other key of the object.
     ``source`` is ``imagenet``, ``medicalnet``, ``file`` or ``none`` (random initialisation).

@@ -24,6 +24,6 @@ from __future__ import annotations
 
 from pipeline.training.predictions import predict_rows
 from pipeline.training.run import train_and_predict
-from pipeline.training.writers import PREDICTION_COLUMNS, TrainSummary
+from pipeline.training.writers import TrainSummary
 
-__all__ = ["PREDICTION_COLUMNS", "TrainSummary", "predict_rows", "train_and_predict"]
+__all__ = ["TrainSummary", "predict_rows", "train_and_predict"]

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from pipeline.cache import ROW_COLUMNS
+from pipeline.schema.tables import CACHE_ROW_COLUMNS
 from pipeline.data import CachedDataModule
 from pipeline.progress import no_device_report, quiet_lightning
 from pipeline.system import ClassifierSystem
@@ -90,4 +90,4 @@ def predict_rows(
 def subgroup_columns(data: CachedDataModule) -> list[str]:
     """The cache's row columns beyond its own (manifest subgroups), in cache order."""
     rows = data.splits["val"].rows
-    return [c for c in (rows[0].keys() if rows else []) if c not in ROW_COLUMNS]
+    return [c for c in (rows[0].keys() if rows else []) if c not in CACHE_ROW_COLUMNS]

@@ -13,6 +13,7 @@ from pipeline.cache import read_meta
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.data import CachedDataModule
 from pipeline.models import build_backbone
+from pipeline.schema.tables import SCORED_PARTS
 from pipeline.training.fit import build_system, deterministic, fit
 from pipeline.training.predictions import predict_best, subgroup_columns
 from pipeline.training.run_folder import mark_complete, open_run_folder, result_fingerprint
@@ -75,7 +76,7 @@ def train_and_predict(
     if not fitted.trainer.is_global_zero:
         return summary
 
-    rows = predict_best(fitted, data, backbone=backbone.model, normalize=system.normalize, parts=("val", "test"),
+    rows = predict_best(fitted, data, backbone=backbone.model, normalize=system.normalize, parts=SCORED_PARTS,
                         deterministic=deterministic(train))
     write_predictions(predictions_csv, rows, subgroup_columns(data))
     network = {"arch": model.arch, "spatial_dims": spatial_dims, "in_channels": IN_CHANNELS, "num_classes": NUM_CLASSES}

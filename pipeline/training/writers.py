@@ -20,14 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.outputs import write_atomic
+from pipeline.schema import TrainSummaryRecord
+from pipeline.schema.tables import PREDICTION_COLUMNS
 from pipeline.tables import write_rows
-
-PREDICTION_COLUMNS = ("patient_id", "series_key", "split", "label", "score")
 
 
 @dataclass(frozen=True)
 class TrainSummary:
-    """What a run reports: its best epoch and AUC, its resume and its weights."""
+    """What a run reports: its best epoch and AUC, its resume and its weights.
+
+    ``best_epoch`` counts from 0 as Lightning does (and train_summary.json records it so);
+    the summary line counts from 1, as the per-epoch lines and the report do.
+    """
 
     best_epoch: int
     best_val_auc: float
@@ -39,7 +43,7 @@ class TrainSummary:
         source = self.provenance.get("source")
         resumed = f", resumed from epoch {self.resumed_from_epoch}" if self.resumed_from_epoch is not None else ""
         return (
-            f"train: best epoch {self.best_epoch} with val AUC {self.best_val_auc:.3f}; weights {source}"
+            f"train: best epoch {self.best_epoch + 1} with val AUC {self.best_val_auc:.3f}; weights {source}"
             f"{resumed}; {self.seconds:.0f} s"
         )
 
@@ -81,4 +85,6 @@ def write_train_summary(
         "config": config,
         "cache": {"roi": cache_meta["roi"], "pixdim": cache_meta["pixdim"], "counts": cache_meta["counts"]},
     }
-    write_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
+    # Through the record evaluate reads it with: a key the report needs cannot go missing here.
+    record = TrainSummaryRecord.from_json(json.loads(json.dumps(payload, default=str)), file=str(path))
+    write_atomic(path, json.dumps(record.to_json(), indent=2, default=str) + "\n")

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from pipeline.models import Provenance, WeightsProvenance
+from pipeline.models import WeightsProvenance
 from pipeline.models.adapt import Transferred
 from pipeline.models.fetch import ResolvedFile
 from pipeline.models.network import NetworkLayout
@@ -44,9 +44,8 @@ def test_a_user_file_is_recorded_as_file_with_an_unknown_licence():
     assert record.url is None and record.warning is None and record.sha256_expected == "cdcdcdcd"
 
 
-def test_the_record_keeps_its_key_order_and_its_former_name():
+def test_the_record_keeps_its_key_order():
     names = [f.name for f in dataclasses.fields(WeightsProvenance)]
     assert list(random_provenance(LAYOUT, requested="none").to_dict()) == names
     assert names[:8] == ["source", "requested", "arch", "spatial_dims", "in_channels", "stem_kernel", "stem_stride",
                          "shortcut_type"]
-    assert Provenance is WeightsProvenance

@@ -11,7 +11,8 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline.data import CachedDataModule
 from pipeline.system import ClassifierSystem
-from pipeline.training import PREDICTION_COLUMNS, predict_rows
+from pipeline.schema.tables import PREDICTION_COLUMNS
+from pipeline.training import predict_rows
 from pipeline.training.predictions import predict_trainer, subgroup_columns
 from pipeline.training.writers import write_predictions
 from tests.training.tiny_run import read_csv, write_cache

@@ -18,7 +18,8 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline.cache import open_split
 from pipeline.config import ConfigError
-from pipeline.training import PREDICTION_COLUMNS, train_and_predict
+from pipeline.schema.tables import PREDICTION_COLUMNS
+from pipeline.training import train_and_predict
 from tests.training.tiny_run import COUNTS, logged_val_auc, read_csv, run_paths, tiny_configs, write_cache
 
 
@@ -126,3 +127,5 @@ def test_each_epoch_prints_one_line_a_log_reader_can_follow(tmp_path, capsys):
         assert re.search(rf"train loss \d\.\d{{4}}, val AUC {auc:.3f} \(best \d\.\d{{3}} at epoch \d\), \d+ s", line)
     assert "left" in lines[0] and "left" not in lines[-1]
     assert f"(best {summary.best_val_auc:.3f} at epoch {summary.best_epoch + 1})" in lines[-1]
+    # the summary counts epochs as the per-epoch lines do (from 1; train_summary.json keeps Lightning's 0-based)
+    assert summary.line().startswith(f"train: best epoch {summary.best_epoch + 1} with")

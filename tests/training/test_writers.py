@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 
-from pipeline.training.writers import PREDICTION_COLUMNS, TrainSummary, write_predictions, write_train_summary
+import pytest
+
+from pipeline.models.network import NetworkLayout
+from pipeline.models.provenance import random_provenance
+from pipeline.schema import ArtifactError
+from pipeline.schema.tables import PREDICTION_COLUMNS
+from pipeline.training.writers import TrainSummary, write_predictions, write_train_summary
 from tests.training.tiny_run import read_csv
 
-SUMMARY = TrainSummary(best_epoch=2, best_val_auc=0.75, resumed_from_epoch=1, seconds=12.345,
-                       provenance={"source": "imagenet", "arch": "resnet18"})
+#: A provenance record as the models package writes it, its source changed to imagenet.
+PROVENANCE = {**random_provenance(NetworkLayout("resnet18", 2, 1, 1, (7, 7), (2, 2), "A", False),
+                                  requested="auto").to_dict(), "source": "imagenet"}
+SUMMARY = TrainSummary(best_epoch=2, best_val_auc=0.75, resumed_from_epoch=1, seconds=12.345, provenance=PROVENANCE)
+TRAIN = {"max_epochs": 5, "batch_size": 8, "lr": 0.001, "weight_decay": 0.0001, "precision": "32", "augment": False}
 
 
 def test_predictions_have_the_columns_then_the_subgroups_and_every_digit(tmp_path):
@@ -28,7 +37,7 @@ def test_predictions_have_the_columns_then_the_subgroups_and_every_digit(tmp_pat
 def test_the_summary_file_has_its_fixed_layout(tmp_path):
     meta = {"roi": [24, 24], "pixdim": [2.0, 2.0], "counts": {"train": 3}, "spatial_dims": 2, "dtype": "float16"}
     network = {"arch": "resnet18", "spatial_dims": 2, "in_channels": 1, "num_classes": 1}
-    config = {"model": {"arch": "resnet18"}, "train": {"lr": 0.001}}
+    config = {"model": {"arch": "resnet18"}, "train": TRAIN}
 
     write_train_summary(tmp_path / "s.json", SUMMARY, network=network, config=config, cache_meta=meta)
 
@@ -43,7 +52,17 @@ def test_the_summary_file_has_its_fixed_layout(tmp_path):
     assert text.startswith('{\n  "weights": {') and text.endswith("}\n")
 
 
+def test_a_summary_the_report_could_not_read_is_refused_when_written(tmp_path):
+    """The writer goes through the record evaluate reads: a missing key stops train, not evaluate."""
+    meta = {"roi": [24, 24], "pixdim": [2.0, 2.0], "counts": {"train": 3}}
+    network = {"arch": "resnet18", "spatial_dims": 2, "in_channels": 1, "num_classes": 1}
+    config = {"model": {"arch": "resnet18"}, "train": {k: v for k, v in TRAIN.items() if k != "batch_size"}}
+    with pytest.raises(ArtifactError, match=r"must have the key 'config.train.batch_size'"):
+        write_train_summary(tmp_path / "s.json", SUMMARY, network=network, config=config, cache_meta=meta)
+    assert not (tmp_path / "s.json").exists()
+
+
 def test_the_summary_line_names_the_best_epoch_the_weights_and_the_resume():
-    assert SUMMARY.line() == "train: best epoch 2 with val AUC 0.750; weights imagenet, resumed from epoch 1; 12 s"
+    assert SUMMARY.line() == "train: best epoch 3 with val AUC 0.750; weights imagenet, resumed from epoch 1; 12 s"
     fresh = TrainSummary(best_epoch=0, best_val_auc=0.5, resumed_from_epoch=None, seconds=3.0, provenance={"source": "none"})
-    assert fresh.line() == "train: best epoch 0 with val AUC 0.500; weights none; 3 s"
+    assert fresh.line() == "train: best epoch 1 with val AUC 0.500; weights none; 3 s"

@@ -46,7 +46,7 @@ def provenance_section(ev: Evaluation, p: EvaluationProvenance) -> str:
         out.append(f"<p class='sub'>From <code>{esc(p.train_summary_file)}</code>.</p>")
         out.append(kv({"source": w.source, "file": w.file, "sha256": w.sha256, "url": w.url, "licence": w.licence,
                         "warning": w.warning}))
-        out.append(kv({"best epoch": s.best_epoch, "best validation AUC": s.best_val_auc}))
+        out.append(kv({"best epoch": s.best_epoch + 1, "best validation AUC": s.best_val_auc}))
         out.append("<p class='sub'>Model:</p>" + kv(record_to_json(s.model)))
     out.append("<h3>Evaluation settings</h3>" + kv(ev.settings))
     out.append("<h3>Inputs</h3>" + kv({"predictions": p.predictions_file, "predictions SHA-256": p.predictions_sha256}))
