@@ -69,7 +69,8 @@ def test_repro_writes_the_reports(repo):
         labels, scores = zip(*patient_scores[part].values())
         # The reported AUC is the one scikit-learn computes from predictions.csv (patients
         # scored by their highest series, evaluate.aggregate: max), not just any number.
-        assert m["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        # metrics.json keeps six decimals (pipeline/report/writers.py): equal to half a unit there
+        assert m["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=5e-7)
         assert m["n_patients"] == len(labels) and m["n_positive"] == sum(labels)
         lo, hi = m["auc_ci95"]
         assert lo <= m["auc"] <= hi
@@ -173,10 +174,12 @@ def test_every_file_the_pipeline_writes_is_a_declared_out(repo):
     """What a stage writes outside its declared outs is neither cached nor cleaned by DVC."""
     outs = _declared_outs(repo)
     inputs = {"dvc.yaml", "dvc.lock", "params.yaml", ".gitignore", ".dvcignore", "repro.log"}
+    # dvc_plots/ is where `dvc plots show` renders image plots: DVC's, not a stage's.
+    not_stages = {".git", ".dvc", "pipeline", "dvc_plots"}
     stray = []
     for path in repo.rglob("*"):
         rel = path.relative_to(repo).as_posix()
-        ignored = rel in inputs or path.name == ".gitignore" or rel.split("/")[0] in {".git", ".dvc", "pipeline"}
+        ignored = rel in inputs or path.name == ".gitignore" or rel.split("/")[0] in not_stages
         if not path.is_file() or ignored:
             continue
         if not any(rel == out or rel.startswith(out.rstrip("/") + "/") for out in outs):

@@ -72,7 +72,7 @@ def test_reingest_after_adding_series_reads_only_the_new_ones_and_equals_a_fresh
     assert again.first("headers") == (3 * 4 + 1, 5 * 4 + 1)  # only the 8 new files read
     assert again.first("volumes") == (12, 20)  # the 3 old series linked, not built
     incremental, fresh = _snapshot(tmp_path / "again"), _snapshot(tmp_path / "fresh")
-    assert sorted(incremental) == sorted(fresh) and len(fresh) == 2 + 5
+    assert sorted(incremental) == sorted(fresh) and len(fresh) == 3 + 5  # index, ledger, settings, 5 volumes
     for name in fresh:
         assert incremental[name] == fresh[name], name
 
