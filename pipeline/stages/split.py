@@ -21,7 +21,7 @@ require("split")
 
 from pipeline.config import SplitConfig, load_params  # noqa: E402
 from pipeline.duplicates import Audit, audit_index  # noqa: E402
-from pipeline.schema.tables import DUPLICATE_COLUMNS, INDEX_KEYS  # noqa: E402
+from pipeline.schema.tables import DUPLICATE_COLUMNS, INDEX_KEYS, SPLIT_COLUMNS  # noqa: E402
 from pipeline.errors import PipelineInputError  # noqa: E402
 from pipeline.outputs import refuse_overlap  # noqa: E402
 from pipeline.splits import assign_splits, summarise  # noqa: E402
@@ -68,7 +68,7 @@ def write_split(args: argparse.Namespace) -> str:
         rows, seed=config.seed, val_fraction=config.val_fraction, test_fraction=config.test_fraction, groups=groups
     )
     write_rows(args.out, ({"patient_id": s.patient_id, "split": s.split, "label": s.label} for s in splits),
-               ("patient_id", "split", "label"))
+               SPLIT_COLUMNS)
     counts = summarise(splits)
     return ("split: " + ", ".join(f"{part} {c['patients']} patients ({c['positive']} positive)" for part, c in counts.items())
             + "; " + duplicate_summary(audit, config.duplicates))
