@@ -29,7 +29,6 @@ Outputs (under ``out_dir``)::
 
 from __future__ import annotations
 
-import functools
 import shutil
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from pathlib import Path
 
 from pipeline.errors import ConfigError, PipelineInputError
 from pipeline.io.build_volume import BuildJob, BuildResult
-from pipeline.io.deid import Redactor, file_ref, path_token
+from pipeline.io.deid import PathTokens, Redactor, file_ref
 from pipeline.io.index import index_row, patient_key, write_index
 from pipeline.io.ledger import Ledger
 from pipeline.io.locators import files_under, resolve_rows
@@ -299,7 +298,7 @@ def _record_unreferenced(ledger: Ledger, files: list[str], records: dict[str, Fi
 
 def _write_outputs(run: _Run, manifest: Manifest, index_rows: list[dict[str, str]], ledger: Ledger, redact: Redactor) -> None:
     run.out.mkdir(parents=True, exist_ok=True)
-    tokenise = functools.partial(path_token, run.key)
+    tokenise = PathTokens(run.key)
     write_index(run.out / INDEX_FILE, manifest, index_rows, redact, tokenise)
     ledger.write(run.out / LEDGER_FILE, redact, tokenise)
     if run.store is not None:

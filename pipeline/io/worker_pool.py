@@ -44,8 +44,16 @@ class WorkerPool:
 def cached_headers(
     raw: Path, wanted: list[str], pool: WorkerPool, max_voxels: int, store: IngestStore | None, progress: Progress
 ) -> dict[str, FileRecord]:
-    """Header records of ``wanted``, in order: from the store where the file is unchanged, else read."""
-    states = {path: file_state(raw / path) for path in wanted} if store is not None else {}
+    """Header records of ``wanted``, in order: from the store where the file is unchanged, else read.
+
+    Each file is stat'ed once, here, before it is read; the store keeps that state for
+    the volume entries too (:attr:`IngestStore.states`), so a file changed after this
+    point misses both next time instead of matching either.
+    """
+    root = str(raw)
+    states = {path: file_state(os.path.join(root, path)) for path in wanted} if store is not None else {}
+    if store is not None:
+        store.states.update(states)
     kept = store.load_headers() if store is not None else {}
     records: dict[str, FileRecord] = {}
     for path in wanted:
@@ -68,7 +76,9 @@ def cached_headers(
             progress("headers", len(records) + len(fresh), len(wanted))
     records.update(fresh)
     if store is not None:
-        store.save_headers({(p, states[p]): records[p] for p in wanted if states[p] is not None})
+        keep = {(p, states[p]): records[p] for p in wanted if states[p] is not None}
+        if fresh or len(keep) != len(kept):  # unchanged: every kept key was a hit, and no other
+            store.save_headers(keep)
     progress("headers", len(wanted), len(wanted))
     return {path: records[path] for path in wanted}
 
@@ -112,18 +122,24 @@ def run_jobs(
 
 
 def _entry_name(job: BuildJob, store: IngestStore | None) -> str:
-    """The store name of ``job``'s result: a hash of all it reads; ``""`` without a store or a file."""
+    """The store name of ``job``'s result: a hash of all it reads; ``""`` without a store or a file.
+
+    What it reads is its plan and its files: the ``lstat`` of each stands for its bytes,
+    and for its header, which the store's header records key by that same state (and
+    the code and params that read it, in the store's settings).
+    """
     if store is None:
         return ""
     paths = [job.nifti] if job.nifti is not None else sorted(job.headers)
-    states = [(path, file_state(os.path.join(job.raw_dir, path))) for path in paths]
+    seen = store.states
+    states = [(path, seen[path] if path in seen else file_state(os.path.join(job.raw_dir, path))) for path in paths]
     if any(state is None for _, state in states):
         return ""
     plan = job.plan
     if plan is not None:
         # The affine exactly, as bytes: numpy's printed form rounds, and is slow.
         plan = dataclasses.replace(plan, affine_lps=plan.affine_lps.astype("<f8").tobytes().hex())
-    return store.name(repr((job.series_key, job.nifti, plan, sorted(job.headers.items()), states)))
+    return store.name(repr((job.series_key, job.nifti, plan, states)))
 
 
 def _cores() -> int:
