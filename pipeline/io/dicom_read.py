@@ -20,6 +20,7 @@ import errno
 import io
 import os
 import stat
+from typing import Callable
 
 from pipeline.io.failures import environment_error
 
@@ -68,11 +69,13 @@ class WindowedReader:
         mode: ignored; accepted because pydicom re-opens a file as ``type(path, "rb")``.
     """
 
-    __slots__ = ("name", "closed", "_fd", "_size", "_pos", "_window", "_start", "_end")
+    __slots__ = ("name", "closed", "before_rest", "_fd", "_size", "_pos", "_window", "_start", "_end")
 
     def __init__(self, path: str, mode: str = "rb") -> None:
         self.name = path
         self.closed = True
+        self.before_rest: Callable[[WindowedReader], None] | None = None
+        """Called before a read of the whole rest of the file (``read()``), if set."""
         self._fd = os.open(path, os.O_RDONLY)
         try:
             status = os.fstat(self._fd)
@@ -99,6 +102,8 @@ class WindowedReader:
     def _read_outside(self, pos: int, size: int | None) -> bytes:
         """A read the window does not hold: capped to the file, through a new window or directly."""
         if size is None or size == -1:
+            if self.before_rest is not None:
+                self.before_rest(self)
             end = self._size
         elif size < 0:
             raise ValueError("read length must be non-negative or -1")
@@ -157,31 +162,25 @@ def read_dataset(full: str) -> tuple[object | None, str]:
     Files written without the 128-byte preamble are still DICOM and are read with
     ``force=True``; junk that merely parses that way is refused by its missing SOP
     Class. Other read errors propagate (the caller quarantines the file with them).
-    The file is opened once (:class:`WindowedReader`) for the deflate check and the parse.
-    """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
 
+    The file is opened once (:class:`WindowedReader`) and parsed once. A deflated
+    dataset is measured when pydicom asks for it, before it inflates it
+    (:func:`_refuse_inflating`); one that passes is parsed again, whole, because
+    deferred offsets would point into the inflated copy, not into the file.
+    """
     with WindowedReader(full) as handle:
-        deflated, problem = _deflated_problem(handle)
-        if problem:
-            return None, problem
-        # pydicom inflates a deflated dataset into memory, where deferred offsets no longer
-        # point into the file: read it whole (its size was just bounded).
-        defer = None if deflated else DEFER_BYTES
+        handle.before_rest = _refuse_inflating
         try:
-            handle.seek(0)
-            ds = pydicom.dcmread(handle, defer_size=defer)
-        except InvalidDicomError:
-            try:
-                handle.seek(0)
-                ds = pydicom.dcmread(handle, defer_size=defer, force=True)
-                if not _looks_like_dicom(ds):
-                    return None, NOT_DICOM
-            except Exception as error:
-                if environment_error(error) is not None:
-                    raise
-                return None, NOT_DICOM
+            ds, problem = _parse(handle, DEFER_BYTES)
+        except _Deflated as deflated:
+            if deflated.error is not None:
+                raise deflated.error from None
+            if deflated.problem:
+                return None, deflated.problem
+            handle.before_rest = None
+            ds, problem = _parse(handle, None)
+    if ds is None:
+        return None, problem
     # Deferred elements are read later from the file re-opened by name, through a capped
     # reader (pydicom would read from the closed handle otherwise).
     if getattr(ds, "buffer", None) is handle:
@@ -190,30 +189,55 @@ def read_dataset(full: str) -> tuple[object | None, str]:
     return ds, ""
 
 
-def deflated_problem(full: str) -> tuple[bool, str]:
-    """Whether the file uses the Deflated transfer syntax, and why it must not be read.
-
-    pydicom inflates such a dataset whole before parsing it, so its inflated size is
-    measured first, streaming with bounded memory, and held to the ratio a gzip NIfTI
-    is held to (:data:`pipeline.io.nifti.MAX_INFLATE_RATIO`).
-    """
-    with WindowedReader(full) as handle:
-        return _deflated_problem(handle)
-
-
-def _deflated_problem(handle: WindowedReader) -> tuple[bool, str]:
-    """:func:`deflated_problem` of an opened file, read from its start."""
-    from pydicom.filereader import _read_file_meta_info, read_preamble
-    from pydicom.uid import DeflatedExplicitVRLittleEndian
+def _parse(handle: WindowedReader, defer: int | None) -> tuple[object | None, str]:
+    """pydicom's parse of ``handle`` from its start: with the DICOM preamble, else forced."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
 
     try:
-        read_preamble(handle, force=True)  # type: ignore[arg-type]
-        meta = _read_file_meta_info(handle)  # type: ignore[arg-type]
-    except Exception:  # not DICOM, or a broken meta group: the full read decides
-        return False, ""
-    if str(meta.get("TransferSyntaxUID", "")) != DeflatedExplicitVRLittleEndian:
-        return False, ""
-    return True, _inflate_problem(handle, handle.size)
+        handle.seek(0)
+        return pydicom.dcmread(handle, defer_size=defer), ""
+    except InvalidDicomError:
+        try:
+            handle.seek(0)
+            ds = pydicom.dcmread(handle, defer_size=defer, force=True)
+            return (ds, "") if _looks_like_dicom(ds) else (None, NOT_DICOM)
+        except Exception as error:
+            if environment_error(error) is not None:
+                raise
+            return None, NOT_DICOM
+
+
+class _Deflated(BaseException):
+    """pydicom reached a deflated dataset: what measuring it found, raised out of its parse.
+
+    A ``BaseException`` so that no ``except Exception`` on the way (pydicom's, or the
+    forced read's above) takes it for a parse error.
+    """
+
+    def __init__(self, problem: str, error: Exception | None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.error = error
+
+
+def _refuse_inflating(handle: WindowedReader) -> None:
+    """Measure the deflated dataset pydicom is about to read whole, then stop its parse.
+
+    pydicom reads a Deflated Explicit VR dataset as "the rest of the file" and inflates
+    it in one call, the only read of the rest in a header parse (checked on the pydicom,
+    pydicom-data and fuzz files). Its inflated size is measured here first, streaming
+    with bounded memory, and held to the ratio a gzip NIfTI is held to
+    (:data:`pipeline.io.nifti.MAX_INFLATE_RATIO`).
+
+    Raises:
+        _Deflated: always; with the bomb's reason, or an inflate error, or neither.
+    """
+    try:
+        problem = _inflate_problem(handle, handle.size)
+    except Exception as error:  # a corrupt stream: the error is the file's, as before
+        raise _Deflated("", error) from None
+    raise _Deflated(problem, None)
 
 
 def _inflate_problem(handle: WindowedReader, stored: int) -> str:

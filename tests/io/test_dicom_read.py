@@ -55,11 +55,19 @@ def test_a_read_never_asks_for_more_bytes_than_the_file_has_left(tmp_path: Path)
 
 
 class _Streaming(CappedReader):
-    """The reader the header scan used before :class:`WindowedReader`: every read a buffered file read."""
+    """The reader the header scan used before :class:`WindowedReader`, every read a buffered
+    file read, with the windowed reader's hook before a read of the rest."""
+
+    before_rest = None
 
     @property
     def size(self) -> int:
         return self._size
+
+    def read(self, size: int | None = -1) -> bytes:
+        if (size is None or size == -1) and self.before_rest is not None:
+            self.before_rest(self)
+        return super().read(size)
 
 
 def _long_header(path: Path, blocks: int = 30) -> int:
@@ -158,3 +166,21 @@ def test_the_header_scan_reads_whole_and_cut_files_as_the_streaming_reader_did(
     kinds = {record.kind for record in windowed}
     assert {"dicom", "quarantined", "not_image"} <= kinds
     assert any(record.reason.startswith("truncated:") for record in windowed)
+
+
+def test_a_corrupt_deflated_stream_is_quarantined_with_the_inflate_error(tmp_path: Path) -> None:
+    data = bytearray((PYDICOM_FILES / "image_dfl.dcm").read_bytes())
+    start = data.index(b"1.2.840.10008.1.2.1.99") + 24  # the deflated dataset follows the meta group
+    data[start + 40 : start + 400] = bytes(range(256)) + bytes(104)
+    (tmp_path / "cut.dcm").write_bytes(bytes(data))
+    record = read_header(tmp_path / "cut.dcm", "cut.dcm", max_voxels=MAX_VOXELS)
+    assert record.kind == "quarantined"
+    assert record.reason.startswith("unreadable: error: Error -3 while decompressing data")
+
+
+def test_a_deflated_file_reads_as_pydicom_reads_it_whole(tmp_path: Path) -> None:
+    record = read_header(PYDICOM_FILES / "image_dfl.dcm", "image_dfl.dcm", max_voxels=MAX_VOXELS)
+    ds = pydicom.dcmread(PYDICOM_FILES / "image_dfl.dcm")
+    assert record.kind == "dicom" and record.dicom is not None
+    assert record.dicom.native is None  # decoded by pydicom: offsets into the inflated copy mean nothing
+    assert (record.dicom.rows, record.dicom.cols, record.dicom.sop_uid) == (ds.Rows, ds.Columns, ds.SOPInstanceUID)
