@@ -177,7 +177,8 @@ def _component_token(key: str, name: str, *, last: bool) -> str:
     extension = ""
     if last:
         lowered = name.lower()
-        extension = next((name[-len(e):] for e in SAFE_EXTENSIONS if lowered.endswith(e) and len(name) > len(e)), "")
+        if lowered.endswith(SAFE_EXTENSIONS):  # one test for the common name without a safe extension
+            extension = next((name[-len(e):] for e in SAFE_EXTENSIONS if lowered.endswith(e) and len(name) > len(e)), "")
     return "~" + pseudonym(key, "path", name)[:PATH_TOKEN_HEX] + extension
 
 
