@@ -12,9 +12,11 @@ import os
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from pipeline.io.dicom_header import DicomHeader
 from pipeline.io.failures import environment_error, short_error
-from pipeline.io.nifti import LPS_TO_RAS, NiftiShapeError, load_nifti, write_canonical
+from pipeline.io.nifti import LPS_TO_RAS, NiftiShapeError, canonical_layout, load_nifti, write_canonical
 from pipeline.io.pixels import PixelError, read_planes
 from pipeline.io.volume_plan import VolumePlan
 
@@ -55,9 +57,9 @@ def build_volume(job: BuildJob) -> BuildResult:
                 notes: list[str] = []
             else:
                 plan = job.plan
-                array, notes = read_planes(job.raw_dir, job.headers, plan)  # type: ignore[arg-type]
-                notes = list(plan.notes) + notes  # type: ignore[union-attr]
                 affine_ras = LPS_TO_RAS @ plan.affine_lps  # type: ignore[union-attr]
+                array, notes = read_planes(job.raw_dir, job.headers, plan, _destination(job, affine_ras))  # type: ignore[arg-type]
+                notes = list(plan.notes) + notes  # type: ignore[union-attr]
                 if plan.is_2d:  # type: ignore[union-attr]
                     array = array[:, :, 0]
             minimum = float(array.min()) if array.size else 0.0
@@ -65,6 +67,19 @@ def build_volume(job: BuildJob) -> BuildResult:
             return BuildResult(job.series_key, shape, spacing, notes, minimum)
         except Exception as error:
             return _failed(job, error)
+
+
+def _destination(job: BuildJob, affine_ras: object) -> object:
+    """An int16 volume laid out as the writer writes it (no copy of the volume), or ``None``.
+
+    Only for a 3D plan without resampling: a 2D image is written with its own axis
+    order, and a resampled volume is computed into a new array anyway.
+    """
+    plan = job.plan
+    if plan is None or plan.is_2d or plan.resample is not None:
+        return None
+    first = job.headers[plan.planes[0].path]
+    return canonical_layout((first.cols, first.rows, len(plan.planes)), affine_ras, np.int16)  # type: ignore[arg-type]
 
 
 def _failed(job: BuildJob, error: Exception) -> BuildResult:

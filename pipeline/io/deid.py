@@ -143,13 +143,42 @@ def path_token(key: str, path: str) -> str:
     return "/".join(_component_token(key, part, last=i == len(parts) - 1) for i, part in enumerate(parts))
 
 
+class PathTokens:
+    """:func:`path_token` under one key, for all the paths of one run: each token made once.
+
+    A run writes every file's path (ledger rows, the paths reasons name), and the files
+    of one folder share its name: each folder name, and each whole path, is hashed once.
+    """
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+        self._folders: dict[str, str] = {}
+        self._paths: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        token = self._paths.get(path)
+        if token is None:
+            *folders, name = path.split("/")
+            parts = [self._folder(part) for part in folders]
+            parts.append(_component_token(self._key, name, last=True))
+            token = self._paths[path] = "/".join(parts)
+        return token
+
+    def _folder(self, name: str) -> str:
+        token = self._folders.get(name)
+        if token is None:
+            token = self._folders[name] = _component_token(self._key, name, last=False)
+        return token
+
+
 def _component_token(key: str, name: str, *, last: bool) -> str:
     if name in SAFE_NAMES or not name:
         return name
     extension = ""
     if last:
         lowered = name.lower()
-        extension = next((name[-len(e):] for e in SAFE_EXTENSIONS if lowered.endswith(e) and len(name) > len(e)), "")
+        if lowered.endswith(SAFE_EXTENSIONS):  # one test for the common name without a safe extension
+            extension = next((name[-len(e):] for e in SAFE_EXTENSIONS if lowered.endswith(e) and len(name) > len(e)), "")
     return "~" + pseudonym(key, "path", name)[:PATH_TOKEN_HEX] + extension
 
 

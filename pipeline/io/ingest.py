@@ -32,7 +32,6 @@ Outputs (under ``out_dir``)::
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 from contextlib import ExitStack
@@ -41,10 +40,9 @@ from pathlib import Path
 
 from pipeline.errors import ConfigError, PipelineInputError
 from pipeline.io.build_volume import BuildJob, BuildResult
-from pipeline.io.deid import Redactor, file_ref, path_token
+from pipeline.io.deid import PathTokens, Redactor, file_ref
 from pipeline.io.index import index_row, patient_key, write_index
 from pipeline.io.ledger import Ledger
-from pipeline.schema.tables import INDEX_FILE, INGEST_SCORING_SETTINGS, INGEST_SETTINGS_FILE, LEDGER_FILE, VOLUME_DIR
 from pipeline.io.locators import files_under, resolve_rows
 from pipeline.io.manifest import Manifest, read_manifest
 from pipeline.io.manifest_rows import ManifestRow
@@ -56,6 +54,7 @@ from pipeline.io.tree import walk
 from pipeline.io.worker_pool import Progress, WorkerPool, cached_headers, run_jobs
 from pipeline.outputs import refuse_overlap
 from pipeline.rules import SERIES_CHOICES, SPACING_POLICIES, VOLUME_FORMATS, check_choice
+from pipeline.schema.tables import INDEX_FILE, INGEST_SCORING_SETTINGS, INGEST_SETTINGS_FILE, LEDGER_FILE, VOLUME_DIR
 
 
 
@@ -301,7 +300,7 @@ def _record_unreferenced(ledger: Ledger, files: list[str], records: dict[str, Fi
 
 def _write_outputs(run: _Run, manifest: Manifest, index_rows: list[dict[str, str]], ledger: Ledger, redact: Redactor) -> None:
     run.out.mkdir(parents=True, exist_ok=True)
-    tokenise = functools.partial(path_token, run.key)
+    tokenise = PathTokens(run.key)
     write_index(run.out / INDEX_FILE, manifest, index_rows, redact, tokenise)
     ledger.write(run.out / LEDGER_FILE, redact, tokenise)
     # What decides a series' voxels travels with the data into the model file, so that

@@ -253,6 +253,33 @@ def gzip_writer_name() -> str:
     return f"isal-{isal.__version__}"
 
 
+def canonical_layout(shape: tuple[int, int, int], affine_ras: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
+    """An empty ``(X, Y, Z)`` array whose memory is already in the order :func:`write_canonical` writes.
+
+    :func:`write_canonical` turns its array to the closest RAS orientation (nibabel's
+    ``as_closest_canonical``: axis flips and a transpose, all views) and writes the
+    result in Fortran order. An array from here, filled in place and written with the
+    same ``affine_ras``, is that order already: its voxels go to the file as they lie,
+    without a copy of the volume. Any other array is written the same, after a copy.
+
+    Args:
+        shape: ``(X, Y, Z)`` of the array to fill, in the orientation of ``affine_ras``.
+        affine_ras: the 4x4 voxel -> RAS mm affine it will be written with.
+        dtype: the voxel type.
+    """
+    from nibabel.orientations import io_orientation
+
+    ornt = io_orientation(affine_ras)
+    if np.isnan(ornt).any():  # a degenerate affine: write_canonical copies, as before
+        return np.empty(shape, dtype=dtype)
+    # write_canonical's data is transpose(flip(array, flips), argsort(order)); undo both
+    # on a Fortran-ordered block of the canonical shape.
+    order = ornt[:, 0].astype(int)
+    flips = tuple(axis for axis in range(3) if ornt[axis, 1] == -1)
+    block = np.empty(tuple(shape[axis] for axis in np.argsort(order)), dtype=dtype, order="F")
+    return np.flip(block.transpose(order), axis=flips)
+
+
 def write_canonical(
     array: np.ndarray, affine_ras: np.ndarray, out_path: str | Path, *, threads: int = 1
 ) -> tuple[tuple[int, ...], tuple[float, ...]]:

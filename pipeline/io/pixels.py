@@ -37,13 +37,19 @@ class PixelError(PipelineInputError):
         self.reason = reason
 
 
-def read_planes(raw_dir: str, headers: dict[str, DicomHeader], plan: VolumePlan) -> tuple[np.ndarray, list[str]]:
+def read_planes(
+    raw_dir: str, headers: dict[str, DicomHeader], plan: VolumePlan, out: np.ndarray | None = None
+) -> tuple[np.ndarray, list[str]]:
     """Decode the planned planes into a volume of real-world values.
 
     Args:
         raw_dir: root of the relative paths.
         headers: header of each file in the plan.
         plan: from :func:`pipeline.io.volume_plan.plan_volume`.
+        out: an empty int16 ``(columns, rows, planes)`` array to fill, e.g. one laid out
+            for the writer (:func:`pipeline.io.nifti.canonical_layout`); ``None``: a new
+            one. The volume is returned in ``out`` unless its values need float32 or
+            the plan resamples; the values never depend on it.
 
     Returns:
         ``(volume, notes)``: volume of shape ``(columns, rows, slices)``; int16 when every
@@ -58,7 +64,11 @@ def read_planes(raw_dir: str, headers: dict[str, DicomHeader], plan: VolumePlan)
         by_file.setdefault(plane.path, []).append(index)
     first = headers[plan.planes[0].path]
     rows, cols = first.rows, first.cols
-    out = np.empty((len(plan.planes), rows, cols), dtype=np.int16)
+    shape = (cols, rows, len(plan.planes))
+    if out is not None and (out.shape != shape or out.dtype != np.int16):
+        raise ValueError(f"'out' must be an int16 array of shape {shape}; got {out.dtype} {out.shape}")
+    # Planes are filled as (plane, row, column): a transposed view of (columns, rows, planes).
+    out = (np.empty(shape[::-1], dtype=np.int16) if out is None else out.transpose(2, 1, 0))
     notes: set[str] = set()
     for path, indices in by_file.items():
         frames = _file_frames(raw_dir, path, headers[path], notes)
@@ -192,10 +202,16 @@ def _rescale_into_int16(dest: np.ndarray, stored: np.ndarray, slope: float | Non
     if exact is None:
         return False
     s, b = exact
-    ends = (int(stored.min()) * s + b, int(stored.max()) * s + b)
+    low, high = int(stored.min()), int(stored.max())
+    ends = (low * s + b, high * s + b)
     if not _int16_range(min(ends), max(ends)):
         return False
-    if s == 1:
+    if s == 1 and _int16_range(b, b) and stored.dtype.itemsize <= 2 and _int16_range(low, high):
+        # Every stored value, the intercept and every result are int16: int16 arithmetic is
+        # exact, and faster than an int32 pass cast back (uint16 below 2^15 is the same
+        # bits as int16; 8-bit values promote).
+        np.add(stored.view(np.int16) if stored.dtype == np.uint16 else stored, np.int16(b), out=dest)
+    elif s == 1:
         np.add(stored, b, out=dest, dtype=np.int32, casting="unsafe")
     else:
         dest[...] = stored.astype(np.int32) * s + b

@@ -117,4 +117,4 @@ def _planes(path: str, header: DicomHeader) -> list[Plane]:
 
 
 def _rounded(values: tuple[float, ...] | None, digits: int) -> str:
-    return "none" if values is None else ",".join(f"{v:.{digits}f}" for v in values)
+    return "none" if values is None else ",".join([format(v, f".{digits}f") for v in values])

@@ -9,9 +9,12 @@ writes it aside), so what a run learned lives here instead, in a folder of its o
   unchanged is not opened again.
 * ``volumes/<ab>/<name>.nii[.gz]`` + ``<name>.json``: a built volume and what its build
   reported (shape, spacing, notes). ``<name>`` is a keyed hash of everything the build
-  reads: the series' plan and headers, the ``lstat`` of each file it reads, the params
-  that shape the result, the source of ``pipeline/io`` and the library versions. Any
-  change gives another name, so an entry is either exactly right or never looked up.
+  reads: the series' plan, the ``lstat`` of each file it reads (which also stands for
+  the file's header: header records are keyed by it), the params that shape the
+  result, the source of ``pipeline/io`` and the library versions. Any change gives
+  another name, so an entry is either exactly right or never looked up. Each file is
+  stat'ed once per run, before it is read, so a file changed while a run reads it
+  matches nothing in the next run.
 
 Why ``lstat`` and not content hashes: a stat costs microseconds, hashing costs reading
 every byte (about what ingest itself costs for uncompressed DICOM). The price: a file
@@ -33,6 +36,7 @@ latest run did not use are removed at its end, so the store holds one cohort.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import json
@@ -95,6 +99,8 @@ class IngestStore:
         self._salt = json.dumps([STORE_LAYOUT, *settings])
         self._used: set[str] = set()
         self.hits = 0
+        self.states: dict[str, tuple[int, ...] | None] = {}
+        """:func:`file_state` of each file as this run first saw it (before reading it)."""
         (self.root / VOLUMES).mkdir(parents=True, exist_ok=True)
         _remove_stale(self.root)
 
@@ -114,7 +120,15 @@ class IngestStore:
         expected = hmac.new(self._key, self._salt.encode() + payload, hashlib.sha256).digest()
         if not hmac.compare_digest(signature, expected):
             return {}  # another key, other settings, or altered: read the files again
-        return pickle.loads(payload)
+        # Thousands of small objects at once: the cyclic collector would scan the heap
+        # several times over while they are made, and none of them forms a cycle.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return pickle.loads(payload)
+        finally:
+            if collecting:
+                gc.enable()
 
     def save_headers(self, records: dict[tuple, object]) -> None:
         """Keep ``records`` (by ``(path, file_state)``) for the next run, replacing the last ones."""

@@ -31,8 +31,11 @@ def walk(raw_dir: str | Path) -> list[str]:
 
     for folder, dirs, files in os.walk(root, followlinks=False, onerror=unlisted):
         linked = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
-        for name in files + linked:
-            found.append(Path(os.path.relpath(os.path.join(folder, name), root)).as_posix())
+        # One relative path per folder; a name is one component, joined by string (a
+        # path object per file cost more than the listing on a 10,000-file export).
+        inside = os.path.relpath(folder, root)
+        prefix = "" if inside == os.curdir else Path(inside).as_posix() + "/"
+        found.extend(prefix + name for name in files + linked)
     return sorted(found)
 
 

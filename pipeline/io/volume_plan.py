@@ -12,6 +12,7 @@ the affine's first column is the row cosine, as NIfTI expects.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,7 +105,7 @@ def _plan_by_position(
     skipped: dict[str, str] = {}
     orientation = np.asarray(first.orientation, dtype=np.float64)
     row_cos, col_cos = _unit(orientation[:3]), _unit(orientation[3:])
-    normal = _unit(np.cross(row_cos, col_cos))
+    normal = _unit(_cross(row_cos, col_cos))
     positions = np.asarray([p.position for p in candidate.planes], dtype=np.float64)
     distance = positions @ normal
     kept = _distinct_positions(candidate, distance, notes, skipped)
@@ -115,7 +116,7 @@ def _plan_by_position(
         affine = _affine(row_cos * col_spacing, col_cos * row_spacing, step, positions[kept[0]])
         return PlanOutcome(VolumePlan(planes, affine, None, True, notes), skipped=skipped)
     steps = np.diff(depth)
-    median = float(np.median(steps))
+    median = _median(steps)
     tolerance = max(SPACING_TOLERANCE_MM, SPACING_TOLERANCE * median)
     irregular = np.abs(steps - median) > tolerance
     direction = (positions[kept[-1]] - positions[kept[0]]) / (depth[-1] - depth[0])
@@ -167,7 +168,7 @@ def _plan_in_stored_order(candidate: Candidate, pixel: tuple[float, float], note
         notes.append(
             "ImageOrientationPatient missing or not two orthogonal unit vectors: axial direction cosines assumed"
         )
-    normal = np.cross(row_cos, col_cos)
+    normal = _cross(row_cos, col_cos)
     origin = np.asarray(planes[0].position if planes[0].position is not None else (0.0, 0.0, 0.0))
     thickness = first.slice_spacing or 1.0
     if len(planes) > 1:
@@ -213,6 +214,24 @@ def _affine(column_step: np.ndarray, row_step: np.ndarray, slice_step: np.ndarra
     affine[:3, 2] = slice_step
     affine[:3, 3] = origin
     return affine
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.cross`` of two 3-vectors, the same products and differences in the same order
+    (so the same bits), without its per-call overhead (planning is per series, on every run)."""
+    a0, a1, a2 = a.tolist()
+    b0, b1, b2 = b.tolist()
+    return np.array([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0])
+
+
+def _median(values: np.ndarray) -> float:
+    """``float(np.median(values))`` of a 1-D array, bit for bit: the middle value, or the
+    mean ``(a + b) / 2`` of the middle two; NaN when any value is NaN."""
+    ordered = sorted(values.tolist())
+    if any(math.isnan(v) for v in ordered):
+        return math.nan
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

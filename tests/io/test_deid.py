@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pydicom
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -114,3 +116,13 @@ def test_pseudonym_is_16_hex_for_any_text(key: str, value: str) -> None:
     token = pseudonym(key, "patient", value)
     assert len(token) == 16 and set(token) <= set("0123456789abcdef")
     assert token == pseudonym(key, "patient", value)
+
+
+def test_path_tokens_of_a_run_equal_path_token_for_every_path() -> None:
+    from pipeline.io.deid import PathTokens
+
+    tokens = PathTokens("path-tokens-key")
+    paths = ["a/b/c.dcm", "a/b/d.dcm", "a/b", "b/a/c.dcm", "c.dcm", "DICOMDIR", "x/DICOMDIR", "x/y.nii.gz", "",
+             "a//b.dcm", "Doe^John/20240101/IM001", os.fsdecode(b"M\xfcller/x.dcm"), "a/b/c.dcm"]
+    for path in paths:
+        assert tokens(path) == path_token("path-tokens-key", path), path

@@ -163,3 +163,35 @@ def test_gzip_bytes_do_not_depend_on_threads_or_file_name_and_monai_reads_both(t
     for name in ("a.nii", "a.nii.gz"):
         loaded = LoadImage(image_only=True)(str(tmp_path / name))
         np.testing.assert_array_equal(np.asarray(loaded), expected)
+
+
+def test_a_volume_filled_in_its_canonical_layout_is_written_byte_for_byte_as_a_plain_one_without_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import itertools
+
+    from pipeline.io import nifti
+
+    values = np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5)
+    copies: list[bool] = []
+    original = np.asfortranarray
+
+    def watched(array: np.ndarray) -> np.ndarray:
+        result = original(array)
+        copies.append(not np.shares_memory(result, array))
+        return result
+
+    monkeypatch.setattr(nifti.np, "asfortranarray", watched)
+    checked = 0
+    for order in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            affine = np.eye(4)
+            affine[:3, :3] = np.eye(3)[:, order] * np.array(signs) * np.array([0.7, 1.1, 2.5])
+            laid_out = nifti.canonical_layout(values.shape, affine, np.int16)
+            laid_out[...] = values
+            write_canonical(values, affine, tmp_path / "plain.nii")
+            write_canonical(laid_out, affine, tmp_path / "laid_out.nii")
+            assert copies[-1] is False  # the laid-out volume went to the file as it lies
+            assert (tmp_path / "plain.nii").read_bytes() == (tmp_path / "laid_out.nii").read_bytes()
+            checked += 1
+    assert checked == 48

@@ -70,3 +70,45 @@ def test_a_decoder_panic_quarantines_the_file_instead_of_ending_the_stage(tmp_pa
         read_planes(str(tmp_path), {"rle.dcm": record.dicom}, plan)
     assert isinstance(caught.value, PipelineInputError)  # the file's fault, never a bug of ours
     assert caught.value.path == "rle.dcm" and caught.value.reason.startswith("pixel data cannot be decoded")
+
+
+
+def test_a_file_cut_between_the_header_scan_and_the_pixel_read_is_reported_by_name(tmp_path: Path) -> None:
+    from pipeline.io.build_volume import BuildJob, build_volume
+    from pipeline.io.series import group_series
+    from pipeline.io.volume_plan import plan_volume
+    from tests.io.dicom_builders import image_headers, truncate, write_ct_series
+
+    info = write_ct_series(tmp_path / "raw", 6, seed=3)
+    candidates, _ = group_series(image_headers(tmp_path / "raw"))
+    plan = plan_volume(candidates[0], "reject").plan
+    assert plan is not None
+    cut = info["paths"][2]
+    truncate(cut, 0.5)  # after the scan found its pixels at an offset the file no longer reaches
+    result = build_volume(BuildJob("k", str(tmp_path / "raw"), str(tmp_path / "out.nii"), plan, candidates[0].headers))
+    assert result.failed_path == cut.name
+    offset = candidates[0].headers[cut.name].native[0]  # type: ignore[index]
+    left = (cut.stat().st_size - offset) // 2
+    assert result.failure == f"pixel data cannot be decoded: ValueError: file holds {left} pixels, the header needs 16384"
+    assert not (tmp_path / "out.nii").exists()
+
+
+def test_integer_rescale_into_int16_equals_exact_integer_arithmetic_for_every_stored_type() -> None:
+    from pipeline.io.pixels import _rescale_into_int16
+
+    rng = np.random.default_rng(0)
+    cases = 0
+    for dtype in (np.int8, np.uint8, np.int16, np.uint16, np.int32):
+        info = np.iinfo(dtype)
+        for low, high in ((info.min, info.max), (0, 100), (max(info.min, -3000), min(info.max, 3000)), (40000, 60000)):
+            if low < info.min or high > info.max:
+                continue
+            stored = rng.integers(low, high, size=(7, 9), endpoint=True).astype(dtype)
+            for slope, intercept in ((1.0, 0.0), (1.0, -1024.0), (1.0, -40000.0), (1.0, 40000.0), (2.0, -1024.0), (None, None)):
+                dest = np.full((9, 7), 123, dtype=np.int16).T[::-1]  # a strided destination, as a laid-out volume gives
+                exact = stored.astype(np.int64) * int(slope or 1) + int(intercept or 0)
+                fits = -32768 <= exact.min() and exact.max() <= 32767
+                assert _rescale_into_int16(dest, stored, slope, intercept) == fits
+                np.testing.assert_array_equal(dest, exact if fits else 123)
+                cases += 1
+    assert cases > 60

@@ -170,3 +170,44 @@ def test_the_store_may_not_overlap_the_inputs_or_the_output(tmp_path: Path) -> N
         _run(raw, manifest, tmp_path / "out", raw / "store")
     with pytest.raises(OutputOverlapError, match="'store' must not be inside 'out_dir'"):
         _run(raw, manifest, tmp_path / "out", tmp_path / "out" / "store")
+
+
+def test_an_unchanged_run_leaves_the_header_file_alone_and_a_changed_one_rewrites_it(tmp_path: Path) -> None:
+    raw, manifest = _cohort(tmp_path, 2)
+    store = tmp_path / "store"
+    _run(raw, manifest, tmp_path / "first", store)
+    before = os.stat(store / HEADERS_FILE)
+    again = _run(raw, manifest, tmp_path / "again", store)
+    assert again.first("headers") == (9, 9)
+    after = os.stat(store / HEADERS_FILE)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # not rewritten
+    raw, manifest = _cohort(tmp_path, 3)
+    _run(raw, manifest, tmp_path / "third", store)
+    assert os.stat(store / HEADERS_FILE).st_ino != before.st_ino  # replaced, with the new files' records
+    assert _run(raw, manifest, tmp_path / "fourth", store).first("headers") == (13, 13)
+
+
+def test_a_file_changed_while_a_run_reads_it_matches_nothing_in_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.io import worker_pool
+
+    raw, manifest = _cohort(tmp_path, 2)
+    store = tmp_path / "store"
+    victim = sorted((raw / "Testperson_1").iterdir())[0]
+    original = worker_pool.read_headers
+
+    def change_after_the_stat(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if victim.exists() and not (tmp_path / "done").exists():
+            (tmp_path / "done").touch()
+            victim.write_bytes(victim.read_bytes())  # after its lstat was taken, before it is read
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(worker_pool, "read_headers", change_after_the_stat)
+    _run(raw, manifest, tmp_path / "first", store)
+    monkeypatch.setattr(worker_pool, "read_headers", original)
+    again = _run(raw, manifest, tmp_path / "again", store)
+    assert again.first("headers") == (8, 9)  # the changed file is read again
+    assert again.first("volumes") == (4, 8)  # and its series built again
+    _run(raw, manifest, tmp_path / "fresh", None)
+    assert _snapshot(tmp_path / "again") == _snapshot(tmp_path / "fresh")

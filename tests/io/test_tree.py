@@ -35,3 +35,18 @@ def test_not_regular_names_why_each_special_entry_is_never_opened(tmp_path: Path
         "to_inside": "",
         "to_outside": "symbolic link to a target outside the raw folder; not followed (copy the file in instead)",
     }
+
+
+def test_walk_gives_the_relative_posix_path_of_every_entry_whatever_its_name(tmp_path: Path) -> None:
+    names = ["plain.dcm", "with space", "back\\slash", ".hidden", "-dash", "ü.dcm", os.fsdecode(b"M\xfcller.dcm")]
+    for folder in ("", "a", "a/b c", "a/b c/.d", "ü"):
+        for name in names:
+            (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+            (tmp_path / folder / name).write_bytes(b"1")
+    os.symlink(tmp_path / "a", tmp_path / "a" / "b c" / "loop")
+    expected = []
+    for folder, dirs, files in os.walk(tmp_path):  # the path of each entry, one at a time
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            expected.append(Path(os.path.relpath(os.path.join(folder, name), tmp_path)).as_posix())
+    assert walk(tmp_path) == sorted(expected)
+    assert len(expected) == 5 * len(names) + 1 and "a/b c/loop" in expected and "plain.dcm" in expected

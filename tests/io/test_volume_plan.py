@@ -111,3 +111,15 @@ def test_a_second_object_at_the_same_position_is_skipped_naming_the_kept_file(tm
     ((path, reason),) = outcome.skipped.items()
     kept = {"again.dcm", info["paths"][2].name} - {path}
     assert reason.startswith("duplicate slice position ") and reason.endswith(f" along the normal; kept {file_ref(kept.pop())}")
+
+
+def test_the_plain_python_cross_product_and_median_give_numpys_bits() -> None:
+    from pipeline.io.volume_plan import _cross, _median
+
+    rng = np.random.default_rng(1)
+    for _ in range(5000):
+        a, b = rng.normal(size=3) * 10.0 ** rng.integers(-3, 4), rng.normal(size=3)
+        assert _cross(a, b).tobytes() == np.cross(a, b).tobytes()
+        values = rng.normal(size=int(rng.integers(1, 12))) * 10.0 ** rng.integers(-3, 4)
+        assert _median(values) == float(np.median(values))
+    assert np.isnan(_median(np.array([1.0, np.nan, 2.0])))
