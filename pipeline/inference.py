@@ -259,17 +259,30 @@ def build_network(layout: dict[str, Any]) -> nn.Module:
 
 
 def read_threshold(metrics_json: str | Path) -> float:
-    """The threshold evaluate chose on the validation split, from its ``metrics.json``."""
+    """The threshold evaluate chose on the validation split, on the model's score scale, from its ``metrics.json``.
+
+    That is ``val.threshold_score``: ``val.threshold`` is on the recalibrated scale when
+    ``evaluate.calibration`` is not ``none`` (the default is ``platt``), and a classifier
+    compares the model's own probability with its threshold.
+    """
     path = Path(metrics_json)
     try:
-        value = json.loads(path.read_text())["val"]["threshold"]
+        value = json.loads(path.read_text())["val"]["threshold_score"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise PipelineInputError(
-            f"metrics file {str(path)!r} must be evaluate's metrics.json with val.threshold; could not read it "
+            f"metrics file {str(path)!r} must be evaluate's metrics.json with val.threshold_score; could not read it "
             f"({type(error).__name__}: {error}). Run evaluate, or give --threshold."
         ) from None
+    if value is None:
+        raise PipelineInputError(
+            f"metrics file {str(path)!r}: val.threshold_score must be a number; got null (the recalibration map "
+            "fitted on val is not monotone, or calls every score positive, so no cut on the model's score "
+            "exists). Give --threshold, or set evaluate.calibration: platt or none and run evaluate again."
+        )
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise PipelineInputError(f"metrics file {str(path)!r}: val.threshold must be a finite number; got {value!r}.")
+        raise PipelineInputError(
+            f"metrics file {str(path)!r}: val.threshold_score must be a finite number; got {value!r}."
+        )
     return float(value)
 
 
@@ -280,7 +293,8 @@ def load_classifier(path: str | Path, *, threshold: float | None = None, metrics
     Args:
         path: ``models/best.ckpt``.
         threshold: decision threshold; overrides ``metrics``.
-        metrics: evaluate's ``metrics.json``, whose validation threshold is then used.
+        metrics: evaluate's ``metrics.json``, whose validation threshold (on the model's
+            score scale, ``val.threshold_score``) is then used.
         device: ``cuda`` or ``cpu``; default the GPU when there is one.
 
     Raises:

@@ -93,7 +93,8 @@ def test_bad_inputs_are_rows_with_their_reason(runs, tmp_path, monkeypatch, caps
     folders = manifest_folders(run)
     nifti = next(run.raw_dir / f for f in folders.values() if f.endswith(".nii.gz"))
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({"val": {"threshold": 0.25}, "test": {"threshold": 0.25}}))
+    metrics.write_text(json.dumps({"val": {"threshold": 0.25, "threshold_score": 0.25},
+                                   "test": {"threshold": 0.25, "threshold_score": 0.25}}))
     out = tmp_path / "p.csv"
     status = main([str(run.model), "missing/folder", str(empty), str(text), str(nifti), "--out", str(out),
                    "--metrics", str(metrics)])
@@ -165,7 +166,7 @@ def test_the_threshold_comes_from_reports_metrics_json_unless_given(runs, tmp_pa
     monkeypatch.chdir(tmp_path)
     nifti = str(next(run.raw_dir.rglob("*.nii.gz")))
     (tmp_path / "reports").mkdir()
-    (tmp_path / "reports" / "metrics.json").write_text(json.dumps({"val": {"threshold": 0.125}}))
+    (tmp_path / "reports" / "metrics.json").write_text(json.dumps({"val": {"threshold": 0.125, "threshold_score": 0.125}}))
     assert main([str(run.model), nifti, "--out", "a.csv"]) == 0
     assert read_csv(tmp_path / "a.csv")[0]["threshold"] == "0.125"
     assert "from reports/metrics.json" in capsys.readouterr().out
@@ -176,7 +177,26 @@ def test_the_threshold_comes_from_reports_metrics_json_unless_given(runs, tmp_pa
     assert main([str(run.model), nifti, "--out", "c.csv"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
-    assert "must be evaluate's metrics.json with val.threshold" in err and "give --threshold" in err
+    assert "must be evaluate's metrics.json with val.threshold_score" in err and "give --threshold" in err
+
+
+def test_a_recalibrated_threshold_is_applied_on_the_model_score_scale(runs, tmp_path, monkeypatch, capsys):
+    """With evaluate.calibration platt (the default) val.threshold is a calibrated probability;
+    the model's score must be compared with val.threshold_score, the same cut on its own scale."""
+    run = runs[2]
+    monkeypatch.chdir(tmp_path)
+    nifti = str(next(run.raw_dir.rglob("*.nii.gz")))
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"val": {"threshold": 0.999999, "threshold_score": 1e-12,
+                                           "threshold_scale": "calibrated probability (platt)",
+                                           "calibration_method": "platt"}}))
+    assert main([str(run.model), nifti, "--out", "a.csv", "--metrics", str(metrics)]) == 0
+    row = read_csv(tmp_path / "a.csv")[0]
+    assert row["threshold"] == "1e-12" and float(row["score"]) >= 1e-12 and row["positive"] == "1"
+    metrics.write_text(json.dumps({"val": {"threshold": 0.4, "threshold_score": None, "calibration_method": "isotonic"}}))
+    assert main([str(run.model), nifti, "--out", "b.csv", "--metrics", str(metrics)]) == 2
+    err = capsys.readouterr().err
+    assert "val.threshold_score must be a number; got null" in err and "Give --threshold" in err
 
 
 def test_every_series_of_a_study_folder_gets_a_row(runs, tmp_path, capsys):
