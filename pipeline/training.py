@@ -33,7 +33,7 @@ from pipeline.config import ModelConfig, TrainConfig
 from pipeline.data import CachedDataModule
 from pipeline.finetuning import FreezeEarlyLayers
 from pipeline.folders import empty_folder
-from pipeline.modelfile import describe_model
+from pipeline.modelfile import KEY as MODEL_FILE_KEY, describe_model
 from pipeline.models import build_backbone
 from pipeline.outputs import write_atomic
 from pipeline.precision import resolve_precision
@@ -211,6 +211,9 @@ def train_and_predict(
             {
                 "weights": provenance,
                 "model": {"arch": model.arch, "spatial_dims": spatial_dims, "in_channels": 1, "num_classes": 1},
+                # The sealed digest of best.ckpt, whose scores predictions.csv holds.
+                "model_digest": torch.load(best.best_model_path, map_location="cpu", weights_only=True)[
+                    MODEL_FILE_KEY]["digest"],
                 "best_epoch": summary.best_epoch,
                 "best_val_auc": summary.best_val_auc,
                 "resumed_from_epoch": resumed_epoch,

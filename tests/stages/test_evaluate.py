@@ -31,6 +31,7 @@ TRAIN_SUMMARY = {
         "warning": None,
     },
     "model": {"arch": "resnet18", "spatial_dims": 3, "in_channels": 1, "num_classes": 1},
+    "model_digest": "cd" * 32,
     "best_epoch": 2,
     "best_val_auc": 0.8,
     "resumed_from_epoch": None,
