@@ -112,7 +112,7 @@ def test_every_plot_file_lies_in_its_declared_folder():
     assert outputs.plot_file("roc", "test") == Path("out/roc")  # the headline curve has a path of its own
     assert outputs.plot_file("roc", "val") == Path("out/roc_plots/val.json")
     assert outputs.plot_file("confusion", "test") == Path("out/confusion_plots/test.json")
-    assert all(isinstance(p, Path) for p in outputs.paths().values()) and len(outputs.paths()) == 11
+    assert all(isinstance(p, Path) for p in outputs.paths().values()) and len(outputs.paths()) == 12
 
 
 def test_the_schema_imports_no_torch():

@@ -23,6 +23,7 @@ from pipeline.calibration import CalibrationError, Calibrator, fit_calibrator
 from pipeline.config import EvaluateConfig
 from pipeline.errors import PipelineInputError
 from pipeline.report.predictions import PatientTable
+from pipeline.schema import CalibrationMap, ThresholdRecord
 
 #: The split the operating point is chosen on.
 CHOSEN_ON = "val"
@@ -111,4 +112,56 @@ def operating_point(table: PatientTable, config: EvaluateConfig) -> DecisionRule
         n_patients=n,
         n_positive=n_pos,
         aggregate=table.aggregate,
+    )
+
+
+def threshold_record(rule: DecisionRule, *, model_digest: str | None, predictions_sha256: str) -> ThresholdRecord:
+    """The record of ``threshold.json`` for ``rule``.
+
+    Args:
+        rule: what :func:`operating_point` chose.
+        model_digest: the sealed digest of the model whose scores ``rule`` was chosen on
+            (``train_summary.json``); ``None`` when unknown.
+        predictions_sha256: SHA-256 of the predictions file it was chosen from.
+    """
+    c = rule.calibrator
+    cut, reason = rule.threshold_score, None
+    if cut is None:
+        reason = ("the recalibration map fitted on val is not monotone (its slope is not positive), so no cut on "
+                  "the model's score gives the same calls; apply the map and threshold instead")
+    elif cut == float("-inf"):
+        cut, reason = None, ("every score is called positive: the isotonic map fitted on val is flat below the "
+                             "validation range at the threshold's value")
+    return ThresholdRecord(
+        threshold_score=cut,
+        threshold_score_reason=reason,
+        threshold=rule.threshold,
+        threshold_scale=rule.scale,
+        rule=rule.rule,
+        chosen_on=CHOSEN_ON,
+        n_patients=rule.n_patients,
+        n_positive=rule.n_positive,
+        aggregate=rule.aggregate,
+        calibration=CalibrationMap(
+            method=c.method, regressor=c.feature, n_fitted=c.n_fitted, intercept=c.intercept, slope=c.slope,
+            knots_x=tuple(c.knots_x), knots_y=tuple(c.knots_y),
+        ),
+        model_digest=model_digest,
+        predictions_sha256=predictions_sha256,
+    )
+
+
+def rule_of_record(record: ThresholdRecord) -> DecisionRule:
+    """The :class:`DecisionRule` a ``threshold.json`` holds, its map rebuilt from the recorded parameters."""
+    m = record.calibration
+    calibrator = Calibrator(
+        m.method, m.regressor, intercept=m.intercept, slope=m.slope, knots_x=tuple(m.knots_x),
+        knots_y=tuple(m.knots_y), n_fitted=m.n_fitted,
+    )
+    cut = record.threshold_score
+    if cut is None and calibrator.monotone():  # the one monotone case without a cut: every score positive
+        cut = float("-inf")
+    return DecisionRule(
+        threshold=record.threshold, threshold_score=cut, rule=record.rule, calibrator=calibrator,
+        n_patients=record.n_patients, n_positive=record.n_positive, aggregate=record.aggregate,
     )
