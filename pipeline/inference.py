@@ -3,7 +3,7 @@
 ::
 
     from pipeline import load_classifier
-    clf = load_classifier("models/best.ckpt", metrics="reports/metrics.json")
+    clf = load_classifier("models/best.ckpt", threshold_file="reports/threshold.json")
     r = clf("path/to/study")          # a DICOM folder, a NIfTI file or one DICOM file
     r.score, r.positive               # probability, decision at the val-chosen threshold
     results = clf(["a/", "b.nii.gz"])  # batched
@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -32,6 +33,7 @@ from pipeline.modelfile import ModelFile, ModelFileError, check_state, read_mode
 from pipeline.models.network import NetworkLayout
 from pipeline.models.network import build_network as build_resnet
 from pipeline.models.sources import Normalization
+from pipeline.schema import ThresholdRecord
 from pipeline.transforms import deterministic_transforms
 
 DEFAULT_BATCH = 8
@@ -261,33 +263,104 @@ def build_network(layout: dict[str, Any]) -> nn.Module:
 
 
 def read_threshold(metrics_json: str | Path) -> float:
-    """The threshold evaluate chose on the validation split, from its ``metrics.json``."""
+    """The threshold evaluate chose on the validation split, on the model's score scale, from its ``metrics.json``.
+
+    That is ``val.threshold_score``: ``val.threshold`` is on the recalibrated scale when
+    ``evaluate.calibration`` is not ``none`` (the default is ``platt``), and a classifier
+    compares the model's own probability with its threshold.
+    """
     path = Path(metrics_json)
     try:
-        value = json.loads(path.read_text())["val"]["threshold"]
+        value = json.loads(path.read_text())["val"]["threshold_score"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise PipelineInputError(
-            f"metrics file {str(path)!r} must be evaluate's metrics.json with val.threshold; could not read it "
+            f"metrics file {str(path)!r} must be evaluate's metrics.json with val.threshold_score; could not read it "
             f"({type(error).__name__}: {error}). Run evaluate, or give --threshold."
         ) from None
+    if value is None:
+        raise PipelineInputError(
+            f"metrics file {str(path)!r}: val.threshold_score must be a number; got null (the recalibration map "
+            "fitted on val is not monotone, or calls every score positive, so no cut on the model's score "
+            "exists). Give --threshold, or set evaluate.calibration: platt or none and run evaluate again."
+        )
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise PipelineInputError(f"metrics file {str(path)!r}: val.threshold must be a finite number; got {value!r}.")
+        raise PipelineInputError(
+            f"metrics file {str(path)!r}: val.threshold_score must be a finite number; got {value!r}."
+        )
     return float(value)
 
 
-def load_classifier(path: str | Path, *, threshold: float | None = None, metrics: str | Path | None = None,
-                    device: str | None = None) -> Classifier:
+class ThresholdFileError(PipelineInputError):
+    """A ``threshold.json`` cannot be applied to this model: another model's, or no cut on the score scale."""
+
+
+@dataclass(frozen=True)
+class RecordedThreshold:
+    """The cut a ``threshold.json`` gives a model.
+
+    Attributes:
+        value: the threshold on the model's score scale (``threshold_score``).
+        checked: whether the file's model digest was compared with the model's (``False``
+            when the file records none: evaluate ran without ``train_summary.json``).
+    """
+
+    value: float
+    checked: bool
+
+
+def threshold_for_model(threshold_json: str | Path, model_digest: str) -> RecordedThreshold:
+    """The threshold evaluate chose on val, from its ``threshold.json``, for the model of ``model_digest``.
+
+    Args:
+        threshold_json: ``reports/threshold.json``.
+        model_digest: the sealed digest of the model it is to be applied to (``meta["digest"]``).
+
+    Raises:
+        ArtifactError: the file is missing, not JSON, or lacks a key.
+        ThresholdFileError: it was chosen on another model's scores, or holds no cut on the
+            model's score scale.
+    """
+    path = Path(threshold_json)
+    record = ThresholdRecord.read(path)
+    if record.model_digest is not None and record.model_digest != model_digest:
+        raise ThresholdFileError(
+            f"threshold file {str(path)!r} must come from the model it is applied to; it was chosen on the scores "
+            f"of model {record.model_digest[:12]}..., and this model file is {model_digest[:12]}.... Run evaluate "
+            "on this model's predictions (dvc repro), or give the threshold with --threshold."
+        )
+    if record.threshold_score is None:
+        raise ThresholdFileError(
+            f"threshold file {str(path)!r} must hold a cut on the model's score scale; its threshold_score is null "
+            f"({record.threshold_score_reason}). Give --threshold, or set evaluate.calibration: platt or none."
+        )
+    return RecordedThreshold(value=float(record.threshold_score), checked=record.model_digest is not None)
+
+
+def load_classifier(path: str | Path, *, threshold: float | None = None, threshold_file: str | Path | None = None,
+                    metrics: str | Path | None = None, device: str | None = None) -> Classifier:
     """Rebuild the classifier from a model file written by ``train``, nothing else needed.
 
     Args:
         path: ``models/best.ckpt``.
-        threshold: decision threshold; overrides ``metrics``.
-        metrics: evaluate's ``metrics.json``, whose validation threshold is then used.
+        threshold: decision threshold on the score; overrides ``threshold_file`` and ``metrics``.
+        threshold_file: evaluate's ``threshold.json``: the threshold chosen on val, refused
+            when it was chosen on another model's scores (a :class:`ThresholdFileError`),
+            warned about when it names no model; overrides ``metrics``.
+        metrics: evaluate's ``metrics.json``, whose validation threshold (on the model's
+            score scale, ``val.threshold_score``) is then used.
         device: ``cuda`` or ``cpu``; default the GPU when there is one.
 
     Raises:
         ModelFileError: the file is missing, foreign, another format version or altered.
+        ThresholdFileError, ArtifactError: ``threshold_file`` is another model's or unreadable.
     """
-    if threshold is None and metrics is not None:
+    model_file = read_model_file(path)
+    if threshold is None and threshold_file is not None:
+        recorded = threshold_for_model(threshold_file, model_file.meta["digest"])
+        if not recorded.checked:
+            warnings.warn(f"threshold file {str(threshold_file)!r} names no model (evaluate ran without "
+                          "train_summary.json), so it could not be checked against this one", stacklevel=2)
+        threshold = recorded.value
+    elif threshold is None and metrics is not None:
         threshold = read_threshold(metrics)
-    return Classifier(read_model_file(path), threshold=threshold, device=device)
+    return Classifier(model_file, threshold=threshold, device=device)

@@ -107,6 +107,16 @@ def seal(meta: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> dict[str
     return {**body, "digest": digest(body, _network_state(state))}
 
 
+def sealed_digest(path: str | Path) -> str:
+    """The digest ``path`` was sealed with when it was saved (:func:`seal`), read without checking the file.
+
+    For train, naming the ``best.ckpt`` it has just written: the file is its own, so the
+    checks of :func:`read_model_file` (which also refuse a cache meta this version would
+    not read) are not its business. Memory-mapped: the weights are not read.
+    """
+    return str(torch.load(path, map_location="cpu", weights_only=True, mmap=True)[KEY]["digest"])
+
+
 def digest(meta: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> str:
     """SHA-256 over the metadata (canonical JSON) and every weight's name, dtype, shape and bytes."""
     h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())

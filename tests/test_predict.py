@@ -93,7 +93,8 @@ def test_bad_inputs_are_rows_with_their_reason(runs, tmp_path, monkeypatch, caps
     folders = manifest_folders(run)
     nifti = next(run.raw_dir / f for f in folders.values() if f.endswith(".nii.gz"))
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({"val": {"threshold": 0.25}, "test": {"threshold": 0.25}}))
+    metrics.write_text(json.dumps({"val": {"threshold": 0.25, "threshold_score": 0.25},
+                                   "test": {"threshold": 0.25, "threshold_score": 0.25}}))
     out = tmp_path / "p.csv"
     status = main([str(run.model), "missing/folder", str(empty), str(text), str(nifti), "--out", str(out),
                    "--metrics", str(metrics)])
@@ -165,7 +166,7 @@ def test_the_threshold_comes_from_reports_metrics_json_unless_given(runs, tmp_pa
     monkeypatch.chdir(tmp_path)
     nifti = str(next(run.raw_dir.rglob("*.nii.gz")))
     (tmp_path / "reports").mkdir()
-    (tmp_path / "reports" / "metrics.json").write_text(json.dumps({"val": {"threshold": 0.125}}))
+    (tmp_path / "reports" / "metrics.json").write_text(json.dumps({"val": {"threshold": 0.125, "threshold_score": 0.125}}))
     assert main([str(run.model), nifti, "--out", "a.csv"]) == 0
     assert read_csv(tmp_path / "a.csv")[0]["threshold"] == "0.125"
     assert "from reports/metrics.json" in capsys.readouterr().out
@@ -176,7 +177,26 @@ def test_the_threshold_comes_from_reports_metrics_json_unless_given(runs, tmp_pa
     assert main([str(run.model), nifti, "--out", "c.csv"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
-    assert "must be evaluate's metrics.json with val.threshold" in err and "give --threshold" in err
+    assert "must be evaluate's metrics.json with val.threshold_score" in err and "give --threshold" in err
+
+
+def test_a_recalibrated_threshold_is_applied_on_the_model_score_scale(runs, tmp_path, monkeypatch, capsys):
+    """With evaluate.calibration platt (the default) val.threshold is a calibrated probability;
+    the model's score must be compared with val.threshold_score, the same cut on its own scale."""
+    run = runs[2]
+    monkeypatch.chdir(tmp_path)
+    nifti = str(next(run.raw_dir.rglob("*.nii.gz")))
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"val": {"threshold": 0.999999, "threshold_score": 1e-12,
+                                           "threshold_scale": "calibrated probability (platt)",
+                                           "calibration_method": "platt"}}))
+    assert main([str(run.model), nifti, "--out", "a.csv", "--metrics", str(metrics)]) == 0
+    row = read_csv(tmp_path / "a.csv")[0]
+    assert row["threshold"] == "1e-12" and float(row["score"]) >= 1e-12 and row["positive"] == "1"
+    metrics.write_text(json.dumps({"val": {"threshold": 0.4, "threshold_score": None, "calibration_method": "isotonic"}}))
+    assert main([str(run.model), nifti, "--out", "b.csv", "--metrics", str(metrics)]) == 2
+    err = capsys.readouterr().err
+    assert "val.threshold_score must be a number; got null" in err and "Give --threshold" in err
 
 
 def test_every_series_of_a_study_folder_gets_a_row(runs, tmp_path, capsys):
@@ -210,3 +230,88 @@ def test_the_model_file_carries_ingest_settings_and_predict_needs_them(runs):
     assert config.series_choice == "error" and config.max_voxels == recorded["max_voxels"]
     with pytest.raises(PipelineInputError, match=r"model file must record the ingest settings .*retrain"):
         ingest_settings(None, need_key=False, recorded=None)
+
+
+def write_threshold_file(path: Path, *, threshold_score: float | None, model_digest: str | None) -> Path:
+    """A threshold.json as evaluate writes it (pipeline.schema.ThresholdRecord), Platt-recalibrated."""
+    from pipeline.schema import CalibrationMap, ThresholdRecord
+
+    record = ThresholdRecord(
+        threshold_score=threshold_score, threshold_score_reason=None if threshold_score is not None else "not monotone",
+        threshold=0.999999, threshold_scale="calibrated probability (platt)", rule="youden", chosen_on="val",
+        n_patients=4, n_positive=2, aggregate="max",
+        calibration=CalibrationMap(method="platt", regressor="logit", n_fitted=4, intercept=0.5, slope=2.0,
+                                   knots_x=(), knots_y=()),
+        model_digest=model_digest, predictions_sha256="0" * 64,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record.to_json()))
+    return path
+
+
+def model_digest(run) -> str:
+    from pipeline.modelfile import read_model_file
+
+    return read_model_file(run.model).meta["digest"]
+
+
+def test_reports_threshold_json_is_used_by_default_and_before_metrics_json(runs, tmp_path, monkeypatch, capsys):
+    run = runs[2]
+    monkeypatch.chdir(tmp_path)
+    nifti = str(next(run.raw_dir.rglob("*.nii.gz")))
+    write_threshold_file(tmp_path / "reports" / "threshold.json", threshold_score=1e-12, model_digest=model_digest(run))
+    (tmp_path / "reports" / "metrics.json").write_text(json.dumps({"val": {"threshold": 0.5, "threshold_score": 0.75}}))
+    assert main([str(run.model), nifti, "--out", "a.csv"]) == 0
+    row = read_csv(tmp_path / "a.csv")[0]
+    assert row["threshold"] == "1e-12" and row["positive"] == "1"  # threshold_score, not the calibrated 0.999999
+    captured = capsys.readouterr()
+    assert "from reports/threshold.json" in captured.out and "WARNING" not in captured.err
+    # --metrics named on the command line wins over the default threshold.json
+    assert main([str(run.model), nifti, "--out", "b.csv", "--metrics", "reports/metrics.json"]) == 0
+    assert read_csv(tmp_path / "b.csv")[0]["threshold"] == "0.75"
+
+
+def test_another_models_threshold_file_is_refused_when_named_and_skipped_when_default(runs, tmp_path, monkeypatch,
+                                                                                    capsys):
+    from pipeline import load_classifier
+    from pipeline.inference import ThresholdFileError
+
+    run = runs[2]
+    monkeypatch.chdir(tmp_path)
+    nifti = str(next(run.raw_dir.rglob("*.nii.gz")))
+    other = "ab" * 32
+    path = write_threshold_file(tmp_path / "reports" / "threshold.json", threshold_score=0.5, model_digest=other)
+    mine = model_digest(run)
+    assert main([str(run.model), nifti, "--out", "a.csv", "--threshold-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("predict failed: threshold file ")
+    assert f"chosen on the scores of model {other[:12]}..., and this model file is {mine[:12]}..." in err
+    assert not (tmp_path / "a.csv").exists()
+
+    assert main([str(run.model), nifti, "--out", "b.csv"]) == 0  # the working folder's file, not the user's choice
+    captured = capsys.readouterr()
+    assert "predict: WARNING: reports/threshold.json not used: threshold file" in captured.err
+    assert "no threshold (reports/threshold.json is not this model's" in captured.out
+    row = read_csv(tmp_path / "b.csv")[0]
+    assert row["threshold"] == "" and row["positive"] == "" and row["score"] != ""
+
+    with pytest.raises(ThresholdFileError, match=r"must come from the model it is applied to"):
+        load_classifier(run.model, threshold_file=path)
+    assert load_classifier(run.model, threshold_file=path, threshold=0.3).threshold == 0.3
+
+
+def test_a_threshold_file_naming_no_model_is_used_with_a_warning(runs, tmp_path, monkeypatch, capsys):
+    from pipeline import load_classifier
+
+    run = runs[2]
+    monkeypatch.chdir(tmp_path)
+    nifti = str(next(run.raw_dir.rglob("*.nii.gz")))
+    path = write_threshold_file(tmp_path / "t.json", threshold_score=0.25, model_digest=None)
+    assert main([str(run.model), nifti, "--out", "a.csv", "--threshold-file", str(path)]) == 0
+    assert read_csv(tmp_path / "a.csv")[0]["threshold"] == "0.25"
+    assert "names no model (evaluate ran without --train-summary)" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="names no model"):
+        assert load_classifier(run.model, threshold_file=path).threshold == 0.25
+    write_threshold_file(path, threshold_score=None, model_digest=model_digest(run))
+    assert main([str(run.model), nifti, "--out", "b.csv", "--threshold-file", str(path)]) == 2
+    assert "threshold_score is null (not monotone). Give --threshold" in capsys.readouterr().err

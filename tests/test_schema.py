@@ -83,7 +83,9 @@ def test_train_summary_keeps_the_layout_training_writes():
     record = TrainSummaryRecord.from_json(json.loads(json.dumps(TRAIN_SUMMARY)), file="s.json")
     assert json.dumps(record.to_json()) == json.dumps(TRAIN_SUMMARY)  # every key, in the same order
     assert (record.weights.source, record.weights.licence, record.config.train.lr) == ("imagenet", "BSD-3-Clause", 0.001)
-    assert record.model.spatial_dims == 3 and record.best_epoch == 2
+    assert record.model.spatial_dims == 3 and record.best_epoch == 2 and record.model_digest == "cd" * 32
+    older = {k: v for k, v in TRAIN_SUMMARY.items() if k != "model_digest"}  # written before the digest was
+    assert TrainSummaryRecord.from_json(older, file="s.json").model_digest is None
 
 
 @pytest.mark.parametrize(("path", "value", "message"), [
@@ -110,7 +112,7 @@ def test_every_plot_file_lies_in_its_declared_folder():
     assert outputs.plot_file("roc", "test") == Path("out/roc")  # the headline curve has a path of its own
     assert outputs.plot_file("roc", "val") == Path("out/roc_plots/val.json")
     assert outputs.plot_file("confusion", "test") == Path("out/confusion_plots/test.json")
-    assert all(isinstance(p, Path) for p in outputs.paths().values()) and len(outputs.paths()) == 11
+    assert all(isinstance(p, Path) for p in outputs.paths().values()) and len(outputs.paths()) == 12
 
 
 def test_the_schema_imports_no_torch():

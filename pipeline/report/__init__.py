@@ -12,14 +12,17 @@ from typing import Any, Mapping
 from pipeline.config import EvaluateConfig
 from pipeline.report.evaluation import Evaluation, EvaluationError, compare_tables, evaluate_table
 from pipeline.report.methods import ledger_counts
+from pipeline.report.operating_point import DecisionRule, OperatingPointError, operating_point
 from pipeline.report.predictions import PatientTable, PredictionsError, read_predictions, subgroup_columns
 from pipeline.report.provenance import EvaluationProvenance, ProvenanceError, collect_provenance
 from pipeline.report.writers import write_outputs
 from pipeline.schema import EvaluateOutputs
 
 __all__ = [
+    "DecisionRule",
     "Evaluation",
     "EvaluationError",
+    "OperatingPointError",
     "PatientTable",
     "PredictionsError",
     "EvaluationProvenance",
@@ -27,6 +30,7 @@ __all__ = [
     "collect_provenance",
     "compare_tables",
     "evaluate_table",
+    "operating_point",
     "read_predictions",
     "run_evaluation",
     "subgroup_columns",

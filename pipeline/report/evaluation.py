@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline import metrics as M
-from pipeline.calibration import CalibrationError, Calibrator, fit_calibrator, intercept_and_slope
+from pipeline.calibration import Calibrator, intercept_and_slope
 from pipeline.config import EvaluateConfig
 from pipeline.errors import PipelineInputError
+from pipeline.report.operating_point import CHOSEN_ON, DecisionRule, OperatingPointError, operating_point
 from pipeline.report.predictions import PatientTable, PredictionsError, subgroup_columns
 from pipeline.report.readers import ReaderCurve, compare_reader
 from pipeline.schema import (
@@ -75,6 +76,8 @@ class Evaluation:
         subgroups: subgroup columns reported.
         subgroups_skipped: column -> reason it is not reported.
         settings: the evaluation settings used, shown in the report.
+        operating_point: the recalibration map and threshold chosen on val
+            (``reports/threshold.json``; external sites are called positive by it too).
     """
 
     metrics: MetricsRecord
@@ -83,6 +86,7 @@ class Evaluation:
     subgroups: list[str]
     subgroups_skipped: dict[str, str]
     settings: dict[str, object]
+    operating_point: DecisionRule
 
 
 def _check_split(table: PatientTable, split: str) -> None:
@@ -142,7 +146,7 @@ def _calibration_metrics(
     out: dict[str, object] = {
         "calibration_method": method,
         "calibration_fitted_on": "none" if method == "none" else (
-            "val" if split == "test" else "val (in-sample: fitted on these patients, so optimistic)"
+            "val" if split != "val" else "val (in-sample: fitted on these patients, so optimistic)"
         ),
         **after,
         **before,
@@ -171,18 +175,16 @@ def _subgroup(
     return levels
 
 
-def _operating_point(
-    y: np.ndarray, c: np.ndarray, calibrator: Calibrator, *, threshold: float, threshold_score: float | None, rule: str
-) -> dict[str, object]:
-    """The threshold chosen on val, and the confusion and proportions it gives here (calibrated score)."""
-    at = M.threshold_metrics(y, c, threshold, level=LEVEL)
+def _at_operating_point(y: np.ndarray, c: np.ndarray, op: DecisionRule) -> dict[str, object]:
+    """The threshold chosen on val, and the confusion and proportions it gives here (calibrated score ``c``)."""
+    at = M.threshold_metrics(y, c, op.threshold, level=LEVEL)
     names = ("sensitivity", "specificity", "ppv", "npv")
     return {
-        "threshold": threshold,
-        "threshold_scale": "score" if calibrator.method == "none" else f"calibrated probability ({calibrator.method})",
-        "threshold_score": threshold_score,
-        "threshold_rule": rule,
-        "threshold_source": "val",
+        "threshold": op.threshold,
+        "threshold_scale": op.scale,
+        "threshold_score": op.threshold_score,
+        "threshold_rule": op.rule,
+        "threshold_source": CHOSEN_ON,
         **{name: at[name] for name in names},
         **{f"{name}_ci95": _pair(at[f"{name}_ci95"]) for name in names},
         "confusion": Confusion(tp=at["tp"], fp=at["fp"], tn=at["tn"], fn=at["fn"]),
@@ -201,20 +203,28 @@ def _readers(part: PatientTable, config: EvaluateConfig) -> tuple[dict[str, Read
     return rows, curves
 
 
-def _split_metrics(
+def split_metrics(
     part: PatientTable,
-    calibrator: Calibrator,
+    op: DecisionRule,
     *,
-    operating_point: dict[str, object],
     raw_reason: str | None,
     config: EvaluateConfig,
     subgroups: list[str],
     subgroups_skipped: dict[str, str],
 ) -> tuple[SplitMetrics, SplitCurves]:
-    """Every metric and curve of one split; ``operating_point`` gives the threshold chosen on val."""
+    """Every metric and curve of one group of patients at the operating point ``op`` chosen on val.
+
+    Args:
+        part: the patients (one split, or an external site's cohort).
+        op: the recalibration map and threshold of :func:`operating_point`, applied unchanged.
+        raw_reason: why the model's scores are not probabilities (``None`` when they are).
+        config: the ``evaluate`` settings (CI method, resamples, bins, readers, seed).
+        subgroups, subgroups_skipped: the subgroup columns reported, and why the others are not.
+    """
     y, s = part.label, part.score
-    c = calibrator.apply(s)
-    threshold = operating_point["threshold"]
+    calibrator = op.calibrator
+    c = op.calibrated(s)
+    threshold = op.threshold
     try:
         auc, lo, hi = M.roc_auc_ci(y, s, method=config.ci_method, level=LEVEL, n_boot=config.n_boot, seed=config.seed)
     except M.UndefinedMetricError as err:  # class counts were checked up front; this is anything else
@@ -230,7 +240,7 @@ def _split_metrics(
         # Isotonic steps tie patients the model ranked apart; ties count one half. The
         # point estimate is the same whatever the interval method.
         auc_calibrated=M.roc_auc_ci(y, c, method="delong")[0],
-        **_operating_point(y, c, calibrator, **operating_point),
+        **_at_operating_point(y, c, op),
         **calibration,
         average_precision=M.average_precision(y, s),
         n_patients=int(y.size), n_positive=int(y.sum()), n_negative=int(y.size - y.sum()),
@@ -246,7 +256,7 @@ def _split_metrics(
         pr={"precision": precision, "recall": recall, "threshold": pr_thr},
         calibration=curve_after,
         actual=y.astype(int),
-        predicted=(c >= threshold).astype(int),
+        predicted=op.positive(s).astype(int),
         score=c,
         calibration_before=curve_before,
         readers=reader_curves,
@@ -306,23 +316,6 @@ def _check_columns(table: PatientTable, config: EvaluateConfig) -> tuple[list[st
         raise EvaluationError(str(err)) from err
 
 
-def _fit_on_val(val: PatientTable, config: EvaluateConfig, *, probabilities: bool) -> tuple[Calibrator, dict[str, object]]:
-    """The recalibration map and the operating threshold, both fitted on the validation patients."""
-    try:
-        calibrator = fit_calibrator(config.calibration, val.label, val.score, probabilities=probabilities)
-    except CalibrationError as err:
-        raise EvaluationError(str(err)) from err
-    rule = config.threshold
-    threshold = M.choose_threshold(
-        val.label, calibrator.apply(val.score), rule=rule, target_sensitivity=config.target_sensitivity
-    )
-    return calibrator, {
-        "threshold": threshold,
-        "threshold_score": calibrator.score_cut(threshold, val.score),
-        "rule": rule if rule == "youden" else f"sensitivity>={config.target_sensitivity}",
-    }
-
-
 def _calibration_fit(calibrator: Calibrator) -> CalibrationFit:
     platt, isotonic = calibrator.method == "platt", calibrator.method == "isotonic"
     return CalibrationFit(
@@ -362,16 +355,18 @@ def evaluate_table(
     used, skipped = _check_columns(table, config)
     # One verdict for the whole file: a score scale cannot be a probability on one split only.
     raw_reason = M.probability_reason(table.score)
-    calibrator, operating_point = _fit_on_val(table.select("val"), config, probabilities=raw_reason is None)
+    try:
+        op = operating_point(table, config)
+    except OperatingPointError as err:
+        raise EvaluationError(str(err)) from err
     blocks: dict[str, SplitMetrics] = {}
     curves: dict[str, SplitCurves] = {}
     for split in ("test", "val"):
-        blocks[split], curves[split] = _split_metrics(
-            table.select(split), calibrator, operating_point=operating_point, raw_reason=raw_reason, config=config,
-            subgroups=used, subgroups_skipped=skipped,
+        blocks[split], curves[split] = split_metrics(
+            table.select(split), op, raw_reason=raw_reason, config=config, subgroups=used, subgroups_skipped=skipped,
         )
     metrics = MetricsRecord(
-        test=blocks["test"], val=blocks["val"], calibration=_calibration_fit(calibrator),
+        test=blocks["test"], val=blocks["val"], calibration=_calibration_fit(op.calibrator),
         comparison=None if other is None else compare_tables(table, other),
     )
     settings = {
@@ -387,5 +382,6 @@ def evaluate_table(
         "ci_level": LEVEL,
     }
     return Evaluation(
-        metrics=metrics, curves=curves, table=table, subgroups=used, subgroups_skipped=skipped, settings=settings
+        metrics=metrics, curves=curves, table=table, subgroups=used, subgroups_skipped=skipped, settings=settings,
+        operating_point=op,
     )

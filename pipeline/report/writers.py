@@ -21,6 +21,7 @@ from pipeline.report.evaluation import Evaluation
 from pipeline.report.figures import calibration_png, pr_png, roc_png
 from pipeline.report.html import render_html
 from pipeline.report.methods import methods_markdown
+from pipeline.report.operating_point import threshold_record
 from pipeline.report.provenance import EvaluationProvenance
 from pipeline.schema import EvaluateOutputs
 
@@ -95,6 +96,16 @@ def _write_json(path: Path, content: Any) -> None:
     write_atomic(path, json.dumps(jsonable(content), indent=2, allow_nan=False) + "\n")
 
 
+def write_threshold(evaluation: Evaluation, provenance: EvaluationProvenance, path: Path) -> None:
+    """``threshold.json``: the operating point, every float with all its digits (see :mod:`pipeline.schema.threshold`)."""
+    summary = provenance.train_summary
+    record = threshold_record(
+        evaluation.operating_point, model_digest=None if summary is None else summary.model_digest,
+        predictions_sha256=provenance.predictions_sha256,
+    )
+    write_atomic(path, json.dumps(record.to_json(), indent=2, allow_nan=False) + "\n")
+
+
 def write_outputs(
     evaluation: Evaluation,
     provenance: EvaluationProvenance,
@@ -106,7 +117,8 @@ def write_outputs(
 
     ``metrics``, the DVC plot file of each curve and split (:meth:`EvaluateOutputs.plot_file`),
     the three PNGs, ``report`` (self-contained: figures embedded as base64) and
-    ``methods`` (the generated methods section). Each file is written aside and renamed
+    ``methods`` (the generated methods section) and ``threshold_file`` (the operating
+    point, for predict). Each file is written aside and renamed
     into place, so a killed run leaves every file whole (old or new), never truncated.
 
     Returns:
@@ -131,4 +143,6 @@ def write_outputs(
     written.append(outputs.report)
     write_atomic(outputs.methods, methods_markdown(evaluation, provenance, ledger))
     written.append(outputs.methods)
+    write_threshold(evaluation, provenance, outputs.threshold_file)
+    written.append(outputs.threshold_file)
     return written

@@ -8,6 +8,7 @@ of the pipeline but the error base: every stage, and any tool reading the output
 import it. One module per stage's artifacts:
 
 * :mod:`pipeline.schema.evaluate`: the evaluate stage's output paths and ``metrics.json``;
+* :mod:`pipeline.schema.threshold`: ``threshold.json``, the operating point evaluate chose;
 * :mod:`pipeline.schema.train_summary`: ``train_summary.json`` of the train stage.
 """
 
@@ -27,6 +28,7 @@ from pipeline.schema.evaluate import (
     SubgroupLevel,
 )
 from pipeline.schema.json_records import ArtifactError, read_json_object, record_to_json
+from pipeline.schema.threshold import CalibrationMap, ThresholdRecord
 from pipeline.schema.train_summary import (
     ModelRecord,
     RunConfigRecord,
@@ -38,6 +40,7 @@ from pipeline.schema.train_summary import (
 __all__ = [
     "ArtifactError",
     "CalibrationFit",
+    "CalibrationMap",
     "Confusion",
     "EvaluateOutputs",
     "HEADLINE_SPLIT",
@@ -50,6 +53,7 @@ __all__ = [
     "RunConfigRecord",
     "SplitMetrics",
     "SubgroupLevel",
+    "ThresholdRecord",
     "TrainSettingsRecord",
     "TrainSummaryRecord",
     "WeightsRecord",

@@ -47,6 +47,8 @@ class EvaluateOutputs:
     calibration_png: Path = _out("reliability diagram with the score histogram (PNG)")
     report: Path = _out("report.html: the self-contained page for clinicians and reviewers")
     methods: Path = _out("methods.md: the methods paragraph and TRIPOD+AI checklist of this run")
+    threshold_file: Path = _out("threshold.json: the operating point chosen on val, on the model's score scale, "
+                                "with the recalibration map and the model's digest (what predict applies)")
 
     def __post_init__(self) -> None:
         for name, value in self.paths().items():

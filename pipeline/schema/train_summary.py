@@ -64,8 +64,13 @@ class RunConfigRecord:
 
 @dataclass(frozen=True)
 class TrainSummaryRecord(JsonFile):
-    """``train_summary.json``: weights provenance, model, best epoch, settings and the cache used."""
+    """``train_summary.json``: weights provenance, model, best epoch, settings and the cache used.
 
+    ``model_digest`` is the sealed digest of ``best.ckpt`` (:mod:`pipeline.modelfile`), the
+    model whose scores ``predictions.csv`` holds; ``None`` in a summary written before it was recorded.
+    """
+
+    OMIT_WHEN_EMPTY: ClassVar[frozenset[str]] = frozenset({"model_digest"})
     WHAT: ClassVar[str] = "train summary"
     FIX: ClassVar[str] = (
         "It is written by the train stage: run it again (dvc repro train), or leave --train-summary out."
@@ -73,6 +78,7 @@ class TrainSummaryRecord(JsonFile):
 
     weights: WeightsRecord
     model: ModelRecord
+    model_digest: str | None
     best_epoch: int
     best_val_auc: float
     resumed_from_epoch: int | None

@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 from pipeline.cache import read_meta
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.data import CachedDataModule
+from pipeline.modelfile import sealed_digest
 from pipeline.models import build_backbone
 from pipeline.schema.tables import SCORED_PARTS
 from pipeline.training.fit import build_system, deterministic, fit
@@ -80,6 +81,8 @@ def train_and_predict(
                         deterministic=deterministic(train))
     write_predictions(predictions_csv, rows, subgroup_columns(data))
     network = {"arch": model.arch, "spatial_dims": spatial_dims, "in_channels": IN_CHANNELS, "num_classes": NUM_CLASSES}
-    write_train_summary(summary_json, summary, network=network, config=config, cache_meta=meta)
+    # best.ckpt's: predictions.csv holds its scores.
+    write_train_summary(summary_json, summary, network=network, model_digest=sealed_digest(fitted.best_path),
+                        config=config, cache_meta=meta)
     mark_complete(model_dir, fingerprint)
     return summary

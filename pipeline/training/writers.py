@@ -4,8 +4,8 @@
   ``split``, ``label``, ``score`` and the cache's subgroup columns, one row per cached
   val and test sample, in cache order; scores with all 17 significant digits.
 - ``train_summary.json`` (:func:`write_train_summary`): weight provenance, the network,
-  best epoch and its validation AUC, whether the run resumed, the configuration and the
-  cache's settings.
+  the sealed digest of ``best.ckpt``, best epoch and its validation AUC, whether the run
+  resumed, the configuration and the cache's settings.
 
 The checkpoints and ``fingerprint.json`` in the model folder are Lightning's and
 :mod:`pipeline.training.run_folder`'s.
@@ -63,6 +63,7 @@ def write_train_summary(
     summary: TrainSummary,
     *,
     network: Mapping[str, Any],
+    model_digest: str,
     config: Mapping[str, Any],
     cache_meta: Mapping[str, Any],
 ) -> None:
@@ -72,12 +73,16 @@ def write_train_summary(
         path: the file.
         summary: the run's result.
         network: ``arch``, ``spatial_dims``, ``in_channels``, ``num_classes`` of the model.
+        model_digest: the sealed digest of ``best.ckpt`` (:mod:`pipeline.modelfile`), the model
+            whose scores ``predictions.csv`` holds: evaluate names the model its threshold
+            belongs to with it, without loading torch.
         config: ``{"model": ..., "train": ...}``, the settings as the run used them.
         cache_meta: the cache's ``meta.json`` (its ROI, spacing and counts are recorded).
     """
     payload = {
         "weights": summary.provenance,
         "model": dict(network),
+        "model_digest": model_digest,
         "best_epoch": summary.best_epoch,
         "best_val_auc": summary.best_val_auc,
         "resumed_from_epoch": summary.resumed_from_epoch,

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.report import writers
 from pipeline.report.evaluation import evaluate_table
+from pipeline.report.operating_point import rule_of_record, threshold_record
 from pipeline.report.provenance import collect_provenance
 from pipeline.report.writers import jsonable, plot_rows, write_outputs
-from pipeline.schema import PLOT_KINDS, MetricsRecord
+from pipeline.schema import PLOT_KINDS, MetricsRecord, ThresholdRecord
 from tests.report.test_html import _config, _table
 from tests.stages.test_evaluate import outputs_in
 
@@ -45,8 +48,8 @@ def test_exactly_the_declared_paths_are_written(written):
     root, outputs, paths = written
     plot_files = {outputs.plot_file(kind, split) for kind in PLOT_KINDS for split in ("val", "test")}
     expected = plot_files | {outputs.metrics, outputs.roc_png, outputs.pr_png, outputs.calibration_png, outputs.report,
-                             outputs.methods}
-    assert set(paths) == expected and len(paths) == len(expected) == 14
+                             outputs.methods, outputs.threshold_file}
+    assert set(paths) == expected and len(paths) == len(expected) == 15
     assert _files(root) == expected
     folders = {outputs.roc_plots, outputs.pr_plots, outputs.calibration_plots, outputs.confusion_plots}
     assert all(path.parent in folders or path in outputs.paths().values() for path in paths)
@@ -57,6 +60,37 @@ def test_metrics_json_is_the_record_and_reads_back(written, evaluation):
     text = outputs.metrics.read_text()
     assert text == json.dumps(jsonable(evaluation.metrics.to_json()), indent=2) + "\n"
     assert MetricsRecord.read(outputs.metrics).test.confusion == evaluation.metrics.test.confusion
+
+
+@pytest.mark.parametrize("calibration", ["none", "platt", "isotonic"])
+def test_threshold_json_holds_the_rule_exactly_and_rebuilds_it(tmp_path, calibration):
+    """Every digit of the threshold and the map: the rule read back calls the same patients positive."""
+    table = _table()
+    evaluation = evaluate_table(table, _config(calibration=calibration))
+    predictions = tmp_path / "predictions.csv"
+    predictions.write_text("hashed only\n")
+    outputs = outputs_in(tmp_path / "out")
+    write_outputs(evaluation, collect_provenance(predictions), outputs)
+    record = ThresholdRecord.read(outputs.threshold_file)
+    rule = evaluation.operating_point
+    assert record.threshold == rule.threshold == evaluation.metrics.val.threshold
+    assert record.threshold_score == rule.threshold_score == evaluation.metrics.val.threshold_score
+    assert record.model_digest is None  # no train_summary.json given
+    assert record.calibration.method == calibration and record.calibration.n_fitted == rule.calibrator.n_fitted
+    rebuilt = rule_of_record(record)
+    assert rebuilt == rule
+    test = table.select("test")
+    assert np.array_equal(rebuilt.positive(test.score).astype(int), evaluation.curves["test"].predicted)
+
+
+def test_a_cut_that_does_not_exist_on_the_score_scale_is_null_with_its_reason():
+    rule = evaluate_table(_table(), _config(calibration="none")).operating_point
+    flat = replace(rule, threshold_score=float("-inf"))
+    record = threshold_record(flat, model_digest="ab" * 32, predictions_sha256="0" * 64)
+    assert record.threshold_score is None and "every score is called positive" in record.threshold_score_reason
+    assert rule_of_record(record).threshold_score == float("-inf")
+    data = json.loads(json.dumps(record.to_json(), allow_nan=False))
+    assert ThresholdRecord.from_json(data, file="t.json") == record
 
 
 def test_a_failing_write_leaves_the_previous_outputs_whole(tmp_path, evaluation, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 import shlex
@@ -31,6 +32,7 @@ TRAIN_SUMMARY = {
         "warning": None,
     },
     "model": {"arch": "resnet18", "spatial_dims": 3, "in_channels": 1, "num_classes": 1},
+    "model_digest": "cd" * 32,
     "best_epoch": 2,
     "best_val_auc": 0.8,
     "resumed_from_epoch": None,
@@ -154,7 +156,7 @@ def test_stage_writes_every_output(tmp_path, capsys):
     assert "test AUC" in capsys.readouterr().out
 
     expected = {"metrics.json", "roc.json", "plots/roc/val.json", "roc.png", "calibration.png", "pr.png", "report.html",
-                "methods.md"} | {
+                "methods.md", "threshold.json"} | {
         f"plots/{kind}/{split}.json" for kind in ("pr", "calibration", "confusion") for split in ("val", "test")
     }
     written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
@@ -175,6 +177,17 @@ def test_stage_writes_every_output(tmp_path, capsys):
     level_y = metrics["test"]["subgroups"]["manufacturer"]["Y"]  # patients 58 and 59: one negative, one positive
     assert level_y["n_patients"] == 2 and level_y["auc_ci95"] is None and "interval undefined" in level_y["reason"]
     assert metrics["comparison"]["n_patients"] == 36
+
+    threshold = json.loads((out / "threshold.json").read_text())
+    val = metrics["val"]
+    assert (threshold["threshold"], threshold["threshold_score"]) == (val["threshold"], val["threshold_score"])
+    assert (threshold["rule"], threshold["chosen_on"], threshold["aggregate"]) == ("sensitivity>=0.8", "val", "max")
+    assert (threshold["n_patients"], threshold["n_positive"]) == (24, 12)
+    assert threshold["model_digest"] == TRAIN_SUMMARY["model_digest"]
+    assert threshold["predictions_sha256"] == hashlib.sha256(preds.read_bytes()).hexdigest()
+    fitted = metrics["calibration"]
+    assert threshold["calibration"]["method"] == "platt" and threshold["calibration"]["regressor"] == fitted["regressor"]
+    assert threshold["calibration"]["slope"] == pytest.approx(fitted["slope"], abs=1e-6)
 
     confusion = json.loads((out / "plots" / "confusion" / "test.json").read_text())
     assert len(confusion) == 36 and set(confusion[0]) == {"actual", "predicted"}

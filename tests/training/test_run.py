@@ -18,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline.cache import open_split
 from pipeline.config import ConfigError
+from pipeline.modelfile import digest
 from pipeline.schema.tables import PREDICTION_COLUMNS
 from pipeline.training import train_and_predict
 from tests.training.tiny_run import COUNTS, logged_val_auc, read_csv, run_paths, tiny_configs, write_cache
@@ -69,6 +70,11 @@ def test_summary_records_provenance_config_and_completion(trained):
     assert written["weights"]["source"] == "none" and written["weights"]["arch"] == "resnet18"
     assert written["model"] == {"arch": "resnet18", "spatial_dims": 2, "in_channels": 1, "num_classes": 1}
     assert written["best_epoch"] == summary.best_epoch and written["resumed_from_epoch"] is None
+    best = torch.load(paths["model_dir"] / "best.ckpt", map_location="cpu", weights_only=True)
+    sealed = best["medimg"]
+    assert written["model_digest"] == sealed["digest"]  # best.ckpt's, whose scores predictions.csv holds
+    weights = {k[len("backbone."):]: v for k, v in best["state_dict"].items() if k.startswith("backbone.")}
+    assert digest({k: v for k, v in sealed.items() if k != "digest"}, weights) == sealed["digest"]
     assert written["config"]["train"]["max_epochs"] == 3 and written["config"]["train"]["precision"] == "32"
     assert written["cache"]["counts"] == COUNTS
     assert json.loads((paths["model_dir"] / "fingerprint.json").read_text())["complete"] is True

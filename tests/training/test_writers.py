@@ -17,6 +17,7 @@ from tests.training.tiny_run import read_csv
 PROVENANCE = {**random_provenance(NetworkLayout("resnet18", 2, 1, 1, (7, 7), (2, 2), "A", False),
                                   requested="auto").to_dict(), "source": "imagenet"}
 SUMMARY = TrainSummary(best_epoch=2, best_val_auc=0.75, resumed_from_epoch=1, seconds=12.345, provenance=PROVENANCE)
+DIGEST = "ab" * 32  # a model file's sealed digest (SHA-256 hex)
 TRAIN = {"max_epochs": 5, "batch_size": 8, "lr": 0.001, "weight_decay": 0.0001, "precision": "32", "augment": False}
 
 
@@ -39,12 +40,14 @@ def test_the_summary_file_has_its_fixed_layout(tmp_path):
     network = {"arch": "resnet18", "spatial_dims": 2, "in_channels": 1, "num_classes": 1}
     config = {"model": {"arch": "resnet18"}, "train": TRAIN}
 
-    write_train_summary(tmp_path / "s.json", SUMMARY, network=network, config=config, cache_meta=meta)
+    write_train_summary(tmp_path / "s.json", SUMMARY, network=network, model_digest=DIGEST, config=config,
+                        cache_meta=meta)
 
     text = (tmp_path / "s.json").read_text()
     written = json.loads(text)
-    assert list(written) == ["weights", "model", "best_epoch", "best_val_auc", "resumed_from_epoch", "seconds",
-                             "config", "cache"]
+    assert list(written) == ["weights", "model", "model_digest", "best_epoch", "best_val_auc", "resumed_from_epoch",
+                             "seconds", "config", "cache"]
+    assert written["model_digest"] == DIGEST
     assert written["weights"] == SUMMARY.provenance and written["model"] == network and written["config"] == config
     assert (written["best_epoch"], written["best_val_auc"], written["resumed_from_epoch"]) == (2, 0.75, 1)
     assert written["seconds"] == 12.3
@@ -58,7 +61,8 @@ def test_a_summary_the_report_could_not_read_is_refused_when_written(tmp_path):
     network = {"arch": "resnet18", "spatial_dims": 2, "in_channels": 1, "num_classes": 1}
     config = {"model": {"arch": "resnet18"}, "train": {k: v for k, v in TRAIN.items() if k != "batch_size"}}
     with pytest.raises(ArtifactError, match=r"must have the key 'config.train.batch_size'"):
-        write_train_summary(tmp_path / "s.json", SUMMARY, network=network, config=config, cache_meta=meta)
+        write_train_summary(tmp_path / "s.json", SUMMARY, network=network, model_digest=DIGEST, config=config,
+                            cache_meta=meta)
     assert not (tmp_path / "s.json").exists()
 
 
