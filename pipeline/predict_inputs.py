@@ -30,6 +30,8 @@ from pipeline.io.manifest import ManifestError, read_manifest
 from pipeline.tables import read_rows
 
 PROGRESS_ABOVE = 5  # inputs; fewer finish before a progress line would help
+PROJECT_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+"""The project's params.yaml, whose ``ingest`` settings read inputs scored without a params file."""
 PROGRESS_EVERY_S = 5.0
 
 
@@ -68,12 +70,16 @@ def scoring_session() -> Iterator[Path]:
 def ingest_settings(params: str | Path | None, *, need_key: bool) -> IngestConfig:
     """Ingest's settings: from ``params`` (its ``ingest`` block; the environment key wins).
 
-    Without a params file the key comes from ``PIPELINE_PSEUDONYM_KEY``; for folder and
-    file inputs, whose rows are keyed by the path typed, a random key is used when none is
-    set (series keys are then only meaningful within the run).
+    Without a params file the settings are the project's (:data:`PROJECT_PARAMS`: the
+    config classes have no defaults of their own) and the key comes from
+    ``PIPELINE_PSEUDONYM_KEY``; for folder and file inputs, whose rows are keyed by the
+    path typed, a random key is used when none is set (series keys are then only
+    meaningful within the run).
 
     Raises:
         PipelineInputError: ``need_key`` (a manifest) and no key in the environment or params.
+        ConfigError: no params file given and the project's is missing (an installed copy
+            without its repository): give one.
     """
     if params is not None:
         return IngestConfig.from_params(load_params(params))
@@ -85,7 +91,7 @@ def ingest_settings(params: str | Path | None, *, need_key: bool) -> IngestConfi
                 f"outputs; got none. Set {PSEUDONYM_KEY_ENV} or give --params params.yaml."
             )
         key = secrets.token_hex(16)
-    return IngestConfig(pseudonym_key=key)
+    return IngestConfig.from_params(load_params(PROJECT_PARAMS), environ={PSEUDONYM_KEY_ENV: key})
 
 
 def cases_from_paths(paths: Sequence[str | Path], session: Path, config: IngestConfig | None = None) -> list[Case]:
