@@ -28,7 +28,7 @@ import torch
 from dvclive.lightning import DVCLiveLogger
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from pipeline.cache import ROW_COLUMNS, read_meta
+from pipeline.cache import ROW_COLUMNS, cache_channels, read_meta
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.data import CachedDataModule
 from pipeline.finetuning import FreezeEarlyLayers
@@ -115,6 +115,7 @@ def train_and_predict(
     cache_dir, model_dir = Path(cache_dir), Path(model_dir)
     meta = read_meta(cache_dir)
     spatial_dims = int(meta["spatial_dims"])
+    in_channels = cache_channels(meta)  # 3 for RGB: an ImageNet stem keeps its colour filters
     pl.seed_everything(train.seed, workers=True)
 
     config = {"model": dataclasses.asdict(model), "train": dataclasses.asdict(train)}
@@ -133,7 +134,7 @@ def train_and_predict(
     backbone = build_backbone(
         model.arch,
         spatial_dims=spatial_dims,
-        in_channels=1,
+        in_channels=in_channels,
         num_classes=1,
         weights=model.weights,
         weights_sha256=model.weights_sha256,
@@ -210,7 +211,7 @@ def train_and_predict(
         json.dumps(
             {
                 "weights": provenance,
-                "model": {"arch": model.arch, "spatial_dims": spatial_dims, "in_channels": 1, "num_classes": 1},
+                "model": {"arch": model.arch, "spatial_dims": spatial_dims, "in_channels": in_channels, "num_classes": 1},
                 "best_epoch": summary.best_epoch,
                 "best_val_auc": summary.best_val_auc,
                 "resumed_from_epoch": resumed_epoch,
