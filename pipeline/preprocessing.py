@@ -18,11 +18,10 @@ import nibabel as nib
 import numpy as np
 
 from pipeline.cache import ROW_COLUMNS, CacheWriter, write_meta
-from pipeline.errors import ConfigError
 from pipeline.io.progress import Progress
 from pipeline.rules import CHANNEL_MODES, check_choice
 from pipeline.splits import PARTS
-from pipeline.tables import read_rows, write_rows
+from pipeline.tables import TableError, read_rows, write_rows
 from pipeline.transforms import COLOUR_CHANNELS, LUMA_WEIGHTS, deterministic_transforms, resolve_intensity
 
 # Index columns that describe the file rather than the patient or the scanner (geometry,
@@ -232,7 +231,7 @@ def resolve_channels(setting: str, rows: Sequence[dict[str, str]]) -> tuple[int,
     for row in rows:
         value = row["channels"]
         if value not in ("1", str(COLOUR_CHANNELS)):
-            raise ConfigError(
+            raise TableError(
                 f"index column 'channels' must be 1 or {COLOUR_CHANNELS}; got {value!r} for series "
                 f"{row['series_key']!r}. Re-run ingest (dvc repro -f ingest)."
             )

@@ -14,7 +14,9 @@ from pipeline.tables import read_rows, write_rows
 from tests.test_transforms import write_ct
 
 ROOT = Path(__file__).resolve().parents[1]
-INDEX_COLUMNS = ("series_key", "patient_id", "label", "image_path", "modality", "spacing", "shape", "channels", "site")
+INDEX_COLUMNS = (
+    "series_key", "patient_id", "label", "image_path", "modality", "spacing", "shape", "channels", "site",
+)
 
 
 def make_index(tmp_path):
@@ -24,7 +26,8 @@ def make_index(tmp_path):
     for i in range(6):
         write_ct(out / "volumes" / f"s{i}.nii.gz", marker_at=(32, 32, 10) if i % 2 else None)
         rows.append({"series_key": f"s{i}", "patient_id": f"p{i}", "label": i % 2, "image_path": f"volumes/s{i}.nii.gz",
-                     "modality": "CT", "spacing": "2.5x2.5x5", "shape": "64x64x20", "channels": 1, "site": "a" if i < 3 else "b"})
+                     "modality": "CT", "spacing": "2.5x2.5x5", "shape": "64x64x20", "channels": 1,
+                     "site": "a" if i < 3 else "b"})
     rows.append({"series_key": "flat", "patient_id": "p0", "label": 0, "image_path": "volumes/flat.nii.gz",
                  "modality": "DX", "spacing": "0.2x0.2", "shape": "512x512", "channels": 1, "site": "a"})
     rows.append({"series_key": "gone", "patient_id": "p1", "label": 1, "image_path": "volumes/gone.nii.gz",
@@ -89,7 +92,8 @@ def test_radiographs_share_one_range_estimated_from_training_images_only(tmp_pat
     write_rows(tmp_path / "split.csv", ({"patient_id": f"p{i}", "split": p, "label": i % 2} for i, p in enumerate(parts)),
                ("patient_id", "split", "label"))
     build_cache(out / "index.csv", tmp_path / "split.csv", tmp_path / "cache", spatial_dims=2, roi=(24, 24),
-                pixdim=(1.0, 1.0), hu_window=(-1000.0, 400.0), channels="auto", resize="spacing", intensity="auto", intensity_range=None,
+                pixdim=(1.0, 1.0), hu_window=(-1000.0, 400.0), channels="auto", resize="spacing", intensity="auto",
+                intensity_range=None,
                 crop_foreground="auto")
     meta = json.loads((tmp_path / "cache" / "meta.json").read_text())
     assert meta["intensity"] == {"CR": "fixed_range"}
@@ -197,6 +201,18 @@ def test_channels_are_chosen_for_the_cohort_and_recorded(tmp_path, setting, colo
     if expected == 1 and colour:
         luma = 0.299 * 200 + 0.587 * 120 + 0.114 * 40
         assert float(images[colour[0], 0, 32, 32]) == pytest.approx(luma / 255, abs=2e-3)
+
+
+def test_a_channels_value_other_than_1_or_3_names_the_series_and_the_fix(tmp_path):
+    from pipeline.tables import TableError
+
+    index, split = ingested_pictures(tmp_path, [(40, 30)])
+    rows = read_rows(index)
+    rows[0]["channels"] = "4"
+    write_rows(index, rows, list(rows[0]))
+    with pytest.raises(TableError, match=rf"index column 'channels' must be 1 or 3; got '4' for series "
+                                         rf"'{rows[0]['series_key']}'\. Re-run ingest"):
+        _picture_cache(tmp_path, index, split)
 
 
 def test_channels_setting_is_checked():
