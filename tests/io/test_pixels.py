@@ -70,3 +70,19 @@ def test_a_decoder_panic_quarantines_the_file_instead_of_ending_the_stage(tmp_pa
         read_planes(str(tmp_path), {"rle.dcm": record.dicom}, plan)
     assert isinstance(caught.value, PipelineInputError)  # the file's fault, never a bug of ours
     assert caught.value.path == "rle.dcm" and caught.value.reason.startswith("pixel data cannot be decoded")
+
+
+def test_colour_keeps_three_channels_and_a_palette_is_mapped_through_its_table() -> None:
+    from pydicom.pixels import apply_color_lut
+
+    for name in ("SC_rgb_dcmtk_+eb+cr.dcm", "examples_palette.dcm"):
+        path = PYDICOM_FILES / name
+        header = read_header(path, path.name, max_voxels=MAX_VOXELS).dicom
+        assert header is not None
+        plan = VolumePlan([Plane(path.name, 0, None, None, None, None)], np.eye(4), None, True)
+        ours, notes = read_planes(str(path.parent), {path.name: header}, plan)
+        ds = pydicom.dcmread(path)
+        expected = apply_color_lut(ds.pixel_array, ds) if name == "examples_palette.dcm" else ds.pixel_array
+        assert ours.shape == (header.cols, header.rows, 1, 3)
+        np.testing.assert_array_equal(ours[:, :, 0, :], expected.transpose(1, 0, 2))
+        assert ("PALETTE COLOR mapped to RGB through its lookup table" in notes) == (name == "examples_palette.dcm")
