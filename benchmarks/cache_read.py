@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="cache_read_") as tmp:
         cache = Path(tmp)
-        writer = CacheWriter(cache, "train", args.cohort, (args.size,) * 3)
+        writer = CacheWriter(cache, "train", args.cohort, (args.size,) * 3, channels=1)
         rng = np.random.default_rng(0)
         for i in range(args.cohort):
             writer.add(rng.random((1,) + (args.size,) * 3, dtype=np.float32),

@@ -321,12 +321,13 @@ def write_cache(cache: Path, setup: Setup) -> None:
     roi = (setup.size,) * setup.dims
     counts = {"train": setup.cohort, "val": 4, "test": 4}
     for part, n in counts.items():
-        writer = CacheWriter(cache, part, n, roi)
+        writer = CacheWriter(cache, part, n, roi, channels=1)
         for i in range(n):
             volume = rng.random(roi, dtype=np.float32)[None]
             writer.add(volume, {"patient_id": f"p{part}{i}", "series_key": f"{part}-{i}", "label": i % 2})
         writer.close(("patient_id", "series_key", "label"))
-    write_meta(cache, {"spatial_dims": setup.dims, "roi": list(roi), "pixdim": [1.5] * setup.dims, "counts": counts})
+    write_meta(cache, {"spatial_dims": setup.dims, "roi": list(roi), "pixdim": [1.5] * setup.dims, "in_channels": 1,
+                       "counts": counts})
 
 
 def write_nifti(folder: Path, setup: Setup, n: int) -> None:

@@ -2,13 +2,15 @@
 
 Layout of ``CACHE_DIR``:
 
-- ``<split>.npy``: one array per split, shape (N, 1, *roi), float16, written with
+- ``<split>.npy``: one array per split, shape (N, C, *roi), float16 (C is meta.json's
+  ``in_channels``: 1 for grey, 3 for RGB), written with
   ``numpy.lib.format.open_memmap`` and read back memory-mapped. Training touches pages
   as it needs them, so resident memory does not grow with the cohort.
 - ``<split>.csv``: row ``i`` describes sample ``i``: ``patient_id``, ``series_key``,
   ``label``, then the subgroup columns carried from the index.
-- ``meta.json``: roi, spacing, window, counts, and the transform list, so a cache can be
-  checked against the config that is about to use it.
+- ``meta.json``: roi, spacing, window, channels (``in_channels``, the setting and why),
+  counts, and the transform list, so a cache can be checked against the config that is
+  about to use it.
 - ``excluded.csv``: every indexed series that could not be cached, with its kind and reason.
 
 float16 is exact enough for intensities in [0, 1] (step <= 2**-11) and halves the disk
@@ -42,7 +44,7 @@ class CachedSplit:
     """One split of the cache, memory-mapped.
 
     Attributes:
-        images: (N, 1, *roi) float16 memory map.
+        images: (N, C, *roi) float16 memory map.
         rows: N dicts, row ``i`` describing ``images[i]``.
     """
 
@@ -60,17 +62,17 @@ class CachedSplit:
 class CacheWriter:
     """Streams samples of one split into a preallocated memory-mapped array."""
 
-    def __init__(self, cache_dir: Path, split: str, n: int, roi: Sequence[int]) -> None:
+    def __init__(self, cache_dir: Path, split: str, n: int, roi: Sequence[int], *, channels: int) -> None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         self.split = split
         self.cache_dir = cache_dir
         self.images = np.lib.format.open_memmap(
-            cache_dir / f"{split}.npy", mode="w+", dtype=CACHE_DTYPE, shape=(n, 1, *roi)
+            cache_dir / f"{split}.npy", mode="w+", dtype=CACHE_DTYPE, shape=(n, channels, *roi)
         )
         self.rows: list[dict[str, Any]] = []
 
     def add(self, image: np.ndarray, row: Mapping[str, Any]) -> None:
-        """Store ``image`` (1, *roi) at the next position, with its describing row."""
+        """Store ``image`` (C, *roi) at the next position, with its describing row."""
         i = len(self.rows)
         if image.shape != self.images.shape[1:]:
             raise CacheError(
@@ -104,6 +106,20 @@ class CacheWriter:
 
 def write_meta(cache_dir: Path, meta: Mapping[str, Any]) -> None:
     (cache_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def cache_channels(meta: Mapping[str, Any]) -> int:
+    """Channels of the cached images (the model's ``in_channels``), from ``meta.json``.
+
+    Raises:
+        CacheError: a cache written before channels were recorded.
+    """
+    if "in_channels" not in meta:
+        raise CacheError(
+            "cache meta.json must record 'in_channels'; it does not (written by an older preprocess). "
+            "Re-run preprocess (dvc repro -f preprocess)."
+        )
+    return int(meta["in_channels"])
 
 
 def read_meta(cache_dir: str | Path) -> dict[str, Any]:

@@ -104,9 +104,11 @@ def exact_digest(array: np.ndarray) -> str:
 def fingerprint(array: np.ndarray) -> Fingerprint:
     """The exact digest of an image or volume and, for a 2D image, its signature.
 
-    An array with one slice, ``(X, Y, 1)``, is the 2D image it holds.
+    An array with one slice, ``(X, Y, 1)``, is the 2D image it holds. A colour image, as
+    ingest stores it (``(X, Y, 1, 1, 3)``: channels on the fifth axis), is compared by the
+    mean of its channels; its exact digest covers every channel.
     """
-    image = np.squeeze(array)
+    image = np.squeeze(array.mean(axis=4, dtype=np.float32) if array.ndim == 5 else array)
     if image.ndim != 2 or min(image.shape) < 2:
         return Fingerprint(exact_digest(array), None)
     values = image.astype(np.float32, copy=False)

@@ -34,6 +34,7 @@ _DISTRIBUTIONS = {
     "libjpeg": "pylibjpeg-libjpeg",
     "openjpeg": "pylibjpeg-openjpeg",
     "rle": "pylibjpeg-rle",
+    "PIL": "pillow",
 }
 # The pylibjpeg plugins decode compressed transfer syntaxes; without them every JPEG or
 # RLE file of a cohort would be quarantined for a reason that is not the file's.
@@ -42,7 +43,8 @@ STAGE_PACKAGES: dict[str, tuple[str, ...]] = {
     "demo": ("yaml", "numpy", "scipy", "nibabel", "pydicom"),
     # isal: the threaded gzip of ingest.volume_format nii.gz (a declared dependency; the
     # gzip module stands in when it is missing, at a fifth of the speed)
-    "ingest": ("yaml", "numpy", "nibabel", "isal", *_DICOM),
+    # PIL: PNG, JPEG and TIFF inputs (pipeline/io/raster.py)
+    "ingest": ("yaml", "numpy", "nibabel", "isal", "PIL", *_DICOM),
     "split": ("yaml", "numpy", "nibabel"),
     # MONAI reads the NIfTI volumes through nibabel, which no pipeline module imports.
     "preprocess": ("yaml", "numpy", "nibabel", "torch", "monai"),

@@ -86,22 +86,30 @@ def peak_slice(saliency: np.ndarray) -> int:
 
 
 def save_overlay(path: str | Path, image: np.ndarray, saliency: np.ndarray) -> Path:
-    """PNG of the image (2D) or its axial slice where the map peaks (3D), with the map over it."""
+    """PNG of the image (2D) or its axial slice where the map peaks (3D), with the map over it.
+
+    ``image`` is ``(C, *spatial)`` or ``(*spatial)``; an RGB image (C = 3) is drawn in colour.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    image = np.asarray(image)[0] if np.asarray(image).ndim == saliency.ndim + 1 else np.asarray(image)
+    image = np.asarray(image)
+    colour = image.ndim == saliency.ndim + 1 and image.shape[0] == 3
+    image = np.moveaxis(image, 0, -1) if colour else image[0] if image.ndim == saliency.ndim + 1 else image
     if saliency.ndim == 3:
         k = peak_slice(saliency)
-        image, saliency = image[..., k], saliency[..., k]
+        image, saliency = image[:, :, k], saliency[..., k]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure, axis = plt.subplots(figsize=(4, 4), dpi=100)
     # Arrays are (x, y) in RAS; shown as radiology shows an axial slice: anterior up, the
     # patient's right on the viewer's left.
-    axis.imshow(_radiological(image), cmap="gray", vmin=0.0, vmax=1.0)
+    if colour:
+        axis.imshow(np.clip(np.stack([_radiological(image[..., c]) for c in range(3)], axis=-1), 0.0, 1.0))
+    else:
+        axis.imshow(_radiological(image), cmap="gray", vmin=0.0, vmax=1.0)
     axis.imshow(_radiological(saliency), cmap="jet", alpha=0.35, vmin=0.0, vmax=1.0)
     axis.set_axis_off()
     figure.savefig(path, bbox_inches="tight", pad_inches=0)

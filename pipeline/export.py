@@ -5,8 +5,9 @@ Usage::
     python -m pipeline.export models/best.ckpt --format onnx model.onnx
     python -m pipeline.export models/best.ckpt --format torchscript model.pt
 
-The exported graph takes ``image`` (B, 1, *roi) float32 in [0, 1], made by the preprocess
-settings recorded in ``OUT.json`` (spacing, orientation, window, ROI, 2D slice rule), and
+The exported graph takes ``image`` (B, C, *roi) float32 in [0, 1], C the model's
+``in_channels`` (1 grey, 3 RGB), made by the preprocess settings recorded in ``OUT.json``
+(spacing or fit, channels, orientation, window, ROI, 2D slice rule), and
 returns ``logit`` (B,); the probability is ``sigmoid(logit)``. The input normalisation of
 the weights is inside the graph. The export is checked against PyTorch on a random batch
 (ONNX with onnxruntime when installed) and the largest difference is printed.

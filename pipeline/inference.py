@@ -4,7 +4,7 @@
 
     from pipeline import load_classifier
     clf = load_classifier("models/best.ckpt", threshold_file="reports/threshold.json")
-    r = clf("path/to/study")          # a DICOM folder, a NIfTI file or one DICOM file
+    r = clf("path/to/study")          # a DICOM folder, a NIfTI file, one DICOM, PNG, JPEG or TIFF file
     r.score, r.positive               # probability, decision at the val-chosen threshold
     results = clf(["a/", "b.nii.gz"])  # batched
 
@@ -51,7 +51,7 @@ class Prediction:
         series_key: ingest's series key (keyed hash), "" when no series was built.
         saliency: Grad-CAM map (``*roi``, in [0, 1]) on the model's input grid, when asked for.
         saliency_layer: the ResNet stage the map comes from.
-        image: the prepared input (``1, *roi``), kept when saliency is asked for.
+        image: the prepared input (``channels, *roi``), kept when saliency is asked for.
         affine: voxel-to-world (RAS, mm) affine of ``image`` and ``saliency``.
     """
 
@@ -128,7 +128,12 @@ class Classifier:
         return bool(score >= self.threshold)
 
     def prepare(self, image_path: str | Path, modality: str, shape: str) -> np.ndarray:
-        """One canonical volume (a NIfTI written by ingest) -> (1, *roi) float32 as the cache holds it."""
+        """One canonical volume (a NIfTI written by ingest) -> (channels, *roi) float32 as the cache holds it.
+
+        The channels are the model's (``in_channels`` recorded at training): a colour
+        image for a grey model is turned grey, a grey one for an RGB model repeated, as
+        preprocess did (:class:`pipeline.transforms.ImageChannelsd`).
+        """
         return self.prepare_with_affine(image_path, modality, shape)[0]
 
     def prepare_with_affine(self, image_path: str | Path, modality: str, shape: str) -> tuple[np.ndarray, np.ndarray]:
@@ -189,8 +194,9 @@ class Classifier:
                  layer: str = "auto") -> Prediction | list[Prediction]:
         """Score one input (returns a :class:`Prediction`) or several (returns a list).
 
-        An input is a DICOM folder (series assembled by ingest's code), a NIfTI file, or a
-        single DICOM file; a bad input gives a Prediction with its ``reason``, never an error.
+        An input is a DICOM folder (series assembled by ingest's code), a NIfTI file, a
+        single DICOM file or a PNG, JPEG or TIFF file; a bad input gives a Prediction with
+        its ``reason``, never an error.
         With ``saliency`` each result also holds its Grad-CAM map from ``layer`` (see
         :func:`pipeline.explain.choose_layer`).
         """

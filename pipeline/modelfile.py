@@ -36,9 +36,11 @@ NETWORK_KEYS = (
     "arch", "spatial_dims", "in_channels", "num_classes", "stem_kernel", "stem_stride", "shortcut_type", "bias_downsample",
 )
 REQUIRED = ("format", "format_version", "network", "normalization", "weights", "preprocess", "digest")
-PREPROCESS_REQUIRED = ("spatial_dims", "roi", "pixdim", "dtype")
+PREPROCESS_REQUIRED = ("spatial_dims", "roi", "pixdim", "dtype", "in_channels", "resize")
 # Cache meta that describes the training cohort, not how an image is turned into a tensor.
-COHORT_META = frozenset({"counts", "positives", "excluded", "excluded_reasons", "subgroup_columns"})
+COHORT_META = frozenset(
+    {"counts", "positives", "excluded", "excluded_reasons", "subgroup_columns", "channels_reason", "roi_crop_warnings"}
+)
 RETRAIN = "Retrain with this version of the pipeline (dvc repro -f train) to get a readable models/best.ckpt."
 
 

@@ -8,7 +8,8 @@ Usage::
         [--saliency DIR [--saliency-layer auto|layer1..layer4]]
 
 An INPUT is a DICOM folder (any layout; series assembled by ingest's code), a NIfTI file,
-a single DICOM file, or a manifest CSV (read as ingest reads it; needs ``--raw-dir``).
+a single DICOM, PNG, JPEG or TIFF file, or a manifest CSV (read as ingest reads it; needs
+``--raw-dir``).
 Manifest rows are keyed by ``patient_id`` pseudonymised with ingest's key
 (``PIPELINE_PSEUDONYM_KEY``, else ``ingest.pseudonym_key`` of ``--params``), so they join
 with ``reports/predictions.csv``; folders and files are keyed by the path as typed.
@@ -48,7 +49,7 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = _Parser(prog="python -m pipeline.predict", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="model file written by train (models/best.ckpt)")
-    parser.add_argument("inputs", nargs="+", help="DICOM folders, NIfTI files, DICOM files or manifest CSVs")
+    parser.add_argument("inputs", nargs="+", help="DICOM folders, NIfTI files, DICOM/PNG/JPEG/TIFF files or manifest CSVs")
     parser.add_argument("--out", type=Path, required=True, help="CSV to write")
     parser.add_argument("--raw-dir", type=Path, default=None, help="raw folder a manifest's paths are relative to")
     parser.add_argument("--params", type=Path, default=None,

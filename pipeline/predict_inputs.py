@@ -113,7 +113,7 @@ def cases_from_paths(paths: Sequence[str | Path], session: Path, config: IngestC
             continue
         raw, locator = (path, ".") if path.is_dir() else (path.parent, path.name)
         if path.is_dir() and not any(p.is_file() for p in path.rglob("*")):
-            cases.append(Case(text, text, reason="folder must hold DICOM or NIfTI files; it holds no file"))
+            cases.append(Case(text, text, reason="folder must hold DICOM, NIfTI, PNG, JPEG or TIFF files; it holds no file"))
             continue
         work = Path(tempfile.mkdtemp(prefix="input", dir=session))
         manifest = work / "manifest.csv"

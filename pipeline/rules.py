@@ -26,6 +26,10 @@ DUPLICATE_POLICIES: tuple[str, ...] = ("group", "refuse", "ignore")
 # preprocess
 SPATIAL_DIMS: tuple[int, ...] = (2, 3)
 INTENSITY_MODES: tuple[str, ...] = ("auto", "ct_window", "fixed_range", "percentile")
+#: Channels the model sees: auto (rgb when the cohort has colour images, else gray).
+CHANNEL_MODES: tuple[str, ...] = ("auto", "gray", "rgb")
+#: How an image reaches the ROI's size: resampled to pixdim mm, or scaled to fit it.
+RESIZE_MODES: tuple[str, ...] = ("spacing", "fit")
 
 # model
 ARCHS: tuple[str, ...] = ("resnet18", "resnet34", "resnet50")

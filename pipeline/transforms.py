@@ -23,6 +23,7 @@ from monai.transforms import (
     LoadImaged,
     MapTransform,
     Orientationd,
+    Resize,
     ResizeWithPadOrCropd,
     ScaleIntensityRanged,
     ScaleIntensityRangePercentilesd,
@@ -30,7 +31,7 @@ from monai.transforms import (
 )
 
 from pipeline.errors import ConfigError
-from pipeline.rules import INTENSITY_MODES, check_choice
+from pipeline.rules import INTENSITY_MODES, RESIZE_MODES, check_choice
 from pipeline.seeds import epoch_seed
 
 # Body versus air on CT: anything above -500 HU is tissue (lung parenchyma sits near
@@ -38,6 +39,10 @@ from pipeline.seeds import epoch_seed
 BODY_THRESHOLD_HU = -500.0
 # Non-CT images are scaled by percentiles to [0, 1]; below this they count as background.
 BODY_THRESHOLD_SCALED = 0.05
+#: ITU-R BT.601 luma: how a colour image becomes grey for a one-channel model.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+#: Channels of a colour image as ingest stores it (RGB).
+COLOUR_CHANNELS = 3
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,91 @@ class LargestAxialSliced(MapTransform):
             affine2d[:2, 2] = origin[:2]
             plain = img.as_tensor() if isinstance(img, MetaTensor) else torch.as_tensor(img)
             d[key] = MetaTensor(plain[..., k].clone(), affine=affine2d)
+        return d
+
+
+class ImageChannelsd(MapTransform):
+    """Give the model ``in_channels`` channels: colour made grey (BT.601 luma) or grey repeated.
+
+    Ingest stores a colour image with its channels on NIfTI's fifth axis, which
+    ``LoadImaged`` reads as ``(3, X, Y, Z, 1)`` (``Z`` is 1 for a 2D image); the singleton
+    axes are dropped here so the image is ``(3, X, Y)`` or ``(3, X, Y, Z)`` like its grey
+    counterpart ``(1, X, Y[, Z])``. Then 3 -> 1 takes the luma, 1 -> 3 repeats the grey
+    image (equal R, G and B, which an ImageNet stem answers as it answers grey), and an
+    image that already has ``in_channels`` passes unchanged.
+    """
+
+    def __init__(self, keys: Sequence[Hashable], in_channels: int) -> None:
+        super().__init__(keys)
+        self.in_channels = in_channels
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            if img.ndim > 4:  # a 5D file: (C, X, Y, Z, 1) -> (C, X, Y[, Z])
+                plain = img.as_tensor() if isinstance(img, MetaTensor) else torch.as_tensor(img)
+                while plain.ndim > 3 and plain.shape[-1] == 1:
+                    plain = plain[..., 0]
+                img = MetaTensor(plain, meta=img.meta) if isinstance(img, MetaTensor) else plain
+            d[key] = self._convert(img)
+        return d
+
+    def _convert(self, img: Any) -> Any:
+        channels = int(img.shape[0])
+        if channels == self.in_channels:
+            return img
+        if channels == COLOUR_CHANNELS and self.in_channels == 1:
+            weights = torch.tensor(LUMA_WEIGHTS, dtype=img.dtype).view(-1, *([1] * (img.ndim - 1)))
+            return (img * weights).sum(dim=0, keepdim=True)
+        if channels == 1 and self.in_channels == COLOUR_CHANNELS:
+            return img.repeat(COLOUR_CHANNELS, *([1] * (img.ndim - 1)))
+        raise ValueError(f"image must have 1 or {COLOUR_CHANNELS} channels for {self.in_channels}; got {channels}")
+
+
+class FitToRoid(MapTransform):
+    """Scale ``(C, *spatial)`` so it fits the ROI touching it on one side, aspect ratio kept.
+
+    The factor is the smallest ``roi[i] / size[i]``: a 1,920 x 1,080 screenshot and a
+    180 x 180 crop both end with their longer side filling a square ROI, the shorter side
+    padded afterwards by ``ResizeWithPadOrCropd``. Shrinking averages the pixels each
+    output pixel covers (``area``: a 1,920 px image is not subsampled, and unlike a
+    Gaussian anti-aliasing filter it does not darken the border); enlarging is
+    (bi/tri)linear. The affine follows, so a saliency map still lands on the right pixels.
+    """
+
+    def __init__(self, keys: Sequence[Hashable], roi: Sequence[int]) -> None:
+        super().__init__(keys)
+        self.roi = tuple(int(r) for r in roi)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            size = tuple(int(s) for s in img.shape[1:])
+            factor = min(r / s for r, s in zip(self.roi, size))
+            target = tuple(max(1, min(r, round(s * factor))) for r, s in zip(self.roi, size))
+            if target != size:
+                mode = "area" if factor < 1 else ("bilinear" if len(size) == 2 else "trilinear")
+                d[key] = Resize(spatial_size=target, mode=mode)(img)
+        return d
+
+
+class RecordExtentd(MapTransform):
+    """Keep the image's spatial size before the ROI crop/pad under ``extent_key``.
+
+    ``preprocess`` reads it to exclude an image that resampling left a few pixels wide
+    and to warn about one the ROI crops to a fragment (:func:`pipeline.preprocessing.build_cache`).
+    """
+
+    def __init__(self, keys: Sequence[Hashable], extent_key: str = "extent") -> None:
+        super().__init__(keys)
+        self.extent_key = extent_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.extent_key] = tuple(int(s) for s in d[key].shape[1:])
         return d
 
 
@@ -122,23 +212,34 @@ def deterministic_transforms(
     roi: Sequence[int],
     hu_window: tuple[float, float],
     modality: str,
+    in_channels: int,
+    resize: str,
     intensity: str,
     value_range: tuple[float, float] | None,
     crop_foreground: bool | str,
 ) -> Compose:
-    """The cached half: file path -> (1, *roi) float32 tensor in [0, 1].
+    """The cached half: file path -> (in_channels, *roi) float32 tensor in [0, 1].
 
-    Steps: load (NIfTI written by ingest, already RAS), orient to RAS, resample to
-    ``pixdim`` mm, map intensities to [0, 1] (see ``intensity``), optionally crop to the
-    body, then centre crop or pad to ``roi``. Cropping at a fixed voxel size keeps
-    physical scale: a 10 mm lesion has the same size in voxels in every patient.
+    Steps: load (NIfTI written by ingest, already RAS), give it ``in_channels`` channels,
+    map intensities to [0, 1] (see ``intensity``), orient to RAS, then by ``resize``:
+    ``spacing`` resamples to ``pixdim`` mm (cropping at a fixed voxel size keeps physical
+    scale: a 10 mm lesion has the same size in voxels in every patient); ``fit`` scales
+    the image to fit the ROI instead (:class:`FitToRoid`), for photographs and screenshots
+    without a pixel spacing. Then optionally crop to the body (before the fit, so the
+    foreground is what fills the ROI), and centre crop or pad to ``roi``.
+
+    The intensity mapping is one for all channels, so the balance between R, G and B
+    (the colour of a lesion) is kept; a pretrained network's per-channel mean and std
+    are applied later, on the batch (:class:`pipeline.models.Normalization`).
 
     Args:
         spatial_dims: 2 or 3; 3D inputs are reduced to one axial slice for 2.
-        pixdim: target spacing in mm, one per spatial dim.
+        pixdim: target spacing in mm, one per spatial dim (``resize: spacing`` only).
         roi: output size in voxels, one per spatial dim.
         hu_window: (low, high) HU, the range of ``ct_window``.
         modality: DICOM modality of the series (``OT`` when unknown).
+        in_channels: channels of the output: 1 (grey) or 3 (RGB); see :class:`ImageChannelsd`.
+        resize: ``spacing`` or ``fit`` (:data:`pipeline.rules.RESIZE_MODES`).
         intensity: one of :data:`INTENSITY_MODES`; ``fixed_range`` maps ``value_range``
             (one range for the whole dataset) to [0, 1], ``percentile`` each image's own
             0.5-99.5 percentiles, ``ct_window`` ``hu_window``.
@@ -146,25 +247,42 @@ def deterministic_transforms(
         crop_foreground: crop to the thresholded body; ``auto`` per :func:`resolve_crop`.
 
     Returns:
-        A dictionary ``Compose`` over key ``"image"``.
+        A dictionary ``Compose`` over key ``"image"``; it also sets ``"extent"``, the
+        spatial size before the final crop/pad (:class:`RecordExtentd`).
     """
+    check_choice("preprocess.resize", resize, RESIZE_MODES)
     scale, threshold = intensity_step(resolve_intensity(intensity, modality), modality, hu_window, value_range)
     steps: list[Any] = [
         LoadImaged("image", reader="NibabelReader", ensure_channel_first=True, image_only=True),
         EnsureTyped("image", dtype=torch.float32, track_meta=True),
+        ImageChannelsd(["image"], in_channels=in_channels),
         scale,
     ]
+    crop = resolve_crop(crop_foreground, modality)
+    return Compose([*steps, *_geometry_steps(spatial_dims, pixdim, roi, resize, crop=crop, threshold=threshold)])
+
+
+def _geometry_steps(
+    spatial_dims: int, pixdim: Sequence[float], roi: Sequence[int], resize: str, *, crop: bool, threshold: float
+) -> list[Any]:
+    """The steps after the intensity mapping: slice or orient, resample or fit, body crop, ROI
+    (in the order :func:`deterministic_transforms` describes); ``threshold`` is the body's on [0, 1]."""
+    steps: list[Any] = []
     if spatial_dims == 2:
         steps.append(LargestAxialSliced(["image"], threshold=threshold))
     else:
         steps.append(Orientationd("image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))))
-    steps.append(Spacingd("image", pixdim=tuple(pixdim), mode="bilinear", padding_mode="zeros", dtype=np.float32))
-    if resolve_crop(crop_foreground, modality):
+    if resize == "spacing":
+        steps.append(Spacingd("image", pixdim=tuple(pixdim), mode="bilinear", padding_mode="zeros", dtype=np.float32))
+    if crop:
         steps.append(
             CropForegroundd("image", source_key="image", select_fn=Above(threshold), margin=2, allow_smaller=True)
         )
+    if resize == "fit":
+        steps.append(FitToRoid(["image"], roi=roi))
+    steps.append(RecordExtentd(["image"]))
     steps.append(ResizeWithPadOrCropd("image", spatial_size=tuple(roi), mode="constant"))
-    return Compose(steps)
+    return steps
 
 
 def intensity_step(

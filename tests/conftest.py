@@ -27,12 +27,12 @@ def tiny_cache(tmp_path):
     counts = {"train": 24, "val": 12, "test": 12}
     cache = tmp_path / "cache"
     for part, n in counts.items():
-        writer = CacheWriter(cache, part, n, roi)
+        writer = CacheWriter(cache, part, n, roi, channels=1)
         for i in range(n):
             label = i % 2
             writer.add(_blob(rng, roi, bool(label)),
                        {"patient_id": f"{part}{i // 2}", "series_key": f"{part}-{i}", "label": label,
                         "site": "a" if i < n // 2 else "b"})
         writer.close(("patient_id", "series_key", "label", "site"))
-    write_meta(cache, {"spatial_dims": 3, "roi": list(roi), "pixdim": [1, 1, 1], "counts": counts})
+    write_meta(cache, {"spatial_dims": 3, "roi": list(roi), "pixdim": [1, 1, 1], "in_channels": 1, "counts": counts})
     return cache

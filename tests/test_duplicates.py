@@ -93,3 +93,18 @@ def test_bucketed_search_finds_what_all_pairs_finds(monkeypatch):
     bucketed = find_matches(prints, patients)
     assert bucketed == everything
     assert {(m.a, m.b) for m in everything} >= {(i, 300 + k) for k, i in enumerate(range(0, 300, 10))}
+
+
+def test_colour_images_as_ingest_stores_them_are_compared_by_their_picture():
+    """(X, Y, 1, 1, 3): channels on NIfTI's fifth axis; a near copy is found, a colour swap is exact-distinct."""
+    rng = np.random.default_rng(4)
+    a, b = smooth_image(rng), smooth_image(rng)
+    colour = np.stack([a, b, a // 2], axis=-1)[:, :, None, None, :]
+    brighter = np.clip(colour.astype(int) + 25, 0, 255).astype(np.uint8)
+    other = np.stack([b, a, b // 2], axis=-1)[:, :, None, None, :]
+    prints = [fingerprint(colour), fingerprint(brighter), fingerprint(other), fingerprint(colour.copy())]
+    assert all(p.signature is not None for p in prints)
+    matches = find_matches(prints, ["p1", "p2", "p3", "p4"])
+    kinds = {(m.a, m.b): m.kind for m in matches}
+    assert kinds[(0, 3)] == "exact" and kinds[(0, 1)] == "near"
+    assert all(2 not in pair for pair in kinds)

@@ -12,9 +12,9 @@ from pipeline.errors import ConfigError
 from pipeline.transforms import BatchAugment, deterministic_transforms, resolve_intensity
 from tests.params import config
 
-#: preprocess.intensity and crop_foreground as params.yaml ships them; no dataset range.
-SHIPPED = {"intensity": config(PreprocessConfig).intensity, "value_range": None,
-           "crop_foreground": config(PreprocessConfig).crop_foreground}
+#: preprocess.resize, intensity and crop_foreground as params.yaml ships them; no dataset range.
+SHIPPED = {"resize": config(PreprocessConfig).resize, "intensity": config(PreprocessConfig).intensity,
+           "value_range": None, "crop_foreground": config(PreprocessConfig).crop_foreground}
 
 
 def write_ct(path, *, shape=(64, 64, 20), spacing=(2.5, 2.5, 5.0), marker_at=None) -> None:
@@ -33,7 +33,8 @@ def test_ct_volume_becomes_roi_sized_window_scaled_tensor(tmp_path):
     path = tmp_path / "ct.nii.gz"
     write_ct(path)
     out = deterministic_transforms(
-        spatial_dims=3, pixdim=(5.0, 5.0, 5.0), roi=(32, 32, 16), hu_window=(-1000.0, 400.0), modality="CT", **SHIPPED
+        spatial_dims=3, pixdim=(5.0, 5.0, 5.0), roi=(32, 32, 16), hu_window=(-1000.0, 400.0), modality="CT",
+        in_channels=1, **SHIPPED
     )({"image": str(path)})["image"]
     assert tuple(out.shape) == (1, 32, 32, 16)
     assert out.dtype == torch.float32
@@ -46,7 +47,8 @@ def test_marker_keeps_its_side_after_resampling(tmp_path):
     path = tmp_path / "ct.nii.gz"
     write_ct(path, marker_at=(40, 32, 10))  # on the +x (patient left, RAS) half
     out = deterministic_transforms(
-        spatial_dims=3, pixdim=(2.5, 2.5, 5.0), roi=(64, 64, 20), hu_window=(-1000.0, 400.0), modality="CT", **SHIPPED
+        spatial_dims=3, pixdim=(2.5, 2.5, 5.0), roi=(64, 64, 20), hu_window=(-1000.0, 400.0), modality="CT",
+        in_channels=1, **SHIPPED
     )({"image": str(path)})["image"][0]
     peak = np.unravel_index(int(torch.argmax(out)), out.shape)
     assert peak[0] > 32  # the marker stays on the +x half
@@ -64,7 +66,8 @@ def test_two_d_from_volume_takes_the_slice_of_largest_body_area(tmp_path, widest
     path = tmp_path / "ct.nii.gz"
     nib.save(nib.Nifti1Image(hu, np.diag([2.5, 2.5, 5.0, 1.0])), str(path))
     out = deterministic_transforms(
-        spatial_dims=2, pixdim=(2.5, 2.5), roi=(64, 64), hu_window=(-1000.0, 400.0), modality="CT", **SHIPPED
+        spatial_dims=2, pixdim=(2.5, 2.5), roi=(64, 64), hu_window=(-1000.0, 400.0), modality="CT",
+        in_channels=1, **SHIPPED
     )({"image": str(path)})["image"]
     assert tuple(out.shape) == (1, 64, 64)
     tissue = (200.0 + 1000.0) / 1400.0
@@ -78,7 +81,8 @@ def test_non_ct_is_scaled_by_percentiles(tmp_path):
     data = np.random.default_rng(0).uniform(0, 3000, (32, 32, 8)).astype(np.float32)
     nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
     out = deterministic_transforms(
-        spatial_dims=3, pixdim=(1.0, 1.0, 1.0), roi=(32, 32, 8), hu_window=(-1000.0, 400.0), modality="MR", **SHIPPED
+        spatial_dims=3, pixdim=(1.0, 1.0, 1.0), roi=(32, 32, 8), hu_window=(-1000.0, 400.0), modality="MR",
+        in_channels=1, **SHIPPED
     )({"image": str(path)})["image"]
     assert float(out.min()) == 0.0 and float(out.max()) == 1.0
 
@@ -138,7 +142,7 @@ def write_radiograph(path, *, lung: float, border: int = 0, shape=(24, 24)) -> n
 def radiograph_transform(**kwargs):
     return deterministic_transforms(
         spatial_dims=2, pixdim=(1.0, 1.0), roi=(24, 24), hu_window=(-1000.0, 400.0), modality="CR",
-        **{**SHIPPED, **kwargs},
+        in_channels=1, **{**SHIPPED, **kwargs},
     )
 
 
@@ -187,3 +191,70 @@ def test_fixed_range_without_a_range_names_the_fix(tmp_path):
 def test_the_shift_has_no_second_default_here():
     """max_shift is train.augment_shift_voxels, whose default lives in params.yaml."""
     assert inspect.signature(BatchAugment).parameters["max_shift"].default is inspect.Parameter.empty
+
+
+def _ingested(path, array, channels=1):
+    """``array`` (columns, rows[, 3]) written as ingest writes an image file's volume (1 mm, LPS -> RAS)."""
+    from pipeline.io.nifti import LPS_TO_RAS, write_canonical
+
+    write_canonical(array, LPS_TO_RAS.copy(), path, channels=channels)
+    return str(path)
+
+
+def _photo_transform(**kwargs):
+    settings = dict(spatial_dims=2, pixdim=(1.0, 1.0), roi=(64, 64), hu_window=(-1000.0, 400.0), modality="OT",
+                    in_channels=1, resize="fit", intensity="fixed_range", value_range=(0.0, 255.0),
+                    crop_foreground=False)
+    settings.update(kwargs)
+    return deterministic_transforms(**settings)
+
+
+@pytest.mark.parametrize(("columns", "rows"), [(1920, 1080), (180, 180), (90, 300)])
+def test_fit_scales_a_screenshot_and_a_small_crop_so_their_longer_side_fills_the_roi(tmp_path, columns, rows):
+    path = _ingested(tmp_path / "img.nii", np.full((columns, rows), 200, np.int16))
+    result = _photo_transform()({"image": path})
+    out = result["image"]
+    assert tuple(out.shape) == (1, 64, 64)
+    longer, shorter = (0, 1) if columns >= rows else (1, 0)
+    assert result["extent"][longer] == 64  # the longer side fills the ROI, whatever the size
+    assert result["extent"][shorter] == round(64 * min(columns, rows) / max(columns, rows))
+    filled = (out[0] > 0.5).sum(dim=shorter)  # image (not padding) along the longer axis
+    assert int((filled > 0).sum()) == 64
+    assert torch.allclose(out[0][out[0] > 0.5], torch.tensor(200 / 255), atol=1e-3)  # scaled, not blurred away
+    # The same images under spacing at 1 mm: the 1,920 px one is centre-cropped to a fragment.
+    spaced = _photo_transform(resize="spacing")({"image": path})
+    assert tuple(spaced["extent"]) == (columns, rows)
+
+
+def test_fit_keeps_the_aspect_ratio_of_the_picture(tmp_path):
+    picture = np.zeros((400, 200), np.int16)  # 400 columns, 200 rows: a wide picture
+    picture[:200, :] = 250  # the left half bright
+    out = _photo_transform()({"image": _ingested(tmp_path / "wide.nii", picture)})["image"][0]
+    bright = (out > 0.5).nonzero()
+    assert int(bright[:, 0].max() - bright[:, 0].min()) + 1 == 32  # half of 64 columns
+    assert int(bright[:, 1].max() - bright[:, 1].min()) + 1 == 32  # 200 rows -> 32: aspect 2:1 kept
+
+
+def test_rgb_keeps_its_channels_and_gray_takes_the_luma(tmp_path):
+    rgb = np.zeros((40, 30, 3), np.int16)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
+    rgb[:5] = 0
+    path = _ingested(tmp_path / "rgb.nii", rgb, channels=3)
+    colour = _photo_transform(in_channels=3, roi=(48, 48))({"image": path})["image"]
+    assert tuple(colour.shape) == (3, 48, 48)
+    inside = colour[:, 24, 24]
+    torch.testing.assert_close(inside, torch.tensor([200, 100, 50]) / 255.0, atol=2e-3, rtol=0)
+    grey = _photo_transform(in_channels=1, roi=(48, 48))({"image": path})["image"]
+    assert tuple(grey.shape) == (1, 48, 48)
+    luma = (0.299 * 200 + 0.587 * 100 + 0.114 * 50) / 255.0
+    assert float(grey[0, 24, 24]) == pytest.approx(luma, abs=2e-3)
+    # A grey image for an RGB model: three equal channels.
+    plain = _ingested(tmp_path / "grey.nii", np.full((40, 30), 120, np.int16))
+    repeated = _photo_transform(in_channels=3, roi=(48, 48))({"image": plain})["image"]
+    assert tuple(repeated.shape) == (3, 48, 48)
+    assert torch.equal(repeated[0], repeated[1]) and torch.equal(repeated[1], repeated[2])
+
+
+def test_a_bad_resize_mode_is_named():
+    with pytest.raises(ConfigError, match=r"'preprocess.resize' must be one of \['spacing', 'fit'\]; got 'stretch'"):
+        _photo_transform(resize="stretch")

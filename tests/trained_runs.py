@@ -24,8 +24,8 @@ KEY = "tests-predict-key-0123"
 COHORT = {"n_patients": 12, "nifti_fraction": 0.25, "matrix": 48, "n_slices": 12, "pixel_spacing_mm": 6.0,
           "slice_thickness_mm": 10.0}
 SETTINGS = {
-    3: {"roi": (24, 24, 12), "pixdim": (12.0, 12.0, 10.0)},
-    2: {"roi": (24, 24), "pixdim": (12.0, 12.0)},
+    3: {"roi": (24, 24, 12), "pixdim": (12.0, 12.0, 10.0), "channels": "auto", "resize": "spacing"},
+    2: {"roi": (24, 24), "pixdim": (12.0, 12.0), "channels": "auto", "resize": "spacing"},
 }
 
 

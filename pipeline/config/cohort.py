@@ -23,8 +23,10 @@ from pipeline.config.checks import (
 )
 from pipeline.errors import ConfigError
 from pipeline.rules import (
+    CHANNEL_MODES,
     DUPLICATE_POLICIES,
     INTENSITY_MODES,
+    RESIZE_MODES,
     SERIES_CHOICES,
     SPACING_POLICIES,
     SPATIAL_DIMS,
@@ -252,7 +254,14 @@ class PreprocessConfig:
         spatial_dims: 3 for volumes, 2 for images (a 3D volume is reduced to its axial
             slice of largest body area when 2D is asked for).
         roi: output size, (H, W) or (H, W, D) voxels.
-        pixdim: target voxel size in mm, same length as ``roi``.
+        pixdim: target voxel size in mm, same length as ``roi`` (``resize: spacing``).
+        resize: ``spacing`` (resample to ``pixdim``, then crop/pad to ``roi``: physical
+            scale kept) or ``fit`` (scale each image so its foreground's longer side fills
+            ``roi``, aspect kept, the rest padded: photographs and screenshots without a
+            pixel spacing).
+        channels: ``auto`` (``rgb`` when the cohort has colour images, else ``gray``),
+            ``gray`` (colour turned grey, BT.601 luma) or ``rgb`` (grey repeated to three
+            channels); the cache's meta.json records the choice as ``in_channels``.
         hu_window: (low, high) HU mapped to [0, 1] by ``ct_window``.
         intensity: ``auto`` (CT: ``ct_window``; US/CR/DX/MG/XA/RF/SC: ``fixed_range``;
             others: ``percentile``), ``ct_window``, ``fixed_range`` (one range for the
@@ -266,6 +275,8 @@ class PreprocessConfig:
     spatial_dims: int
     roi: tuple[int, ...]
     pixdim: tuple[float, ...]
+    resize: str
+    channels: str
     hu_window: tuple[float, float]
     intensity: str
     intensity_range: tuple[float, float] | None
@@ -277,6 +288,8 @@ class PreprocessConfig:
         object.__setattr__(
             self, "pixdim", check_float_tuple("preprocess.pixdim", self.pixdim, length=self.spatial_dims)
         )
+        check_choice("preprocess.resize", self.resize, RESIZE_MODES)
+        check_choice("preprocess.channels", self.channels, CHANNEL_MODES)
         object.__setattr__(self, "hu_window", check_ordered_pair("preprocess.hu_window", self.hu_window))
         check_choice("preprocess.intensity", self.intensity, INTENSITY_MODES)
         if self.intensity_range is not None:

@@ -2,8 +2,9 @@
 
 Columns: ``series_key``, ``patient_id`` (keyed hash), ``label``, [``split``], then the
 columns ingest writes (:data:`pipeline.io.manifest.RESERVED_COLUMNS`: image path,
-modality, spacing, shape, technical metadata, source, notes), then the manifest's
-subgroup columns.
+modality, spacing, shape, channels, technical metadata, source, notes), then the
+manifest's subgroup columns. ``shape`` and ``spacing`` are spatial; ``channels`` is 3 for a
+colour image (RGB), 1 for grey.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from pipeline.io.deid import TECHNICAL_KEYWORDS, Redactor, pseudonym, resolve_fi
 from pipeline.io.dicom_values import uid_name
 from pipeline.io.manifest import RESERVED_COLUMNS, Manifest
 from pipeline.io.manifest_rows import ManifestRow
+from pipeline.io.raster import RASTER_MODALITY
 from pipeline.io.series_choice import Option
 from pipeline.tables import write_rows
 
 STRUCTURED_COLUMNS = frozenset(
-    {"_line", "series_key", "patient_id", "label", "split", "image_path", "modality", "spacing", "shape", "kvp",
+    {"_line", "series_key", "patient_id", "label", "split", "image_path", "modality", "spacing", "shape", "channels", "kvp",
      "slice_thickness", "field_strength", "transfer_syntax", "source_format", "n_source_files"}
 )
 """Index columns holding keys, codes or numbers; every other cell is free text and redacted."""
@@ -62,6 +64,7 @@ def index_row(
     values["modality"] = modality
     values["spacing"] = "x".join(f"{s:.4g}" for s in built.spacing)
     values["shape"] = "x".join(str(s) for s in built.shape)
+    values["channels"] = str(built.channels)
     for column in TECHNICAL_KEYWORDS:
         values[column] = technical.get(column, "")
     values["transfer_syntax"] = syntax
@@ -76,11 +79,14 @@ def index_row(
 def _source(option: Option, built: BuildResult, notes: list[str]) -> tuple[str, dict[str, str], str, str]:
     """Modality, technical metadata, transfer syntax name and source format of a volume.
 
-    A NIfTI file has no modality: CT is inferred from its values, with a note.
+    A NIfTI file has no modality: CT is inferred from its values, with a note. An image
+    file (PNG, JPEG, TIFF) has none either: :data:`pipeline.io.raster.RASTER_MODALITY`.
     """
     if option.candidate is not None:
         first = option.candidate.first
         return first.modality, first.technical, uid_name(first.transfer_syntax) or first.transfer_syntax, "dicom"
+    if option.raster_header is not None:
+        return RASTER_MODALITY, {}, "", option.raster_header.format
     modality = "CT" if built.minimum < CT_AIR_HU else "OT"
     if modality == "CT":
         notes.append(f"NIfTI has no modality; CT inferred from values below {CT_AIR_HU:g}")

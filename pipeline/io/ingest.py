@@ -21,9 +21,10 @@ run in full, so the index and ledger are those of a fresh run, byte for byte.
 
 Outputs (under ``out_dir``)::
 
-    volumes/<series_key>.nii[.gz] canonical RAS, HU for CT, 2D images kept 2D
+    volumes/<series_key>.nii[.gz] canonical RAS, HU for CT, 2D images kept 2D, colour
+                                  kept (RGB on NIfTI's fifth axis: nifti.write_canonical)
     index.csv                     series_key, patient_id (keyed hash), label, [split],
-                                  image_path, modality, spacing, shape, technical
+                                  image_path, modality, spacing, shape, channels, technical
                                   metadata, then the manifest's subgroup columns
     ledger.csv                    path, status, reason, series_key for every file
     settings.json                 series_choice, spacing_policy, assume_missing_geometry,
@@ -132,7 +133,7 @@ def ingest_cohort(
     store_dir: str | Path | None = None,
     progress: Progress | None = None,
 ) -> IngestSummary:
-    """Ingest a raw DICOM/NIfTI export listed by a manifest.
+    """Ingest a raw DICOM/NIfTI/PNG/JPEG/TIFF export listed by a manifest.
 
     The settings ``pseudonym_key`` to ``volume_format`` are the ``ingest`` keys of
     params.yaml (:class:`pipeline.config.IngestConfig`): no defaults here, by design.
@@ -340,4 +341,6 @@ def _kind_words(record: FileRecord) -> str:
         return f"DICOM {record.dicom.modality} image" if record.dicom else "DICOM image"
     if record.kind == "nifti":
         return "NIfTI image"
+    if record.kind == "raster":
+        return f"{record.raster.format.upper()} image" if record.raster else "image file"
     return f"{record.kind}: {record.reason}"

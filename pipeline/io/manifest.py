@@ -35,6 +35,7 @@ RESERVED_COLUMNS: tuple[str, ...] = (
     "modality",
     "spacing",
     "shape",
+    "channels",
     *TECHNICAL_KEYWORDS,
     "transfer_syntax",
     "source_format",

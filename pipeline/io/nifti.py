@@ -281,46 +281,63 @@ def canonical_layout(shape: tuple[int, int, int], affine_ras: np.ndarray, dtype:
 
 
 def write_canonical(
-    array: np.ndarray, affine_ras: np.ndarray, out_path: str | Path, *, threads: int = 1
+    array: np.ndarray, affine_ras: np.ndarray, out_path: str | Path, *, threads: int = 1, channels: int = 1
 ) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """Write ``array`` as a canonical (RAS) NIfTI-1 file, 2D kept 2D.
 
+    A colour image keeps its channels on the fifth NIfTI axis, the standard place for
+    vector-valued voxels (``intent_code`` VECTOR, time axis of length 1): a 2D RGB image
+    of X x Y pixels is stored as ``(X, Y, 1, 1, 3)``, a colour volume as ``(X, Y, Z, 1, 3)``.
+    A grey image is written exactly as before (``(X, Y)`` or ``(X, Y, Z)``).
+
     Args:
-        array: ``(X, Y)`` or ``(X, Y, Z)`` values; int16/uint8 kept, other integer types
-            kept when exact in int16, everything else written as float32.
+        array: ``(X, Y)`` or ``(X, Y, Z)`` values, with a last axis of ``channels``
+            when ``channels > 1``; int16/uint8 kept, other integer types kept when exact
+            in int16, everything else written as float32.
         affine_ras: 4x4 voxel -> RAS mm.
         out_path: ``.nii`` or ``.nii.gz`` path; parent folders are created.
         threads: deflate threads for a ``.nii.gz`` (the bytes are the same for any number).
+        channels: values per voxel: 1 (grey) or the length of ``array``'s last axis.
 
     Returns:
-        ``(shape, spacing)`` of the written image, spacing in mm per axis.
+        ``(shape, spacing)`` of the written image's spatial axes (channels not
+        included), spacing in mm per axis.
     """
     import nibabel as nib
 
     array = _output_dtype(array)
-    volume = array if array.ndim == 3 else array[:, :, np.newaxis]
+    if channels > 1 and array.shape[-1] != channels:
+        raise ValueError(f"array's last axis must hold the {channels} channels; got shape {array.shape}")
+    spatial = array.ndim - (1 if channels > 1 else 0)
+    volume = array if spatial == 3 else array[:, :, np.newaxis]
+    if channels > 1:
+        volume = volume[:, :, :, np.newaxis, :]  # (X, Y, Z, 1, C): channels on NIfTI's fifth axis
     image = nib.Nifti1Image(volume, affine_ras)
     canonical = nib.as_closest_canonical(image)
     data = np.asanyarray(canonical.dataobj)
     affine = canonical.affine
-    if array.ndim == 2:
+    if spatial == 2:
         flat_axis = next(axis for axis in (2, 1, 0) if data.shape[axis] == 1)
         order = [axis for axis in range(3) if axis != flat_axis] + [flat_axis]
-        data = data.transpose(order)[:, :, 0]
+        data = data.transpose(order + list(range(3, data.ndim)))
+        if channels == 1:
+            data = data[:, :, 0]
         permuted = affine.copy()
         permuted[:3, :3] = affine[:3, order]
         affine = permuted
     header = nib.Nifti1Header()
     header.set_data_dtype(data.dtype)
     header.set_xyzt_units("mm")
+    if channels > 1:
+        header.set_intent("vector")
     out = nib.Nifti1Image(data, affine, header)
     out.set_qform(affine, code=1)
     out.set_sform(affine, code=1)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _save(out, data, out_path, threads)
-    spacing = tuple(float(z) for z in out.header.get_zooms()[: data.ndim])
-    return tuple(int(s) for s in data.shape), spacing
+    spacing = tuple(float(z) for z in out.header.get_zooms()[:spatial])
+    return tuple(int(s) for s in data.shape[:spatial]), spacing
 
 
 def _save(image: object, data: np.ndarray, path: Path, threads: int) -> None:

@@ -5,6 +5,14 @@ straight from the offset the header scan found; everything else is decoded by py
 (with the pylibjpeg plugins for JPEG, JPEG-LS, JPEG 2000 and RLE). Rescale
 Slope/Intercept are applied per plane (PS3.3 C.11.1): exact integers stay integers, so
 CT is written as int16 HU; MR without a modality LUT stays as stored.
+
+Colour (ultrasound, dermatology, endoscopy, secondary captures) keeps its three
+channels: RGB as stored, YBR_* converted to RGB by pydicom, PALETTE COLOR mapped through
+its lookup table. Whether a model sees colour or grey is ``preprocess.channels``' choice,
+made later; ingest loses nothing. A colour image whose three channels are equal
+everywhere (a grey picture saved as RGB, common for ultrasound exports) is stored as one
+grey channel: the same values, a third of the disk, and ``channels: auto`` then treats
+it as the grey image it is.
 """
 
 from __future__ import annotations
@@ -20,8 +28,10 @@ from pipeline.io.failures import short_error
 from pipeline.io.series import Plane
 from pipeline.io.volume_plan import VolumePlan
 
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
-"""ITU-R BT.601 luma, used to turn colour images (ultrasound, secondary capture) grey."""
+COLOUR_CHANNELS = 3
+"""Channels of a colour image as ingest stores it (RGB)."""
+
+EQUAL_CHANNELS_NOTE = "colour image with three equal channels stored as one grey channel (lossless)"
 
 
 class PixelError(PipelineInputError):
@@ -52,9 +62,10 @@ def read_planes(
             the plan resamples; the values never depend on it.
 
     Returns:
-        ``(volume, notes)``: volume of shape ``(columns, rows, slices)``; int16 when every
-        value is an exact int16 (CT in HU usually is), float32 otherwise; notes on colour
-        conversion or MONOCHROME1 inversion.
+        ``(volume, notes)``: volume of shape ``(columns, rows, slices)``, or
+        ``(columns, rows, slices, 3)`` for colour (RGB on the last axis); int16 when
+        every value is an exact int16 (CT in HU usually is), float32 otherwise; notes on
+        colour conversion or MONOCHROME1 inversion.
 
     Raises:
         PixelError: a file's pixels cannot be decoded; names the file.
@@ -63,27 +74,41 @@ def read_planes(
     for index, plane in enumerate(plan.planes):
         by_file.setdefault(plane.path, []).append(index)
     first = headers[plan.planes[0].path]
-    rows, cols = first.rows, first.cols
-    shape = (cols, rows, len(plan.planes))
-    if out is not None and (out.shape != shape or out.dtype != np.int16):
-        raise ValueError(f"'out' must be an int16 array of shape {shape}; got {out.dtype} {out.shape}")
-    # Planes are filled as (plane, row, column): a transposed view of (columns, rows, planes).
-    out = (np.empty(shape[::-1], dtype=np.int16) if out is None else out.transpose(2, 1, 0))
+    colour = is_colour(first)
+    plane_shape = (first.rows, first.cols) + ((COLOUR_CHANNELS,) if colour else ())
+    shape = (first.cols, first.rows, len(plan.planes))
+    if out is not None and (colour or out.shape != shape or out.dtype != np.int16):
+        raise ValueError(f"'out' must be an int16 array of shape {shape} for a grey series; got {out.dtype} {out.shape}")
+    # Planes are filled as (plane, row, column[, channel]): a transposed view of (columns, rows, planes).
+    out = np.empty((len(plan.planes), *plane_shape), dtype=np.int16) if out is None else out.transpose(2, 1, 0)
     notes: set[str] = set()
     for path, indices in by_file.items():
         frames = _file_frames(raw_dir, path, headers[path], notes)
-        if frames.shape[1:] != (rows, cols):
-            raise PixelError(path, f"matrix {frames.shape[1:]} differs from the series' {(rows, cols)}")
+        if frames.shape[1:] != plane_shape:
+            raise PixelError(path, f"matrix {frames.shape[1:]} differs from the series' {plane_shape}")
         for index in indices:
             plane = plan.planes[index]
             out = _place(out, index, frames[plane.frame], plane, path)
     if plan.resample is not None:
         work = out.astype(np.float32)
         out = np.stack([(1.0 - w) * work[i] + w * work[min(i + 1, len(work) - 1)] for i, w in plan.resample])
+    if out.ndim == 4 and _equal_channels(out):
+        out = out[..., 0]
+        notes.add(EQUAL_CHANNELS_NOTE)
     # A view, not a copy: (slices, rows, cols) in C order is (cols, rows, slices) in
     # Fortran order, the order NIfTI stores, so the writer streams it without a
     # strided copy of the whole volume.
-    return out.transpose(2, 1, 0), sorted(notes)
+    return out.transpose(2, 1, 0, *range(3, out.ndim)), sorted(notes)
+
+
+def is_colour(header: DicomHeader) -> bool:
+    """Whether the file's pixels decode to colour: several samples per pixel, or a palette."""
+    return header.samples > 1 or header.photometric == "PALETTE COLOR"
+
+
+def _equal_channels(volume: np.ndarray) -> bool:
+    """Whether every channel of ``(..., C)`` equals the first one."""
+    return all(np.array_equal(volume[..., 0], volume[..., c]) for c in range(1, volume.shape[-1]))
 
 
 def _file_frames(raw_dir: str, path: str, header: DicomHeader, notes: set[str]) -> np.ndarray:
@@ -128,7 +153,7 @@ def _overflow(plane: Plane, error: BaseException | None) -> str:
 
 
 def _stored_frames(full: str, header: DicomHeader, notes: set[str]) -> np.ndarray:
-    """All frames of one file as ``(frames, rows, cols)``, grey, before rescaling."""
+    """All frames of one file as ``(frames, rows, cols)``, or ``(frames, rows, cols, 3)`` for colour, before rescaling."""
     count = header.rows * header.cols * header.frames
     if header.native is not None and not header.modality_lut and header.photometric != "PALETTE COLOR":
         offset, dtype = header.native
@@ -147,13 +172,18 @@ def _stored_frames(full: str, header: DicomHeader, notes: set[str]) -> np.ndarra
         array = ds.pixel_array
         if header.photometric == "PALETTE COLOR":
             array = apply_color_lut(array, ds)
-        if header.samples > 1 or header.photometric == "PALETTE COLOR":
-            array = array[..., :3].astype(np.float32) @ LUMA_WEIGHTS.astype(np.float32)
-            notes.add("colour converted to grey (BT.601 luma)")
+        if is_colour(header):
+            # pydicom returns YBR_* as RGB (its default as_rgb); a fourth sample is not colour.
+            array = array[..., :COLOUR_CHANNELS]
+            if header.photometric.startswith("YBR"):
+                notes.add(f"{header.photometric} converted to RGB")
+            elif header.photometric == "PALETTE COLOR":
+                notes.add("PALETTE COLOR mapped to RGB through its lookup table")
         elif header.modality_lut:
             array = apply_modality_lut(array, ds)
             notes.add("Modality LUT Sequence applied")
-    array = array.reshape(header.frames, header.rows, header.cols)
+    colour = (COLOUR_CHANNELS,) if is_colour(header) else ()
+    array = array.reshape(header.frames, header.rows, header.cols, *colour)
     if header.photometric == "MONOCHROME1":
         if np.issubdtype(array.dtype, np.integer):
             array = (int(array.max()) + int(array.min())) - array.astype(np.int64)

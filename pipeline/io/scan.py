@@ -6,6 +6,7 @@ not read here (:mod:`pipeline.io.dicom_read` defers it). Each file becomes one
 
 * ``dicom``: a DICOM image with pixel data, ready to be grouped into series;
 * ``nifti``: a ``.nii`` / ``.nii.gz`` image;
+* ``raster``: a PNG, JPEG or TIFF image file (:mod:`pipeline.io.raster`), by its name's ending;
 * ``not_image``: a valid object that is not a patient image (SR, RTSTRUCT, RTPLAN,
   RT Dose, SEG, PDF, presentation state, DICOMDIR, waveform...);
 * ``quarantined``: anything unreadable (junk, truncated, broken header), with the reason;
@@ -31,6 +32,7 @@ from pipeline.io.dicom_header import DicomHeader, geometry_problem, image_header
 from pipeline.io.dicom_read import read_dataset
 from pipeline.io.dicom_values import uid_name
 from pipeline.io.failures import environment_error, short_error
+from pipeline.io.raster import RASTER_SUFFIXES, RasterHeader
 from pipeline.io.tree import not_regular
 
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
@@ -83,10 +85,11 @@ class FileRecord:
 
     Attributes:
         path: POSIX path relative to the raw folder.
-        kind: ``dicom``, ``nifti``, ``not_image`` or ``quarantined``.
+        kind: ``dicom``, ``nifti``, ``raster``, ``not_image`` or ``quarantined``.
         reason: why a file is ``not_image`` or ``quarantined`` (empty otherwise).
         dicom: the header of a DICOM image.
         nifti: the header of a NIfTI image.
+        raster: the header of a PNG, JPEG or TIFF image.
         phi: identifier strings found in the header; kept in memory for redaction only.
         geometry: for a DICOM image, which geometry value is present but unusable
             (``PixelSpacing is not 2 positive numbers``); empty when none is. Ingest
@@ -98,6 +101,7 @@ class FileRecord:
     reason: str = ""
     dicom: DicomHeader | None = None
     nifti: NiftiHeader | None = None
+    raster: RasterHeader | None = None
     phi: set[str] = field(default_factory=set)
     series_uid: str = ""
     study_uid: str = ""
@@ -147,6 +151,8 @@ def _classify(root: str, full: str, rel: str, max_voxels: int) -> FileRecord:
                 return FileRecord(rel, "quarantined", refused)
             if rel.lower().endswith(NIFTI_SUFFIXES):
                 return _classify_nifti(full, rel, max_voxels)
+            if rel.lower().endswith(RASTER_SUFFIXES):
+                return _classify_raster(full, rel, max_voxels)
             return _classify_dicom(full, rel, max_voxels)
         except Exception as error:  # one bad file must never stop the scan
             environment = environment_error(error)
@@ -169,6 +175,20 @@ def _classify_nifti(full: str, rel: str, max_voxels: int) -> FileRecord:
         return FileRecord(rel, "quarantined", problem)
     zooms = tuple(float(z) for z in layout.header.get_zooms())  # type: ignore[attr-defined]
     return FileRecord(rel, "nifti", nifti=NiftiHeader(shape=layout.shape, zooms=zooms))
+
+
+def _classify_raster(full: str, rel: str, max_voxels: int) -> FileRecord:
+    from pipeline.io.raster import read_raster_header
+
+    try:
+        header, problem = read_raster_header(full, max_voxels)
+    except Exception as error:
+        if environment_error(error) is not None:
+            raise
+        return FileRecord(rel, "quarantined", f"unreadable image file: {type(error).__name__}: {short_error(error, full)}")
+    if header is None:
+        return FileRecord(rel, "quarantined", problem)
+    return FileRecord(rel, "raster", raster=header)
 
 
 def _classify_dicom(full: str, rel: str, max_voxels: int) -> FileRecord:

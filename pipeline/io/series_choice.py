@@ -1,9 +1,10 @@
 """What each manifest row can become, and the one series it keeps (``ingest.series_choice``).
 
 A row's files are sorted into options (one per candidate DICOM series, one per NIfTI
-file) while non-images and unusable files are ledgered with their reason. With
-``series_choice: most_slices`` the option with most planes wins (ties: larger matrix,
-then key) and the others are ledgered as skipped; with ``error`` a row matching several
+file, one per PNG/JPEG/TIFF file) while non-images and unusable files are ledgered with
+their reason. With ``series_choice: most_slices`` the option with most planes wins (ties:
+DICOM or NIfTI before an image file, so a JPEG preview saved beside a DICOM image never
+replaces it; then the larger matrix, then key) and the others are ledgered as skipped; with ``error`` a row matching several
 series is an error. The winner is planned from headers into a :class:`BuildJob`.
 """
 
@@ -21,6 +22,7 @@ from pipeline.io.ledger import Ledger
 from pipeline.io.manifest import Manifest
 from pipeline.io.manifest_rows import ManifestRow, RowError
 from pipeline.io.nifti import image_shape_problem
+from pipeline.io.raster import RasterHeader
 from pipeline.io.scan import FileRecord
 from pipeline.io.series import Candidate, group_series
 from pipeline.io.volume_plan import plan_volume
@@ -28,7 +30,7 @@ from pipeline.io.volume_plan import plan_volume
 
 @dataclass
 class Option:
-    """One series a row could use: a DICOM candidate or a NIfTI file."""
+    """One series a row could use: a DICOM candidate, a NIfTI file or an image file (raster)."""
 
     key: str
     n_planes: int
@@ -36,6 +38,8 @@ class Option:
     candidate: Candidate | None = None
     nifti: str | None = None
     shape_problem: str = ""
+    raster: str | None = None
+    raster_header: RasterHeader | None = None
 
 
 def row_options(
@@ -67,7 +71,7 @@ def row_options(
 def _sort_files(
     paths: list[str], records: dict[str, FileRecord], key: str, ledger: Ledger, assume_missing_geometry: bool
 ) -> tuple[dict[str, DicomHeader], list[Option]]:
-    """A row's DICOM image headers and NIfTI options; every other file is ledgered here."""
+    """A row's DICOM image headers and its NIfTI and image-file options; every other file is ledgered here."""
     headers: dict[str, DicomHeader] = {}
     options: list[Option] = []
     for path in paths:
@@ -91,6 +95,11 @@ def _sort_files(
                     nifti=path,
                     shape_problem=image_shape_problem(shape),
                 )
+            )
+        elif record.kind == "raster":
+            options.append(
+                Option(key=pseudonym(key, "series", f"raster|{path}"), n_planes=1, files=[path], raster=path,
+                       raster_header=record.raster)
             )
     return headers, options
 
@@ -141,8 +150,8 @@ def choose_and_plan(
 
 
 def _keep_one(row: ManifestRow, options: list[Option], records: dict[str, FileRecord], ledger: Ledger) -> Option:
-    """The option with most planes (ties: larger matrix, then key); the others' files are skipped."""
-    ranked = sorted(options, key=lambda o: (-o.n_planes, -_matrix(o, records), o.key))
+    """The option with most planes (ties: not an image file, larger matrix, then key); the others' files are skipped."""
+    ranked = sorted(options, key=lambda o: (-o.n_planes, o.raster is not None, -_matrix(o, records), o.key))
     winner = ranked[0]
     for loser in ranked[1:]:
         for path in loser.files:
@@ -163,6 +172,8 @@ def _plan(winner: Option, ledger: Ledger, raw_dir: str, out_path: str, spacing_p
             ledger.record(winner.nifti, "skipped", winner.shape_problem, winner.key)
             return None
         return BuildJob(winner.key, raw_dir, out_path, nifti=winner.nifti)
+    if winner.raster is not None:
+        return BuildJob(winner.key, raw_dir, out_path, raster=winner.raster, raster_header=winner.raster_header)
     outcome = plan_volume(winner.candidate, spacing_policy)  # type: ignore[arg-type]
     for path, reason in outcome.skipped.items():
         ledger.record(path, "skipped", reason, winner.key)
@@ -180,5 +191,7 @@ def _matrix(option: Option, records: dict[str, FileRecord]) -> int:
     if option.candidate is not None:
         first = option.candidate.first
         return first.rows * first.cols
+    if option.raster_header is not None:
+        return option.raster_header.pixels
     shape = records[option.files[0]].nifti.shape  # type: ignore[union-attr]
     return int(shape[0] * shape[1]) if len(shape) >= 2 else 0

@@ -118,7 +118,7 @@ def run_jobs(
         report = store.fetch(name, suffix, job.out_path) if store is not None and name else None
         if report is not None:
             results[i] = BuildResult(job.series_key, tuple(report["shape"]), tuple(report["spacing"]),
-                                     list(report["notes"]), report["minimum"])
+                                     list(report["notes"]), report["minimum"], channels=report["channels"])
             done += sizes[i]
         elif name:
             names[i] = name
@@ -138,7 +138,8 @@ def run_jobs(
         done += sizes[i]
         progress("volumes", done, total)
         if store is not None and i in names and not built.failure:
-            report = {"shape": built.shape, "spacing": built.spacing, "notes": built.notes, "minimum": built.minimum}
+            report = {"shape": built.shape, "spacing": built.spacing, "notes": built.notes, "minimum": built.minimum,
+                      "channels": built.channels}
             store.keep(names[i], suffix, jobs[i].out_path, report)
     return results  # type: ignore[return-value]
 
@@ -152,7 +153,7 @@ def _entry_name(job: BuildJob, store: IngestStore | None) -> str:
     """
     if store is None:
         return ""
-    paths = [job.nifti] if job.nifti is not None else sorted(job.headers)
+    paths = [job.source_file] if job.source_file is not None else sorted(job.headers)
     seen = store.states
     states = [(path, seen[path] if path in seen else file_state(os.path.join(job.raw_dir, path))) for path in paths]
     if any(state is None for _, state in states):
@@ -161,7 +162,7 @@ def _entry_name(job: BuildJob, store: IngestStore | None) -> str:
     if plan is not None:
         # The affine exactly, as bytes: numpy's printed form rounds, and is slow.
         plan = dataclasses.replace(plan, affine_lps=plan.affine_lps.astype("<f8").tobytes().hex())
-    return store.name(repr((job.series_key, job.nifti, plan, states)))
+    return store.name(repr((job.series_key, job.nifti, job.raster, job.raster_header, plan, states)))
 
 
 def _cores() -> int:

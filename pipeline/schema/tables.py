@@ -25,8 +25,9 @@ INGEST_SCORING_SETTINGS: tuple[str, ...] = ("series_choice", "spacing_policy", "
 INGESTED_CONTENTS: tuple[str, ...] = (VOLUME_DIR, INDEX_FILE, LEDGER_FILE, INGEST_SETTINGS_FILE)
 #: Columns of ``index.csv`` that identify a series and its volume; ingest writes them on every row.
 INDEX_KEYS: tuple[str, ...] = ("patient_id", "label", "series_key", "image_path")
-#: What the image's reader needs besides (the intensity rule per modality, the 2D/3D check).
-INDEX_IMAGE: tuple[str, ...] = ("modality", "shape")
+#: What the image's reader needs besides (the intensity rule per modality, the 2D/3D check,
+#: the channels: 3 for a colour image, 1 for grey).
+INDEX_IMAGE: tuple[str, ...] = ("modality", "shape", "channels")
 #: ``ledger.csv``: one row per file under the raw folder.
 LEDGER_COLUMNS: tuple[str, ...] = ("path", "status", "reason", "series_key")
 LEDGER_STATUSES: tuple[str, ...] = ("ingested", "skipped", "quarantined", "not_image", "unreferenced")

@@ -47,6 +47,8 @@ def write_cache(args: argparse.Namespace) -> str:
             roi=config.roi,
             pixdim=config.pixdim,
             hu_window=config.hu_window,
+            channels=config.channels,
+            resize=config.resize,
             intensity=config.intensity,
             intensity_range=config.intensity_range,
             crop_foreground=config.crop_foreground,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from pipeline.cache import read_meta
+from pipeline.cache import cache_channels, read_meta
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.data import CachedDataModule
 from pipeline.modelfile import sealed_digest
@@ -20,7 +20,6 @@ from pipeline.training.predictions import predict_best, subgroup_columns
 from pipeline.training.run_folder import mark_complete, open_run_folder, result_fingerprint
 from pipeline.training.writers import TrainSummary, write_predictions, write_train_summary
 
-IN_CHANNELS = 1  # the cache holds one channel
 NUM_CLASSES = 1  # one logit: a binary label
 
 
@@ -51,14 +50,14 @@ def train_and_predict(
     start = time.perf_counter()
     cache_dir, model_dir = Path(cache_dir), Path(model_dir)
     meta = read_meta(cache_dir)
-    spatial_dims = int(meta["spatial_dims"])
+    spatial_dims, in_channels = int(meta["spatial_dims"]), cache_channels(meta)  # 3 for RGB: colour filters kept
     pl.seed_everything(train.seed, workers=True)
     config = {"model": dataclasses.asdict(model), "train": dataclasses.asdict(train)}
     fingerprint = result_fingerprint(meta, config)
     ckpt_path = open_run_folder(model_dir, fingerprint, resume=train.resume)
 
     backbone = build_backbone(
-        arch=model.arch, spatial_dims=spatial_dims, in_channels=IN_CHANNELS, num_classes=NUM_CLASSES,
+        arch=model.arch, spatial_dims=spatial_dims, in_channels=in_channels, num_classes=NUM_CLASSES,
         weights=model.weights, weights_sha256=model.weights_sha256,
         stem_kernel_depth=model.stem_kernel_depth, stem_stride_depth=model.stem_stride_depth,
     )
@@ -80,7 +79,7 @@ def train_and_predict(
     rows = predict_best(fitted, data, backbone=backbone.model, normalize=system.normalize, parts=SCORED_PARTS,
                         deterministic=deterministic(train))
     write_predictions(predictions_csv, rows, subgroup_columns(data))
-    network = {"arch": model.arch, "spatial_dims": spatial_dims, "in_channels": IN_CHANNELS, "num_classes": NUM_CLASSES}
+    network = {"arch": model.arch, "spatial_dims": spatial_dims, "in_channels": in_channels, "num_classes": NUM_CLASSES}
     # best.ckpt's: predictions.csv holds its scores.
     write_train_summary(summary_json, summary, network=network, model_digest=sealed_digest(fitted.best_path),
                         config=config, cache_meta=meta)

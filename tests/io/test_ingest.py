@@ -204,3 +204,102 @@ def test_every_ingest_param_is_a_required_keyword_of_the_library() -> None:
     with pytest.raises(TypeError, match=r"missing 1 required keyword-only argument: 'max_voxels'"):
         ingest_cohort("raw", "m.csv", "out", pseudonym_key=KEY,
                       **{k: v for k, v in ingest_settings().items() if k != "max_voxels"})
+
+
+def _png_with_text(path: Path, array: np.ndarray, text: dict[str, str]) -> None:
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for key, value in text.items():
+        info.add_text(key, value)
+    Image.fromarray(array).save(path, pnginfo=info)
+
+
+def test_a_folder_of_png_jpeg_and_tiff_files_is_ingested_and_every_file_accounted_for(tmp_path: Path) -> None:
+    from PIL import Image
+
+    raw = tmp_path / "raw"
+    (raw / "imgs").mkdir(parents=True)
+    grey = (np.arange(40 * 30).reshape(30, 40) % 251).astype(np.uint8)
+    _png_with_text(raw / "imgs" / "Doe_Jane.png", grey, {"Author": PHI["PatientName"], "Comment": PHI["PatientID"]})
+    colour = np.stack([grey, 255 - grey, grey // 2], axis=-1)
+    Image.fromarray(colour).save(raw / "imgs" / "b.jpg", quality=90)
+    Image.fromarray((grey.astype(np.uint16) * 200)).save(raw / "imgs" / "c.tif")
+    (raw / "imgs" / "junk.png").write_bytes(b"not a picture at all")
+    Image.fromarray(grey).save(raw / "imgs" / "cut.png")
+    data = (raw / "imgs" / "cut.png").read_bytes()
+    (raw / "imgs" / "cut.png").write_bytes(data[: len(data) // 2])  # a header that reads, pixels that do not
+    Image.fromarray(grey).save(raw / "imgs" / "spare.png")  # under no manifest path
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "patient_id,label,path\n"
+        f"{PHI['PatientID']},1,imgs/Doe_Jane.png\nP2,0,imgs/b.jpg\nP3,1,imgs/c.tif\nP4,0,imgs/junk.png\nP5,1,imgs/cut.png\n"
+    )
+    out = tmp_path / "out"
+    summary = ingest_cohort(raw, manifest, out, pseudonym_key=KEY, **ingest_settings())
+
+    ledger = rows(out / "ledger.csv")
+    assert len(ledger) == summary.n_files == 6 and sum(summary.counts.values()) == 6
+    assert summary.counts == {"ingested": 3, "skipped": 0, "quarantined": 2, "not_image": 0, "unreferenced": 1}
+    by_token = {r["path"]: r for r in ledger}
+    assert by_token[path_token(KEY, "imgs/junk.png")]["reason"].startswith("unreadable image file: UnidentifiedImageError")
+    cut = by_token[path_token(KEY, "imgs/cut.png")]
+    assert cut["status"] == "quarantined" and cut["reason"].startswith("OSError: ")
+    assert by_token[path_token(KEY, "imgs/spare.png")]["reason"] == "not under any manifest path"
+    assert summary.rows_without_volume == (5, 6)
+
+    index = rows(out / "index.csv")
+    assert [(r["modality"], r["source_format"], r["shape"], r["channels"], r["spacing"]) for r in index] == [
+        ("OT", "png", "40x30", "1", "1x1"), ("OT", "jpeg", "40x30", "3", "1x1"), ("OT", "tiff", "40x30", "1", "1x1")]
+    assert all("file has no pixel spacing or orientation: 1 mm pixels and an axial plane assumed" in r["ingest_note"]
+               for r in index)
+    image = nib.load(out / index[0]["image_path"])
+    assert image.shape == (40, 30) and nib.aff2axcodes(image.affine)[:2] == ("R", "A")
+    np.testing.assert_array_equal(np.asanyarray(image.dataobj), grey.T[::-1, ::-1])  # LPS -> RAS flips both axes
+    jpeg = nib.load(out / index[1]["image_path"])
+    assert jpeg.shape == (40, 30, 1, 1, 3) and int(jpeg.header["intent_code"]) == 1007  # NIfTI VECTOR
+    tiff = np.asanyarray(nib.load(out / index[2]["image_path"]).dataobj)
+    np.testing.assert_array_equal(tiff, (grey.T * 200.0)[::-1, ::-1])
+
+    blob = all_output_bytes(out)
+    for value in (PHI["PatientName"], PHI["PatientID"], "Doe_Jane", "Jane"):
+        assert value.encode() not in blob, value
+
+
+def test_a_png_and_a_dicom_capture_of_the_same_pixels_give_the_same_volume_bytes(tmp_path: Path) -> None:
+    """Re-exported copies must look alike to the duplicate audit, whatever the file type."""
+    import pydicom
+    from PIL import Image
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("SC_rgb_small_odd.dcm", "SC_ybr_full_422_uncompressed.dcm", "CT_small.dcm"):
+        ds = pydicom.dcmread(PYDICOM_FILES / name)
+        pixels = ds.pixel_array
+        if name == "CT_small.dcm":  # as a grey capture: 8-bit values
+            pixels = (pixels % 256).astype(np.uint8)
+            ds.PixelData = pixels.astype(np.int16).tobytes()
+        # Captures without geometry, as an image file has none.
+        for keyword in ("PixelSpacing", "ImageOrientationPatient", "ImagePositionPatient", "RescaleIntercept",
+                        "RescaleSlope", "SliceThickness", "SpacingBetweenSlices"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.save_as(raw / name)
+        Image.fromarray(pixels).save(raw / (name + ".png"))
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("patient_id,label,path\n" + "".join(
+        f"P{i},{i % 2},{name}\nQ{i},{i % 2},{name}.png\n"
+        for i, name in enumerate(("SC_rgb_small_odd.dcm", "SC_ybr_full_422_uncompressed.dcm", "CT_small.dcm"))))
+    out = tmp_path / "out"
+    ingest_cohort(raw, manifest, out, pseudonym_key=KEY, **ingest_settings(assume_missing_geometry=True))
+    index = rows(out / "index.csv")
+    assert [r["channels"] for r in index] == ["3", "3", "3", "3", "1", "1"]
+    assert [r["source_format"] for r in index] == ["dicom", "png"] * 3
+    assert "YBR_FULL_422 converted to RGB" in index[2]["ingest_note"]
+    for dicom, png in zip(index[::2], index[1::2]):
+        assert dicom["shape"] == png["shape"] and dicom["spacing"] == png["spacing"]
+        assert (out / dicom["image_path"]).read_bytes() == (out / png["image_path"]).read_bytes()
+    rgb = nib.load(out / index[0]["image_path"])
+    expected = pydicom.dcmread(PYDICOM_FILES / "SC_rgb_small_odd.dcm").pixel_array  # (rows, columns, 3)
+    assert rgb.shape == (3, 3, 1, 1, 3)
+    np.testing.assert_array_equal(np.asanyarray(rgb.dataobj)[:, :, 0, 0, :], expected.transpose(1, 0, 2)[::-1, ::-1])

@@ -112,3 +112,19 @@ def test_integer_rescale_into_int16_equals_exact_integer_arithmetic_for_every_st
                 np.testing.assert_array_equal(dest, exact if fits else 123)
                 cases += 1
     assert cases > 60
+
+
+def test_colour_keeps_three_channels_and_a_palette_is_mapped_through_its_table() -> None:
+    from pydicom.pixels import apply_color_lut
+
+    for name in ("SC_rgb_dcmtk_+eb+cr.dcm", "examples_palette.dcm"):
+        path = PYDICOM_FILES / name
+        header = read_header(path, path.name, max_voxels=MAX_VOXELS).dicom
+        assert header is not None
+        plan = VolumePlan([Plane(path.name, 0, None, None, None, None)], np.eye(4), None, True)
+        ours, notes = read_planes(str(path.parent), {path.name: header}, plan)
+        ds = pydicom.dcmread(path)
+        expected = apply_color_lut(ds.pixel_array, ds) if name == "examples_palette.dcm" else ds.pixel_array
+        assert ours.shape == (header.cols, header.rows, 1, 3)
+        np.testing.assert_array_equal(ours[:, :, 0, :], expected.transpose(1, 0, 2))
+        assert ("PALETTE COLOR mapped to RGB through its lookup table" in notes) == (name == "examples_palette.dcm")

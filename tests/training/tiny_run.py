@@ -29,7 +29,7 @@ def write_cache(root: Path, *, counts: dict[str, int] = COUNTS, roi: tuple[int, 
     rng = np.random.default_rng(seed)
     cache = root / "cache"
     for part, n in counts.items():
-        writer = CacheWriter(cache, part, n, roi)
+        writer = CacheWriter(cache, part, n, roi, channels=1)
         for i in range(n):
             label = i % 2
             image = rng.normal(0.45 if label else 0.4, 0.1, roi).astype(np.float32)
@@ -41,7 +41,8 @@ def write_cache(root: Path, *, counts: dict[str, int] = COUNTS, roi: tuple[int, 
                 "site": "a" if i % 3 else "b",
             })
         writer.close(("patient_id", "series_key", "label", "site"))
-    write_meta(cache, {"spatial_dims": len(roi), "roi": list(roi), "pixdim": [1.0] * len(roi), "counts": counts})
+    write_meta(cache, {"spatial_dims": len(roi), "roi": list(roi), "pixdim": [1.0] * len(roi), "in_channels": 1,
+                       "counts": counts})
     return cache
 
 
