@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.duplicates import audit_index, exact_digest
-from pipeline.io.nifti import write_canonical
+from pipeline.io.nifti_write import write_canonical
 from pipeline.tables import read_rows, write_rows
 
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import IngestConfig, load_params
 from pipeline.io.ingest import ingest_cohort
-from pipeline.io.nifti import write_canonical
+from pipeline.io.nifti_write import write_canonical
 from pipeline.io.pixels import read_planes
 from pipeline.io.scan import read_headers
 from pipeline.io.series import group_series

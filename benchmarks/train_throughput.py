@@ -135,7 +135,7 @@ def build_model(setup: Setup):  # noqa: ANN201
 def system_for(setup: Setup, *, augment: bool):  # noqa: ANN201
     """The project's ClassifierSystem around the model, with the settings of ``train``."""
     from pipeline.system import ClassifierSystem
-    from pipeline.transforms import BatchAugment
+    from pipeline.augment import BatchAugment
 
     model = build_model(setup)
     if setup.compile:
@@ -229,7 +229,7 @@ def part_stream(setup: Setup, cache: Path) -> dict[str, Any]:
     With the cohort held on the device, the time includes copying it there (``upload_s``).
     """
     from pipeline.data import CachedDataModule
-    from pipeline.transforms import BatchAugment
+    from pipeline.augment import BatchAugment
 
     data = CachedDataModule(cache, batch_size=setup.batch, num_workers=0, seed=setup.seed,
                             device_cache=setup.device_cache, device=setup.device)

@@ -21,9 +21,9 @@ import numpy as np
 from pipeline.cache import CacheWriter, write_meta
 from pipeline.io.progress import Progress
 from pipeline.rules import CHANNEL_MODES, check_choice
-from pipeline.schema.tables import CACHE_ROW_COLUMNS, INDEX_IMAGE, INDEX_KEYS, INGEST_SETTINGS_FILE, PARTS, SPLIT_REQUIRED
+from pipeline.schema.tables import CACHE_ROW_COLUMNS, COLOUR_CHANNELS, INDEX_IMAGE, INDEX_KEYS, INGEST_SETTINGS_FILE, PARTS, SPLIT_REQUIRED
 from pipeline.tables import TableError, read_rows, write_rows
-from pipeline.transforms import COLOUR_CHANNELS, LUMA_WEIGHTS, deterministic_transforms, resolve_intensity
+from pipeline.transforms import LUMA_WEIGHTS, deterministic_transforms, resolve_intensity
 
 # Index columns that describe the file rather than the patient or the scanner (geometry,
 # ingest bookkeeping); everything else in the index (site, modality, manufacturer, kVp,

@@ -19,7 +19,7 @@ from torch import nn
 from pipeline.finetuning import discriminative_param_groups
 from pipeline.modelfile import KEY as MODEL_FILE_KEY
 from pipeline.modelfile import seal
-from pipeline.transforms import BatchAugment
+from pipeline.augment import BatchAugment
 
 
 class ClassifierSystem(pl.LightningModule):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.io.nifti import write_canonical
+from pipeline.io.nifti_write import write_canonical
 from pipeline.tables import write_rows
 
 COLUMNS = ("series_key", "patient_id", "label", "split", "image_path")

@@ -11,7 +11,7 @@ from monai.networks.nets import ResNet
 from pipeline.cache import CacheError
 from pipeline.data import CachedDataModule
 from pipeline.system import ClassifierSystem, validation_auc
-from pipeline.transforms import BatchAugment
+from pipeline.augment import BatchAugment
 
 
 def small_resnet() -> torch.nn.Module:

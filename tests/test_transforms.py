@@ -9,7 +9,8 @@ import torch
 
 from pipeline.config import PreprocessConfig
 from pipeline.errors import ConfigError
-from pipeline.transforms import BatchAugment, deterministic_transforms, resolve_intensity
+from pipeline.augment import BatchAugment
+from pipeline.transforms import deterministic_transforms, resolve_intensity
 from tests.params import config
 
 #: preprocess.resize, intensity and crop_foreground as params.yaml ships them; no dataset range.
@@ -195,7 +196,8 @@ def test_the_shift_has_no_second_default_here():
 
 def _ingested(path, array, channels=1):
     """``array`` (columns, rows[, 3]) written as ingest writes an image file's volume (1 mm, LPS -> RAS)."""
-    from pipeline.io.nifti import LPS_TO_RAS, write_canonical
+    from pipeline.io.nifti import LPS_TO_RAS
+    from pipeline.io.nifti_write import write_canonical
 
     write_canonical(array, LPS_TO_RAS.copy(), path, channels=channels)
     return str(path)

@@ -17,7 +17,8 @@ import numpy as np
 
 from pipeline.io.dicom_header import DicomHeader
 from pipeline.io.failures import environment_error, short_error
-from pipeline.io.nifti import LPS_TO_RAS, NiftiShapeError, canonical_layout, load_nifti, write_canonical
+from pipeline.io.nifti import LPS_TO_RAS, NiftiShapeError, load_nifti
+from pipeline.io.nifti_write import canonical_layout, write_canonical
 from pipeline.io.pixels import PixelError, is_colour, read_planes
 from pipeline.io.raster import RasterHeader, read_raster
 from pipeline.io.volume_plan import VolumePlan

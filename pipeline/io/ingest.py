@@ -22,7 +22,7 @@ run in full, so the index and ledger are those of a fresh run, byte for byte.
 Outputs (under ``out_dir``)::
 
     volumes/<series_key>.nii[.gz] canonical RAS, HU for CT, 2D images kept 2D, colour
-                                  kept (RGB on NIfTI's fifth axis: nifti.write_canonical)
+                                  kept (RGB on NIfTI's fifth axis: nifti_write.write_canonical)
     index.csv                     series_key, patient_id (keyed hash), label, [split],
                                   image_path, modality, spacing, shape, channels, technical
                                   metadata, then the manifest's subgroup columns
@@ -47,7 +47,7 @@ from pipeline.io.ledger import Ledger
 from pipeline.io.locators import files_under, resolve_rows
 from pipeline.io.manifest import Manifest, read_manifest
 from pipeline.io.manifest_rows import ManifestRow
-from pipeline.io.nifti import gzip_writer_name
+from pipeline.io.nifti_write import gzip_writer_name
 from pipeline.io.scan import FileRecord
 from pipeline.io.series_choice import Option, choose_and_plan, row_options
 from pipeline.io.store import IngestStore, code_fingerprint

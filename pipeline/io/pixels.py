@@ -27,9 +27,7 @@ from pipeline.io.dicom_read import CappedReader
 from pipeline.io.failures import short_error
 from pipeline.io.series import Plane
 from pipeline.io.volume_plan import VolumePlan
-
-COLOUR_CHANNELS = 3
-"""Channels of a colour image as ingest stores it (RGB)."""
+from pipeline.schema.tables import COLOUR_CHANNELS
 
 EQUAL_CHANNELS_NOTE = "colour image with three equal channels stored as one grey channel (lossless)"
 
@@ -57,7 +55,7 @@ def read_planes(
         headers: header of each file in the plan.
         plan: from :func:`pipeline.io.volume_plan.plan_volume`.
         out: an empty int16 ``(columns, rows, planes)`` array to fill, e.g. one laid out
-            for the writer (:func:`pipeline.io.nifti.canonical_layout`); ``None``: a new
+            for the writer (:func:`pipeline.io.nifti_write.canonical_layout`); ``None``: a new
             one. The volume is returned in ``out`` unless its values need float32 or
             the plan resamples; the values never depend on it.
 

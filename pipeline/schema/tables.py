@@ -16,6 +16,8 @@ SCORED_PARTS: tuple[str, ...] = ("val", "test")
 
 # ingest's output folder (``data/ingested`` in dvc.yaml)
 VOLUME_DIR = "volumes"
+#: Values per voxel of a colour volume (RGB, on NIfTI's fifth axis); a grey one has 1.
+COLOUR_CHANNELS = 3
 INDEX_FILE = "index.csv"
 LEDGER_FILE = "ledger.csv"
 #: The ingest settings that decide which voxels a series gives (JSON): preprocess records

@@ -27,7 +27,7 @@ from pipeline.precision import resolve_precision
 from pipeline.progress import EpochLines, quiet_lightning
 from pipeline.system import ClassifierSystem
 from pipeline.training.run_folder import checkpoint_epoch
-from pipeline.transforms import BatchAugment
+from pipeline.augment import BatchAugment
 
 
 @dataclass(frozen=True)

@@ -50,15 +50,14 @@ def train_and_predict(
     start = time.perf_counter()
     cache_dir, model_dir = Path(cache_dir), Path(model_dir)
     meta = read_meta(cache_dir)
-    spatial_dims, in_channels = int(meta["spatial_dims"]), cache_channels(meta)  # 3 for RGB: colour filters kept
     pl.seed_everything(train.seed, workers=True)
     config = {"model": dataclasses.asdict(model), "train": dataclasses.asdict(train)}
     fingerprint = result_fingerprint(meta, config)
     ckpt_path = open_run_folder(model_dir, fingerprint, resume=train.resume)
 
+    network = _network(model, meta)
     backbone = build_backbone(
-        arch=model.arch, spatial_dims=spatial_dims, in_channels=in_channels, num_classes=NUM_CLASSES,
-        weights=model.weights, weights_sha256=model.weights_sha256,
+        **network, weights=model.weights, weights_sha256=model.weights_sha256,
         stem_kernel_depth=model.stem_kernel_depth, stem_stride_depth=model.stem_stride_depth,
     )
     system = build_system(backbone, model=model, train=train, cache_meta=meta, model_config=config["model"])
@@ -79,9 +78,14 @@ def train_and_predict(
     rows = predict_best(fitted, data, backbone=backbone.model, normalize=system.normalize, parts=SCORED_PARTS,
                         deterministic=deterministic(train))
     write_predictions(predictions_csv, rows, subgroup_columns(data))
-    network = {"arch": model.arch, "spatial_dims": spatial_dims, "in_channels": in_channels, "num_classes": NUM_CLASSES}
     # best.ckpt's: predictions.csv holds its scores.
     write_train_summary(summary_json, summary, network=network, model_digest=sealed_digest(fitted.best_path),
                         config=config, cache_meta=meta)
     mark_complete(model_dir, fingerprint)
     return summary
+
+
+def _network(model: ModelConfig, meta: dict) -> dict[str, object]:
+    """The network's shape: from the model settings and what the cache holds (3 channels for RGB)."""
+    return {"arch": model.arch, "spatial_dims": int(meta["spatial_dims"]), "in_channels": cache_channels(meta),
+            "num_classes": NUM_CLASSES}

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import PipelineInputError
-from pipeline.io.nifti import NiftiShapeError, NiftiSizeError, load_nifti, write_canonical
+from pipeline.io.nifti import NiftiShapeError, NiftiSizeError, load_nifti
+from pipeline.io.nifti_write import write_canonical
 from pipeline.io.scan import read_header
 from tests.io.dicom_builders import site_packages
 from tests.io.peak_rss import run_python
@@ -170,7 +171,7 @@ def test_a_volume_filled_in_its_canonical_layout_is_written_byte_for_byte_as_a_p
 ) -> None:
     import itertools
 
-    from pipeline.io import nifti
+    from pipeline.io import nifti_write as nifti
 
     values = np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5)
     copies: list[bool] = []

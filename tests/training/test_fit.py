@@ -13,7 +13,7 @@ from pipeline.data import CachedDataModule
 from pipeline.finetuning import FreezeEarlyLayers
 from pipeline.models import build_backbone
 from pipeline.training.fit import best_score, build_system, deterministic, fit
-from pipeline.transforms import BatchAugment
+from pipeline.augment import BatchAugment
 from tests.training.tiny_run import COUNTS, tiny_configs, write_cache
 
 META = {"spatial_dims": 2, "roi": [32, 32], "pixdim": [1.0, 1.0], "counts": COUNTS, "dtype": "float16"}
