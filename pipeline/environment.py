@@ -50,6 +50,9 @@ STAGE_PACKAGES: dict[str, tuple[str, ...]] = {
     "preprocess": ("yaml", "numpy", "nibabel", "torch", "monai"),
     "train": ("yaml", "numpy", "sklearn", "torch", "monai", "pytorch_lightning", "dvclive"),
     "evaluate": ("yaml", "numpy", "scipy", "sklearn", "matplotlib"),
+    # Ingests the external cohorts as ingest does, scores them as predict does, evaluates
+    # them as evaluate does: the three lists together (torch only when a site is declared).
+    "external": ("yaml", "numpy", "scipy", "sklearn", "matplotlib", "nibabel", "isal", "PIL", *_DICOM, "torch", "monai"),
 }
 # Stages whose results depend on the torch build: checkpoints, numerics and the resume
 # fingerprint are only comparable within one torch release.

@@ -151,14 +151,23 @@ def _series_not_chosen(text: str, out: Path, built: set[str]) -> list[Case]:
     return [Case(text, text, series_key=key, reason=f"series not chosen: {why}") for key, why in sorted(reasons.items())]
 
 
-def cases_from_manifest(manifest: str | Path, raw_dir: str | Path, session: Path, config: IngestConfig) -> list[Case]:
+def cases_from_manifest(manifest: str | Path, raw_dir: str | Path, session: Path, config: IngestConfig, *,
+                        out: Path | None = None, workers: int = 1) -> list[Case]:
     """Cases for every manifest row, keyed by the patient pseudonym ingest writes.
+
+    Args:
+        manifest, raw_dir: as the ingest stage takes them.
+        session: the temporary folder of :func:`scoring_session`.
+        config: ingest's settings and key.
+        out: the empty folder ingest writes into (its ``ledger.csv`` is read afterwards by
+            the external stage); a new one inside ``session`` by default.
+        workers: ingest's processes (one for a few studies; ``ingest.workers`` for a cohort).
 
     Raises:
         ManifestError: the manifest has problems (every bad line listed), as in ingest.
     """
-    out = Path(tempfile.mkdtemp(prefix="manifest", dir=session))
-    summary = _ingest(Path(raw_dir), Path(manifest), out, config)
+    out = Path(tempfile.mkdtemp(prefix="manifest", dir=session)) if out is None else Path(out)
+    summary = _ingest(Path(raw_dir), Path(manifest), out, config, workers=workers)
     source = str(manifest)
     cases = [_case(row["patient_id"], source, row, out) for row in read_rows(out / INDEX_FILE)]
     missing = set(summary.rows_without_volume)
@@ -171,13 +180,13 @@ def cases_from_manifest(manifest: str | Path, raw_dir: str | Path, session: Path
     return cases
 
 
-def _ingest(raw: Path, manifest: Path, out: Path, config: IngestConfig):
+def _ingest(raw: Path, manifest: Path, out: Path, config: IngestConfig, *, workers: int = 1):
     return ingest_cohort(
         raw, manifest, out,
         pseudonym_key=config.pseudonym_key,
         series_choice=config.series_choice,
         spacing_policy=config.spacing_policy,
-        workers=1,
+        workers=workers,
         manifest_encoding=config.manifest_encoding,
         assume_missing_geometry=config.assume_missing_geometry,
         max_voxels=config.max_voxels,

@@ -47,6 +47,10 @@ THRESHOLD_RULES: tuple[str, ...] = ("youden", "sensitivity")
 CI_METHODS: tuple[str, ...] = ("delong", "bootstrap")
 CALIBRATION_METHODS: tuple[str, ...] = ("none", "platt", "isotonic")
 
+# external
+#: An external cohort's name: its folder under reports/external/, so letters, digits, _ and -.
+SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
 _SHA256_PREFIX = re.compile(r"[0-9a-fA-F]{8,64}")
 
 
@@ -54,6 +58,15 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
     """``value`` must be one of ``choices``; the error lists them."""
     if value not in choices:
         raise ConfigError(f"{name!r} must be one of {list(choices)}; got {value!r}.")
+
+
+def check_site_name(name: str, value: Any) -> None:
+    """A name that is safe as one folder name: :data:`SITE_NAME`."""
+    if not isinstance(value, str) or not SITE_NAME.fullmatch(value):
+        raise ConfigError(
+            f"{name!r} must be 1 to 64 letters, digits, '_' or '-', starting with a letter or digit (it names the "
+            f"site's folder under reports/external/); got {value!r}. Use e.g. site_b."
+        )
 
 
 def check_weights(name: str, value: Any) -> None:

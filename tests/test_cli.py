@@ -91,7 +91,7 @@ def test_a_stage_process_prints_one_line_for_bad_input(tmp_path):
 
 
 def test_stages_that_never_load_torch_do_not_import_it():
-    for stage in ("demo", "ingest", "split", "evaluate"):
+    for stage in ("demo", "ingest", "split", "evaluate", "external"):  # external: until a site is scored
         code = f"import sys, pipeline.stages.{stage}; sys.exit('torch' in sys.modules)"
         assert subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False).returncode == 0, stage
 

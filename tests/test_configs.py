@@ -10,6 +10,8 @@ from pipeline.config import (
     ConfigError,
     DemoConfig,
     EvaluateConfig,
+    ExternalConfig,
+    ExternalSite,
     IngestConfig,
     ModelConfig,
     PreprocessConfig,
@@ -20,7 +22,8 @@ from pipeline.config import (
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = [ROOT / "params.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]
-STAGES = (DemoConfig, IngestConfig, SplitConfig, PreprocessConfig, ModelConfig, TrainConfig, EvaluateConfig)
+STAGES = (DemoConfig, IngestConfig, SplitConfig, PreprocessConfig, ModelConfig, TrainConfig, EvaluateConfig,
+          ExternalConfig)
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -63,9 +66,10 @@ def test_a_missing_required_key_is_named_not_a_type_error(section_name, config, 
 
 
 def _read_keys() -> list[tuple[str, str]]:
-    """Every key under a section that a stage's config reads (``data`` is dvc.yaml's alone)."""
+    """Every key under a section that a stage's config reads (``data`` is dvc.yaml's alone; ``external``
+    is a list, with tests of its own below)."""
     params = load_params(ROOT / "params.yaml")
-    return [(name, key) for name in params if name != "data" for key in params[name]]
+    return [(name, key) for name in params if name not in ("data", "external") for key in params[name]]
 
 
 @pytest.mark.parametrize(("section_name", "key"), _read_keys(), ids=lambda v: str(v))
@@ -89,12 +93,52 @@ def _reads(config: type, section_name: str, key: str) -> bool:
 
 
 SECTION_OF = {DemoConfig: "demo", IngestConfig: "ingest", SplitConfig: "split", PreprocessConfig: "preprocess",
-              ModelConfig: "model", TrainConfig: "train", EvaluateConfig: "evaluate"}
+              ModelConfig: "model", TrainConfig: "train", EvaluateConfig: "evaluate", ExternalConfig: "external"}
 
 
 def test_no_config_field_has_a_default():
     import dataclasses
 
-    with_default = [f"{config.__name__}.{f.name}" for config in STAGES for f in dataclasses.fields(config)
+    with_default = [f"{config.__name__}.{f.name}" for config in (*STAGES, ExternalSite) for f in dataclasses.fields(config)
                     if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING]
     assert with_default == []
+
+
+def test_every_shipped_params_file_declares_no_external_cohort():
+    """`external` is in every shipped file, empty: the external stage then writes an empty index."""
+    for path in FILES:
+        assert load_params(path)["external"] == [], path.name
+        assert ExternalConfig.from_params(load_params(path)).sites == ()
+
+
+SITE = {"name": "site_b", "raw_dir": "/data/site_b/raw", "manifest": "/data/site_b/manifest.csv"}
+
+
+def test_external_cohorts_are_read_in_order_with_every_key():
+    params = load_params(ROOT / "params.yaml")
+    params["external"] = [SITE, {**SITE, "name": "site-c_2"}]
+    sites = ExternalConfig.from_params(params).sites
+    assert [s.name for s in sites] == ["site_b", "site-c_2"] and sites[0].manifest == SITE["manifest"]
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("delete", r"params key 'external' must be set; it is missing\. Add 'external: \[\]' to params.yaml"),
+    (None, r"'external' must be a list of cohorts; got None"),
+    ({"name": "site_b"}, r"'external' must be a list of cohorts"),
+    (["site_b"], r"'external\[0\]' must be a mapping with name, raw_dir and manifest; got 'site_b'"),
+    ([{**SITE, "path": "x"}], r"params keys under 'external\[0\]' must be among \['manifest', 'name', 'raw_dir'\]; "
+                              r"got unknown \['path'\]"),
+    ([{"name": "site_b", "raw_dir": "r"}], r"params keys \['external\[0\]\.manifest'\] must be set"),
+    ([{**SITE, "name": "../etc"}], r"'external\[\]\.name' must be 1 to 64 letters, digits, '_' or '-'.*got '\.\./etc'"),
+    ([{**SITE, "name": "index.json"}], r"'external\[\]\.name' must be 1 to 64 letters"),
+    ([{**SITE, "raw_dir": ""}], r"'external\[site_b\]\.raw_dir' must be a path \(a non-empty string\); got ''"),
+    ([SITE, SITE], r"'external' must name each site once; got \['site_b'\] more than once"),
+])
+def test_a_bad_external_declaration_names_the_key_and_the_rule(value, message):
+    params = load_params(ROOT / "params.yaml")
+    if value == "delete":
+        del params["external"]
+    else:
+        params["external"] = value
+    with pytest.raises(ConfigError, match=message):
+        ExternalConfig.from_params(params)

@@ -49,7 +49,14 @@ def repo(tmp_path_factory) -> Path:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     for section, values in TINY.items():
         params[section].update(values)
+    # A second hospital's cohort for external validation, outside the repository as another
+    # site's data would be: the demo's own patients and a noisier scanner of its own.
+    site = repo.parent / "site_c"
+    params["external"] = [{"name": "site_c", "raw_dir": str(site / "raw"), "manifest": str(site / "manifest.csv")}]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    written = run([sys.executable, "-m", "pipeline.stages.demo", str(site / "raw"), str(site / "manifest.csv"),
+                   "--external-site", "site_c"], repo)
+    assert written.returncode == 0, written.stderr
     # Like a clone: a git repository with a commit (DVCLive records the baseline rev).
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
     for args in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], [*git, "commit", "-qm", "tiny"]):
@@ -86,8 +93,10 @@ def test_repro_writes_the_reports(repo):
 
 @pytest.mark.e2e
 def test_no_identifier_from_the_manifest_reaches_the_outputs(repo):
-    with (repo / "data" / "demo" / "manifest.csv").open() as handle:
-        ids = {row["patient_id"] for row in csv.DictReader(handle)}
+    ids = set()
+    for manifest in (repo / "data" / "demo" / "manifest.csv", repo.parent / "site_c" / "manifest.csv"):
+        with manifest.open() as handle:
+            ids |= {row["patient_id"] for row in csv.DictReader(handle)}
     for folder in ("data/ingested", "data/cache", "reports"):
         for path in (repo / folder).rglob("*"):
             if path.suffix in {".csv", ".json", ".html"}:
@@ -111,10 +120,66 @@ def stages_run(output: str) -> set[str]:
 
 
 @pytest.mark.e2e
-def test_exp_run_with_a_new_lr_reruns_only_train_and_evaluate(repo):
+def test_the_external_site_is_called_at_the_internal_threshold(repo):
+    """Never re-tuned: the site's operating point is the one evaluate chose on the internal val split."""
+    reports = repo / "reports"
+    metrics = json.loads((reports / "metrics.json").read_text())
+    threshold = json.loads((reports / "threshold.json").read_text())
+    site = json.loads((reports / "external" / "site_c" / "metrics.json").read_text())
+    used = site["operating_point"]
+    assert used["threshold"] == threshold["threshold"] == metrics["val"]["threshold"] == metrics["test"]["threshold"]
+    assert site["metrics"]["threshold"] == metrics["val"]["threshold"] and used["chosen_on"] == "val"
+    assert used["threshold_score"] == threshold["threshold_score"] == metrics["val"]["threshold_score"]
+    assert used["calibration"] == threshold["calibration"]
+    summary = json.loads((reports / "train_summary.json").read_text())
+    assert site["model_digest"] == threshold["model_digest"] == summary["model_digest"]
+    assert json.loads((reports / "external" / "index.json").read_text())["sites"][0]["name"] == "site_c"
+
+    patients = {}
+    with (reports / "external" / "site_c" / "predictions.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            assert row["score"], row["reason"]
+            label, best = patients.get(row["patient_id"], (int(row["label"]), float("-inf")))
+            patients[row["patient_id"]] = (label, max(best, float(row["score"])))
+    labels, scores = zip(*patients.values())
+    assert site["metrics"]["n_patients"] == len(patients) == TINY["demo"]["n_patients"]
+    assert site["metrics"]["auc"] == round(roc_auc_score(labels, scores), 6)
+
+    html = (reports / "report.html").read_text()
+    section = html[html.index("<h2>External validation</h2>"):]
+    section = section[:section.index("<h2>", 5)]
+    assert "Internal test" in section and ">site_c<" in section and "internal threshold" in section
+    assert f"{site['metrics']['auc']:.3f}" in section and f"<b>{metrics['test']['threshold']:.3f}</b>" in section
+    print(f"\ne2e figures: internal test AUC {metrics['test']['auc']:.3f} (n={metrics['test']['n_patients']}), "
+          f"site_c AUC {site['metrics']['auc']:.3f} (n={site['metrics']['n_patients']}), threshold "
+          f"{metrics['val']['threshold']!r} (score >= {threshold['threshold_score']!r}); site_c sensitivity "
+          f"{site['metrics']['sensitivity']}, specificity {site['metrics']['specificity']}")
+
+
+@pytest.mark.e2e
+def test_predict_decides_at_the_threshold_recorded_with_the_model(repo):
+    threshold = json.loads((repo / "reports" / "threshold.json").read_text())
+    result = run([sys.executable, "-m", "pipeline.predict", "models/best.ckpt", "data/demo/manifest.csv", "--raw-dir",
+                  "data/demo/raw", "--out", str(repo.parent / "p.csv")], repo)
+    assert result.returncode == 0, result.stderr
+    cut = threshold["threshold_score"]
+    with (repo.parent / "p.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["score"]]
+    assert rows
+    if cut is None:  # two epochs can leave a model that ranks val backwards: a Platt map with a negative slope
+        assert "WARNING: reports/threshold.json not used" in result.stderr and threshold["threshold_score_reason"]
+        assert all(r["threshold"] == "" and r["positive"] == "" for r in rows)
+    else:
+        assert "from reports/threshold.json" in result.stdout and "WARNING" not in result.stderr
+        assert all(float(r["threshold"]) == cut for r in rows)
+        assert all(r["positive"] == str(int(float(r["score"]) >= cut)) for r in rows)
+
+
+@pytest.mark.e2e
+def test_exp_run_with_a_new_lr_reruns_only_train_and_what_reads_the_model(repo):
     result = run(["dvc", "exp", "run", "-S", "train.lr=0.0003"], repo)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert stages_run(result.stdout) == {"train", "evaluate"}
+    assert stages_run(result.stdout) == {"train", "external", "evaluate"}
     diff = run(["dvc", "metrics", "diff", "--all"], repo)
     assert diff.returncode == 0 and "test.auc" in diff.stdout, diff.stdout + diff.stderr
     shown = run(["dvc", "metrics", "show"], repo)
@@ -130,8 +195,9 @@ def test_exp_run_with_a_new_lr_reruns_only_train_and_evaluate(repo):
 def test_a_param_that_changes_no_data_still_refreshes_the_report(repo):
     result = run(["dvc", "exp", "run", "-S", "ingest.workers=1"], repo)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    # ingest re-runs and writes the same files, so nothing between it and the report does
-    assert stages_run(result.stdout) == {"ingest", "evaluate"}
+    # ingest re-runs and writes the same files, so nothing between it and the report does;
+    # external reads the ingest settings for its cohort (and writes the same files)
+    assert stages_run(result.stdout) == {"ingest", "external", "evaluate"}
     html = (repo / "reports" / "report.html").read_text()
     assert re.search(r"\ningest:\n(?:  .*\n)*?  workers: 1\n", html), "report params not refreshed"
 

@@ -18,6 +18,7 @@ from pipeline.config.cohort import (
     SplitConfig,
     available_cores,
 )
+from pipeline.config.external import ExternalConfig, ExternalSite
 from pipeline.config.learning import EvaluateConfig, ModelConfig, TrainConfig
 from pipeline.errors import ConfigError
 
@@ -28,6 +29,8 @@ __all__ = [
     "ConfigError",
     "DemoConfig",
     "EvaluateConfig",
+    "ExternalConfig",
+    "ExternalSite",
     "IngestConfig",
     "ModelConfig",
     "PreprocessConfig",

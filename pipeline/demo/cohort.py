@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +144,7 @@ def make_cohort(
     pixel_spacing_mm: float,
     slice_thickness_mm: float,
     phantom: PhantomParams = DEFAULT_PHANTOM,
+    sites: tuple[Site, ...] = SITES,
 ) -> CohortSummary:
     """Write the demo cohort under ``raw_dir`` and its manifest at ``manifest_path``.
 
@@ -160,13 +162,15 @@ def make_cohort(
         pixel_spacing_mm: in-plane pixel size, mm.
         slice_thickness_mm: slice thickness and spacing, mm.
         phantom: phantom constants (tune learnability there).
+        sites: the scanner sites patients are spread over (the two internal ones; one
+            site, e.g. :data:`~pipeline.demo.dicom_writer.EXTERNAL_SITE`, for an external cohort).
 
     Returns:
         A summary with one :class:`PatientRecord` per patient, in manifest order.
     """
     raw_dir, manifest_path = Path(raw_dir), Path(manifest_path)
     empty_folder(raw_dir, name="raw_dir", example="data/demo/raw")
-    plans = _plan_cohort(seed, n_patients, nifti_fraction)
+    plans = _plan_cohort(seed, n_patients, nifti_fraction, sites)
     shape = (n_slices, matrix, matrix)
     records = [
         _write_patient(raw_dir, plan, seed, shape, pixel_spacing_mm, slice_thickness_mm, phantom) for plan in plans
@@ -186,7 +190,12 @@ def patient_streams(seed: int, index: int) -> dict[str, np.random.Generator]:
     return {name: np.random.default_rng(child) for name, child in zip(("anatomy", "lesion", "noise", "files"), children)}
 
 
-def _plan_cohort(seed: int, n_patients: int, nifti_fraction: float) -> list[_Plan]:
+def site_seed(seed: int, name: str) -> int:
+    """The cohort seed of a demo external site ``name``: its own patients, whatever ``seed`` made the internal ones."""
+    return int.from_bytes(hashlib.sha256(f"demo-external/{seed}/{name}".encode()).digest()[:4], "big")
+
+
+def _plan_cohort(seed: int, n_patients: int, nifti_fraction: float, sites: tuple[Site, ...]) -> list[_Plan]:
     """Decide who is positive, at which site, in which format, with what mess.
 
     Counts are exact (a permutation picks who), so even an 8-patient test cohort has
@@ -228,7 +237,7 @@ def _plan_cohort(seed: int, n_patients: int, nifti_fraction: float) -> list[_Pla
                 index=index,
                 patient_id=patient_id,
                 label=int(labels[index]),
-                site=SITES[int(at_site_b[index])],
+                site=sites[int(at_site_b[index]) % len(sites)],
                 fmt=fmt,
                 orientation=orientation,
                 n_localizer_frames=n_frames,

@@ -78,6 +78,21 @@ SITES: tuple[Site, ...] = (
     ),
 )
 
+#: The scanner of a demo external-validation site (``python -m pipeline.stages.demo ...
+#: --external-site NAME``): another vendor, and noisier images than either internal site.
+EXTERNAL_SITE = Site(
+    name="site_c",
+    institution="Far Valley Regional Hospital",
+    manufacturer="Quartz Imaging",
+    model="Orbit 32",
+    kernel="SOFT",
+    kvp=110.0,
+    signed=True,
+    bits_stored=16,
+    intercept=-1024.0,
+    noise_sd_hu=30.0,
+)
+
 
 @dataclass(frozen=True)
 class PatientHeader:

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from pipeline.config import EvaluateConfig
 from pipeline.report.evaluation import Evaluation, EvaluationError, compare_tables, evaluate_table
+from pipeline.report.external import ExternalError, ExternalResults, read_external
 from pipeline.report.methods import ledger_counts
 from pipeline.report.operating_point import DecisionRule, OperatingPointError, operating_point
 from pipeline.report.predictions import PatientTable, PredictionsError, read_predictions, subgroup_columns
@@ -26,6 +27,8 @@ __all__ = [
     "PatientTable",
     "PredictionsError",
     "EvaluationProvenance",
+    "ExternalError",
+    "ExternalResults",
     "ProvenanceError",
     "collect_provenance",
     "compare_tables",
@@ -49,6 +52,7 @@ def run_evaluation(
     params_file: str | Path | None = None,
     lock: str | Path | None = None,
     ledger: str | Path | None = None,
+    external: str | Path | None = None,
 ) -> Evaluation:
     """Read predictions, compute every metric, and write all outputs to the paths of ``outputs``.
 
@@ -62,13 +66,15 @@ def run_evaluation(
             ``None`` is stated in the report as not given. The lock's entry of the stage
             that writes ``outputs`` (this one, from its previous run) is not shown.
         ledger: ingest's ``ledger.csv``, for the file counts of the methods paragraph.
+        external: the external stage's ``index.json``: its sites are shown beside the test
+            split, after checking they were evaluated at this evaluation's operating point.
 
     Returns:
         The :class:`Evaluation` that was written.
 
     Raises:
-        PredictionsError, EvaluationError, ProvenanceError: bad inputs, with the rule
-            broken and the fix in the message.
+        PredictionsError, EvaluationError, ProvenanceError, ExternalError, ArtifactError: bad
+            inputs, with the rule broken and the fix in the message.
     """
     table = read_predictions(predictions, aggregate=config.aggregate)
     other = read_predictions(compare, aggregate=config.aggregate) if compare is not None else None
@@ -78,5 +84,10 @@ def run_evaluation(
         own_outputs=tuple(outputs.paths().values()), compare=compare,
     )
     counts = ledger_counts(ledger) if ledger is not None else None
-    write_outputs(evaluation, provenance, outputs, ledger=counts)
+    sites = None
+    if external is not None:
+        summary = provenance.train_summary
+        sites = read_external(external, evaluation.operating_point, predictions_sha256=provenance.predictions_sha256,
+                              model_digest=None if summary is None else summary.model_digest)
+    write_outputs(evaluation, provenance, outputs, ledger=counts, external=sites)
     return evaluation

@@ -231,7 +231,9 @@ def _by_patient(series: _Series, extra: dict[str, list[str]], aggregate: str) ->
             + (f" and {len(conflicts) - _SHOWN_LINES} more" if len(conflicts) > _SHOWN_LINES else "")
             + ". A patient in two splits leaks data between them: fix the split stage output."
         )
-    order = sorted(range(len(out_pid)), key=lambda i: (SCORED_PARTS.index(out_split[i]), out_pid[i]))
+    # val, test, then any other group (an external site's patients), each by identifier
+    order = sorted(range(len(out_pid)), key=lambda i: (
+        SCORED_PARTS.index(out_split[i]) if out_split[i] in SCORED_PARTS else len(SCORED_PARTS), out_pid[i]))
     pick = np.asarray(order, dtype=int)
     return PatientTable(
         patient_id=np.asarray(out_pid, dtype=object)[pick],
@@ -243,6 +245,26 @@ def _by_patient(series: _Series, extra: dict[str, list[str]], aggregate: str) ->
         aggregate=aggregate,
         n_rows=len(series.line),
     )
+
+
+def patients_of(
+    patient_id: list[str], label: list[int], score: list[float], *, group: str, aggregate: str
+) -> PatientTable:
+    """One row per patient from checked series (an external site's scored series), as :func:`read_predictions` aggregates.
+
+    Args:
+        patient_id, label, score: one entry per series; scores finite, labels 0/1.
+        group: the value of ``split`` every patient gets (the site's name).
+        aggregate: ``max`` or ``mean``, as for the internal predictions.
+
+    Raises:
+        ConfigError: an unknown ``aggregate``.
+        PredictionsError: a patient whose series disagree on the label.
+    """
+    check_choice("aggregate", aggregate, AGGREGATES)
+    n = len(patient_id)
+    series = _Series(list(patient_id), [group] * n, list(label), list(score), list(range(2, n + 2)))
+    return _by_patient(series, {}, aggregate)
 
 
 def subgroup_columns(

@@ -18,6 +18,7 @@ import numpy as np
 
 from pipeline.outputs import write_atomic
 from pipeline.report.evaluation import Evaluation
+from pipeline.report.external import ExternalResults
 from pipeline.report.figures import calibration_png, pr_png, roc_png
 from pipeline.report.html import render_html
 from pipeline.report.methods import methods_markdown
@@ -112,13 +113,15 @@ def write_outputs(
     outputs: EvaluateOutputs,
     *,
     ledger: dict[str, int] | None = None,
+    external: ExternalResults | None = None,
 ) -> list[Path]:
     """Write every output of the evaluate stage to the paths of ``outputs``.
 
     ``metrics``, the DVC plot file of each curve and split (:meth:`EvaluateOutputs.plot_file`),
     the three PNGs, ``report`` (self-contained: figures embedded as base64) and
     ``methods`` (the generated methods section) and ``threshold_file`` (the operating
-    point, for predict). Each file is written aside and renamed
+    point, for predict); ``external``, when given, adds the report's external-validation
+    section. Each file is written aside and renamed
     into place, so a killed run leaves every file whole (old or new), never truncated.
 
     Returns:
@@ -139,7 +142,7 @@ def write_outputs(
                       (outputs.pr_png, figures["pr"])):
         write_atomic(path, png)
         written.append(path)
-    write_atomic(outputs.report, render_html(evaluation, provenance, figures, ledger))
+    write_atomic(outputs.report, render_html(evaluation, provenance, figures, ledger, external))
     written.append(outputs.report)
     write_atomic(outputs.methods, methods_markdown(evaluation, provenance, ledger))
     written.append(outputs.methods)

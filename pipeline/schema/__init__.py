@@ -9,6 +9,7 @@ import it. One module per stage's artifacts:
 
 * :mod:`pipeline.schema.evaluate`: the evaluate stage's output paths and ``metrics.json``;
 * :mod:`pipeline.schema.threshold`: ``threshold.json``, the operating point evaluate chose;
+* :mod:`pipeline.schema.external`: the external stage's folder: an index and one folder per site;
 * :mod:`pipeline.schema.train_summary`: ``train_summary.json`` of the train stage.
 """
 
@@ -27,6 +28,14 @@ from pipeline.schema.evaluate import (
     SplitMetrics,
     SubgroupLevel,
 )
+from pipeline.schema.external import (
+    ExternalIndexRecord,
+    ExternalMetricsRecord,
+    SiteData,
+    SiteEntry,
+    SitePaths,
+    SiteScoring,
+)
 from pipeline.schema.json_records import ArtifactError, read_json_object, record_to_json
 from pipeline.schema.threshold import CalibrationMap, ThresholdRecord
 from pipeline.schema.train_summary import (
@@ -43,6 +52,8 @@ __all__ = [
     "CalibrationMap",
     "Confusion",
     "EvaluateOutputs",
+    "ExternalIndexRecord",
+    "ExternalMetricsRecord",
     "HEADLINE_SPLIT",
     "MetricsRecord",
     "ModelComparison",
@@ -51,6 +62,10 @@ __all__ = [
     "PLOT_KINDS",
     "ReaderComparison",
     "RunConfigRecord",
+    "SiteData",
+    "SiteEntry",
+    "SitePaths",
+    "SiteScoring",
     "SplitMetrics",
     "SubgroupLevel",
     "ThresholdRecord",

@@ -1,7 +1,12 @@
 """DVC stage ``demo``: write the synthetic cohort so a fresh clone runs end to end.
 
-Usage: ``python -m pipeline.stages.demo RAW_DIR MANIFEST [--params params.yaml]``.
+Usage: ``python -m pipeline.stages.demo RAW_DIR MANIFEST [--params params.yaml] [--external-site NAME]``.
 Reads ``base.seed`` and ``demo.*``; see :class:`pipeline.config.DemoConfig`.
+
+With ``--external-site NAME`` it writes instead a cohort from another hospital, to try
+external validation on (declare it in params ``external``): the same ``demo`` settings, its
+own patients (a seed drawn from ``base.seed`` and NAME) and one scanner of its own, with
+noisier images than the internal sites (:data:`pipeline.demo.dicom_writer.EXTERNAL_SITE`).
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ from pipeline.environment import require
 require("demo")
 
 from pipeline.config import DemoConfig, load_params  # noqa: E402
-from pipeline.demo.cohort import CohortSummary, make_cohort  # noqa: E402
+from pipeline.demo.cohort import CohortSummary, make_cohort, site_seed  # noqa: E402
+from pipeline.demo.dicom_writer import EXTERNAL_SITE, SITES, Site  # noqa: E402
 from pipeline.demo.phantom import DEFAULT_PHANTOM  # noqa: E402
 from pipeline.outputs import atomic_file, refuse_overlap, staged_folder  # noqa: E402
 from pipeline.cli import run_stage  # noqa: E402
+from pipeline.rules import check_site_name  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("raw_dir", type=Path, help="folder for the raw DICOM/NIfTI files (replaced)")
     parser.add_argument("manifest", type=Path, help="manifest CSV to write: patient_id,label,path,site")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+    parser.add_argument("--external-site", default=None, metavar="NAME",
+                        help="write an external site's cohort instead: own patients, own scanner (noisier)")
     args = parser.parse_args(argv)
     return run_stage("demo", lambda: write_demo(args))
 
@@ -37,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
 def write_demo(args: argparse.Namespace) -> str:
     refuse_overlap({"raw_dir": args.raw_dir, "manifest": args.manifest}, {"params": args.params}, stage="demo")
     config = DemoConfig.from_params(load_params(args.params))
+    sites = SITES
+    if args.external_site is not None:
+        check_site_name("--external-site", args.external_site)
+        config = dataclasses.replace(config, seed=site_seed(config.seed, args.external_site))
+        sites = (dataclasses.replace(EXTERNAL_SITE, name=args.external_site),)
     # The raw folder is published before the manifest that lists it. A manifest kept
     # inside the raw folder is staged with it: a temporary file of its own would be
     # inside the folder that is replaced.
@@ -44,7 +58,7 @@ def write_demo(args: argparse.Namespace) -> str:
     with contextlib.ExitStack() as stack:
         manifest_temp = stack.enter_context(atomic_file(args.manifest)) if inside is None else None
         with staged_folder(args.raw_dir, name="raw_dir", example="data/demo/raw") as raw_temp:
-            summary = _make(config, raw_temp, manifest_temp if inside is None else raw_temp / inside)
+            summary = _make(config, raw_temp, manifest_temp if inside is None else raw_temp / inside, sites)
     return dataclasses.replace(summary, raw_dir=args.raw_dir, manifest_path=args.manifest).line()
 
 
@@ -54,7 +68,7 @@ def _relative_inside(path: Path, folder: Path) -> Path | None:
     return path.relative_to(folder) if folder in path.parents else None
 
 
-def _make(config: DemoConfig, raw_dir: Path, manifest: Path) -> CohortSummary:
+def _make(config: DemoConfig, raw_dir: Path, manifest: Path, sites: tuple[Site, ...]) -> CohortSummary:
     return make_cohort(
         raw_dir,
         manifest,
@@ -70,6 +84,7 @@ def _make(config: DemoConfig, raw_dir: Path, manifest: Path) -> CohortSummary:
             lesion_diameter_mm=config.lesion_diameter_mm,
             lung_lesion_fraction=config.lung_lesion_fraction,
         ),
+        sites=sites,
     )
 
 

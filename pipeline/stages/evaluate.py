@@ -4,7 +4,8 @@ Usage: the ``cmd`` of the evaluate stage in ``dvc.yaml``, which names every outp
 (``--help`` lists the options, one per declared out)::
 
     python -m pipeline.stages.evaluate PREDICTIONS --metrics PATH --roc PATH --roc-plots DIR ... \
-        [--train-summary JSON] [--params YAML] [--lock dvc.lock] [--ledger CSV] [--compare OTHER_PREDICTIONS]
+        [--train-summary JSON] [--params YAML] [--lock dvc.lock] [--ledger CSV] [--compare OTHER_PREDICTIONS] \
+        [--external reports/external/index.json]
 
 Reads ``base.seed`` and ``evaluate.*`` from params. Bad input stops the stage with one
 message naming the rule and the fix (exit status 2), never a traceback.
@@ -42,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lock", type=Path, default=None, help="dvc.lock, for data hashes in the report")
     parser.add_argument("--ledger", type=Path, default=None, help="ingest's ledger.csv, for the methods paragraph")
     parser.add_argument("--compare", type=Path, default=None, help="another predictions.csv for a paired DeLong test")
+    parser.add_argument("--external", type=Path, default=None,
+                        help="the external stage's index.json: its sites beside the test split in the report")
     return parser.parse_args(argv)
 
 
@@ -60,7 +63,7 @@ def evaluate(args: argparse.Namespace) -> str:
     refuse_overlap(
         outputs.paths(),
         {"predictions": args.predictions, "train_summary": args.train_summary, "params": args.params,
-         "lock": args.lock, "compare": args.compare, "ledger": args.ledger},
+         "lock": args.lock, "compare": args.compare, "ledger": args.ledger, "external": args.external},
         stage="evaluate",
     )
     params = load_params(args.params)
@@ -75,6 +78,7 @@ def evaluate(args: argparse.Namespace) -> str:
         params_file=args.params,
         lock=args.lock,
         ledger=args.ledger,
+        external=args.external,
     )
     test = evaluation.metrics.test
     lo, hi = test.auc_ci95

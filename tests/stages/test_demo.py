@@ -107,3 +107,37 @@ def test_unknown_or_missing_params_are_named():
         DemoConfig.from_params({"base": {"seed": 0}})
     with pytest.raises(ConfigError, match=r"params key 'base.seed' must be set"):
         DemoConfig.from_params({"base": {}, "demo": {}})
+
+
+def test_an_external_site_is_a_cohort_of_its_own_with_a_noisier_scanner(tmp_path, capsys):
+    import hashlib
+
+    import pydicom
+
+    from pipeline.demo.dicom_writer import EXTERNAL_SITE, SITES
+
+    params = _params(tmp_path)
+    assert demo.main([str(tmp_path / "raw"), str(tmp_path / "m.csv"), "--params", str(params)]) == 0
+    before = {p.relative_to(tmp_path / "raw"): hashlib.sha256(p.read_bytes()).hexdigest()
+              for p in (tmp_path / "raw").rglob("*") if p.is_file()}
+    assert demo.main([str(tmp_path / "site" / "raw"), str(tmp_path / "site" / "m.csv"), "--params", str(params),
+                      "--external-site", "site_z"]) == 0
+    with (tmp_path / "m.csv").open() as handle:
+        internal = list(csv.DictReader(handle))
+    with (tmp_path / "site" / "m.csv").open() as handle:
+        external = list(csv.DictReader(handle))
+    assert len(external) == 8 and {r["site"] for r in external} == {"site_z"}
+    assert {r["site"] for r in internal} == {s.name for s in SITES}
+    assert not {r["patient_id"] for r in internal} & {r["patient_id"] for r in external}
+    assert sum(int(r["label"]) for r in external) == 4
+    dicom = next(p for p in (tmp_path / "site" / "raw").rglob("*") if p.is_file() and not p.name.endswith(".nii.gz"))
+    header = pydicom.dcmread(dicom, stop_before_pixels=True)
+    assert header.Manufacturer == EXTERNAL_SITE.manufacturer
+    assert EXTERNAL_SITE.noise_sd_hu > max(s.noise_sd_hu for s in SITES)
+    # writing the external site leaves the internal cohort as it was: written again, the same bytes
+    assert demo.main([str(tmp_path / "raw"), str(tmp_path / "m.csv"), "--params", str(params)]) == 0
+    assert before == {p.relative_to(tmp_path / "raw"): hashlib.sha256(p.read_bytes()).hexdigest()
+                      for p in (tmp_path / "raw").rglob("*") if p.is_file()}
+    assert demo.main([str(tmp_path / "x"), str(tmp_path / "x.csv"), "--params", str(params),
+                      "--external-site", "a/b"]) == 2
+    assert "'--external-site' must be 1 to 64 letters" in capsys.readouterr().err

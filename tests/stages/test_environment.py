@@ -31,6 +31,7 @@ def _stage_args(stage: str, tmp_path: Path) -> list[str]:
         "preprocess": [str(tmp_path / "index.csv"), str(tmp_path / "split.csv"), str(out)],
         "train": [str(tmp_path / "cache"), str(out), str(tmp_path / "p.csv"), str(tmp_path / "s.json"), str(tmp_path / "l")],
         "evaluate": [str(tmp_path / "predictions.csv"), *output_args(out)],
+        "external": [str(tmp_path / "best.ckpt"), str(tmp_path / "predictions.csv"), str(out)],
     }[stage]
 
 

@@ -121,6 +121,7 @@ def test_dvc_yaml_declares_exactly_what_its_command_writes(tmp_path, monkeypatch
     args = parse_args(argv[3:])
     assert {str(path) for path in output_paths(args).paths().values()} == _declared(stage)
     assert {str(args.predictions), str(args.train_summary), str(args.ledger)} <= set(stage["deps"])
+    assert str(args.external.parent) in stage["deps"]  # the external stage's folder, index.json and sites
 
     monkeypatch.chdir(tmp_path)
     Path(args.predictions).parent.mkdir(parents=True)
@@ -129,7 +130,9 @@ def test_dvc_yaml_declares_exactly_what_its_command_writes(tmp_path, monkeypatch
     Path(args.ledger).parent.mkdir(parents=True)
     Path(args.ledger).write_text("path,status,reason\na.dcm,ingested,\n")
     Path(args.train_summary).write_text(json.dumps(TRAIN_SUMMARY))
-    inputs = {Path(p) for p in (args.predictions, args.params, args.ledger, args.train_summary)}
+    args.external.parent.mkdir(parents=True)
+    args.external.write_text(json.dumps({"sites": []}))
+    inputs = {Path(p) for p in (args.predictions, args.params, args.ledger, args.train_summary, args.external)}
     assert main(argv[3:]) == 0
     assert f"Report: {args.report}" in capsys.readouterr().out
     written = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()} - inputs

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Mapping
 
 from pipeline.report.evaluation import Evaluation
+from pipeline.report.external import ExternalResults
 from pipeline.report.html.calibration import calibration_section
 from pipeline.report.html.comparisons import model_comparison, reader_table
+from pipeline.report.html.external import external_section
 from pipeline.report.html.markup import esc
 from pipeline.report.html.methods import DEFINITIONS, methods_section
 from pipeline.report.html.provenance import provenance_section, weights_banners
@@ -30,6 +32,7 @@ def render_html(
     provenance: EvaluationProvenance,
     figures: Mapping[str, bytes],
     ledger: Mapping[str, int] | None = None,
+    external: ExternalResults | None = None,
 ) -> str:
     """The full report page.
 
@@ -38,6 +41,8 @@ def render_html(
         provenance: weights, params and hashes (items not given are stated as such).
         figures: name (``roc``, ``calibration``, ``pr``) -> PNG bytes, embedded as base64.
         ledger: files per ingest status, for the methods paragraph (``None``: not given).
+        external: the external stage's sites, shown beside the internal test split in a
+            section of their own (``None``: not given, no section).
 
     Returns:
         HTML5 text, UTF-8, with no external resources.
@@ -61,6 +66,7 @@ def render_html(
         subgroup_tables(ev),
         "<h2>Calibration before and after recalibration</h2>",
         calibration_section(ev),
+        "" if external is None else external_section(ev, external),
         reader_table(ev),
         model_comparison(ev, p),
         "<h2>Methods</h2>",
