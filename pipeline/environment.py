@@ -54,6 +54,12 @@ STAGE_PACKAGES: dict[str, tuple[str, ...]] = {
     # them as evaluate does: the three lists together (torch only when a site is declared).
     "external": ("yaml", "numpy", "scipy", "sklearn", "matplotlib", "nibabel", "isal", "PIL", *_DICOM, "torch", "monai"),
 }
+# Commands a user runs on a trained model, outside the DVC graph: checked the same way.
+COMMAND_PACKAGES: dict[str, tuple[str, ...]] = {
+    # Reads new studies as ingest does and scores them as load_classifier does (matplotlib:
+    # the 2D saliency overlays).
+    "predict": ("yaml", "numpy", "matplotlib", "nibabel", "isal", "PIL", *_DICOM, "torch", "monai"),
+}
 # Stages whose results depend on the torch build: checkpoints, numerics and the resume
 # fingerprint are only comparable within one torch release.
 PINNED_TORCH_STAGES = ("train",)
@@ -116,7 +122,7 @@ def problems(stage: str) -> list[str]:
     if sys.version_info[:2] < MIN_PYTHON:
         found.append(f"Python {'.'.join(map(str, sys.version_info[:3]))} is older than the "
                      f"{'.'.join(map(str, MIN_PYTHON))} the project requires")
-    missing = missing_packages(STAGE_PACKAGES[stage])
+    missing = missing_packages({**STAGE_PACKAGES, **COMMAND_PACKAGES}[stage])
     if missing:
         names = ", ".join(_DISTRIBUTIONS.get(name, name) for name in missing)
         found.append(f"it lacks the package{'s' if len(missing) > 1 else ''} {names}")
@@ -140,7 +146,8 @@ def require(stage: str) -> None:
     found = problems(stage)
     if found:
         print(
-            f"{stage} failed: the interpreter {sys.executable!r} cannot run this stage: {'; '.join(found)}. "
+            f"{stage} failed: the interpreter {sys.executable!r} cannot run this "
+            f"{'command' if stage in COMMAND_PACKAGES else 'stage'}: {'; '.join(found)}. "
             f"Fix: {FIX}.",
             file=sys.stderr,
         )

@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 
 from pipeline.cli import run_stage
+from pipeline.environment import require
 from pipeline.schema.tables import PREDICT_COLUMNS
 
 DEFAULT_METRICS = Path("reports/metrics.json")
@@ -73,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Before predict's imports (numpy, torch, MONAI): a wrong interpreter is one line
+    # naming it and the fix, as for the stages.
+    require("predict")
     return run_stage("predict", lambda: predict(args))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.environment import STAGE_PACKAGES, pinned_torch, problems, torch_problem
+from pipeline.environment import COMMAND_PACKAGES, STAGE_PACKAGES, pinned_torch, problems, torch_problem
 from tests.stages.test_evaluate import output_args
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,8 +52,26 @@ def test_an_interpreter_without_the_packages_stops_the_stage_in_one_line(stage, 
     assert not (tmp_path / "out").exists()
 
 
+def test_predict_in_an_interpreter_without_the_packages_is_one_line_too(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = tmp_path / "p.csv"
+    done = subprocess.run([sys.executable, "-S", "-m", "pipeline.predict", str(tmp_path / "best.ckpt"), str(tmp_path),
+                           "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith(f"predict failed: the interpreter {sys.executable!r} cannot run this command: "
+                                  "it lacks the packages pyyaml, numpy")
+    assert not out.exists()
+
+
+def test_predict_lists_every_package_its_modules_import():
+    imported = _imports("predict", module="pipeline.predict")
+    assert imported and imported <= set(COMMAND_PACKAGES["predict"]), sorted(imported - set(COMMAND_PACKAGES["predict"]))
+
+
 def test_the_project_environment_passes_every_stage():
-    assert {stage: problems(stage) for stage in STAGE_PACKAGES} == {stage: [] for stage in STAGE_PACKAGES}
+    every = [*STAGE_PACKAGES, *COMMAND_PACKAGES]
+    assert {stage: problems(stage) for stage in every} == {stage: [] for stage in every}
 
 
 def _module_file(name: str) -> Path | None:
@@ -80,14 +98,14 @@ def _nodes_run_on_import(tree: ast.AST):  # noqa: ANN202 - a generator of nodes
                 todo.append(child)
 
 
-def _imports(stage: str) -> set[str]:
+def _imports(stage: str, module: str | None = None) -> set[str]:
     """Top-level names of every package the stage's pipeline modules import, read from their source.
 
     The closure follows imports inside functions too (ingest's workers import pydicom
     there), so it is what the stage can import, found without importing torch.
     """
     seen: set[Path] = set()
-    todo = [f"pipeline.stages.{stage}"]
+    todo = [module or f"pipeline.stages.{stage}"]
     names: set[str] = set()
     while todo:
         module = todo.pop()
