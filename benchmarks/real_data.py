@@ -261,8 +261,9 @@ def _scored(seed: int, y: np.ndarray, s: np.ndarray, seconds: float, *, best_epo
 def summarise(name: str, rows: list[dict]) -> dict:
     aucs = [r["test_auc"] for r in rows]
     for r in rows:
+        # counted from 1, as the train stage's lines count epochs (the JSON keeps the 0-based index)
         print(f"  {name:8s} seed {r['seed']}: test AUC {r['test_auc']:.3f} ({r['ci'][0]:.3f}-{r['ci'][1]:.3f}), "
-              f"best epoch {r['best_epoch']}, {r['seconds']:.0f} s")
+              f"best epoch {r['best_epoch'] + 1}, {r['seconds']:.0f} s")
     mean = float(np.mean(aucs))
     print(f"  {name:8s} mean test AUC {mean:.3f} (sd {np.std(aucs):.3f}) over {len(aucs)} seed(s)")
     return {"mean_test_auc": round(mean, 4), "sd": round(float(np.std(aucs)), 4), "runs": rows}

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.config import EvaluateConfig, ExternalSite, IngestConfig
-from pipeline.io.ingest import LEDGER_FILE as INGEST_LEDGER
+from pipeline.digests import sha256_file
 from pipeline.io.tree import not_regular, walk
 from pipeline.outputs import staged_folder, write_atomic
 from pipeline.report.external import evaluate_site
@@ -48,13 +48,11 @@ from pipeline.schema import (
     SiteScoring,
 )
 from pipeline.schema.external import INDEX_FILE, PREDICTION_COLUMNS, SITE_FILES
+from pipeline.schema.tables import LEDGER_FILE as INGEST_LEDGER
 from pipeline.tables import read_rows, write_rows
 
 if TYPE_CHECKING:
     from pipeline.inference import Classifier
-
-_CHUNK = 1 << 20
-
 
 @dataclass(frozen=True)
 class ExternalSummary:
@@ -115,7 +113,7 @@ def validate_external(
     out_dir = Path(out_dir)
     table = read_predictions(predictions, aggregate=evaluate.aggregate)
     rule = operating_point(table, evaluate)
-    predictions_sha256 = _sha256(Path(predictions))
+    predictions_sha256 = sha256_file(Path(predictions))
     records: list[ExternalMetricsRecord] = []
     with staged_folder(out_dir, name="out_dir", example="reports/external", contents=_ours(out_dir)) as temp:
         if sites:
@@ -201,17 +199,10 @@ def _data(site: ExternalSite, paths: SitePaths) -> SiteData:
     for name in names:
         full = raw / name
         why = not_regular(str(raw), str(full))
-        content = f"not opened: {why}" if why else _sha256(full)
+        content = f"not opened: {why}" if why else sha256_file(full)
         n_bytes += 0 if why else full.stat().st_size
         digest.update(f"{name}\0{content}\n".encode("utf-8", "surrogateescape"))
     ledger = Counter(row["status"] for row in read_rows(paths.ledger))
-    return SiteData(manifest_sha256=_sha256(Path(site.manifest)), raw_files=len(names), raw_bytes=n_bytes,
+    return SiteData(manifest_sha256=sha256_file(Path(site.manifest)), raw_files=len(names), raw_bytes=n_bytes,
                     raw_sha256=digest.hexdigest(), ledger=dict(sorted(ledger.items())))
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from pipeline.digests import sha256_file
 from pipeline.errors import ConfigError
 from pipeline.models.errors import WeightsError, WeightsNotFoundError
 from pipeline.models.sources import WeightSource
@@ -61,15 +62,6 @@ def download_timeout_s(explicit: float | None = None) -> float:
             "Use 0 to disable downloads on an offline machine."
         )
     return seconds
-
-
-def sha256_of(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_sha256(path: Path, actual: str, expected: str | None, *, origin: str) -> None:
@@ -140,7 +132,7 @@ def verify_file(path: str | Path, expected_sha256: str | None, *, origin: str = 
             f"weights file {str(path)!r} must exist; it was not found. Check 'model.weights' "
             f"(relative paths are read from {os.getcwd()!r})."
         )
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     check_sha256(path, digest, expected_sha256, origin=origin)
     return ResolvedFile(path, digest, expected_sha256, "path")
 

@@ -7,7 +7,6 @@ were used and which exact data files went in (the hashes DVC recorded in ``dvc.l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from pipeline.digests import sha256_file
 from pipeline.errors import PipelineInputError
 from pipeline.schema import TrainSummaryRecord
 
@@ -73,15 +73,6 @@ class EvaluationProvenance:
     compare_file: str | None = None
     compare_sha256: str | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def redact_params(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from pipeline.schema import tables
 from pipeline.schema.evaluate import SplitMetrics
 from pipeline.schema.json_records import JsonFile
 from pipeline.schema.threshold import ThresholdRecord
@@ -25,12 +26,12 @@ from pipeline.schema.threshold import ThresholdRecord
 INDEX_FILE = "index.json"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
-LEDGER_FILE = "ledger.csv"
+LEDGER_FILE = tables.LEDGER_FILE  # ingest's ledger of the site's files, copied as written
 #: The files of one site's folder.
 SITE_FILES: tuple[str, ...] = (METRICS_FILE, PREDICTIONS_FILE, LEDGER_FILE)
 #: ``predictions.csv`` of a site: the train stage's columns without ``split``, and the
 #: reason a series was not scored (empty ``score`` then).
-PREDICTION_COLUMNS: tuple[str, ...] = ("patient_id", "series_key", "label", "score", "reason")
+PREDICTION_COLUMNS: tuple[str, ...] = (*(c for c in tables.PREDICTION_COLUMNS if c != "split"), "reason")
 
 
 @dataclass(frozen=True)
