@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -17,6 +21,30 @@ def _blob(rng: np.random.Generator, shape: tuple[int, ...], positive: bool) -> n
         corner = [int(rng.integers(1, s - 4)) for s in shape]
         image[tuple(slice(c, c + 3) for c in corner)] = 0.9
     return np.clip(image, 0, 1)[None]
+
+
+@pytest.fixture(scope="module")
+def module_tmp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Path]]:
+    """``module_tmp(name)``: a new folder for one module's shared fixtures, removed after the module.
+
+    A module's trained runs and repository copies take up to gigabytes (the e2e repository
+    holds two 400 MB checkpoints and their DVC cache copies). Kept to the end of the session,
+    as ``tmp_path_factory.mktemp`` keeps them, they add up to more than a CI machine's free
+    disk, and every test after that errors. The folders stay when a test of the module
+    failed, for the developer to look at (as pytest's ``tmp_path_retention_policy =
+    "failed"`` in pyproject.toml keeps a failed test's ``tmp_path``).
+    """
+    failed_before = request.session.testsfailed
+    made: list[Path] = []
+
+    def make(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield make
+    if request.session.testsfailed == failed_before:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

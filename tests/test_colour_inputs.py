@@ -48,8 +48,8 @@ def _picture(rng: np.random.Generator, positive: bool) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def colour_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("colour")
+def colour_run(module_tmp) -> dict[str, Path]:
+    root = module_tmp("colour")
     raw = root / "raw"
     raw.mkdir()
     rng = np.random.default_rng(0)

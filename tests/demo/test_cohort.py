@@ -26,8 +26,8 @@ def _make(root: Path, seed: int = 7, **overrides):
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    return _make(tmp_path_factory.mktemp("cohort"))
+def cohort(module_tmp):
+    return _make(module_tmp("cohort"))
 
 
 def _manifest(summary) -> list[dict[str, str]]:

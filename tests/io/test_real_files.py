@@ -70,8 +70,8 @@ def _phi_strings(raw: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def real_folder(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("real")
+def real_folder(module_tmp) -> dict:
+    root = module_tmp("real")
     raw = root / "raw"
     for name, source in SOURCES.items():
         shutil.copytree(source, raw / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

@@ -18,9 +18,9 @@ from tests.stages.test_evaluate import PARAMS, TRAIN_SUMMARY, _predictions, outp
 
 
 @pytest.fixture(scope="module")
-def dvc_repo(tmp_path_factory):
+def dvc_repo(module_tmp):
     """Two stages run by ``dvc repro``: prepare (file -> folder), then a report writing metrics.json."""
-    repo = tmp_path_factory.mktemp("dvc")
+    repo = module_tmp("dvc")
     (repo / "source.txt").write_text("hello\n")
     stages = {
         "prepare": {"cmd": "mkdir -p data/raw && cp source.txt data/raw/a.txt && cp source.txt data/raw/b.txt",

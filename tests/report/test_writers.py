@@ -36,8 +36,8 @@ def _files(root: Path) -> set[Path]:
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory, evaluation):
-    root = tmp_path_factory.mktemp("written")
+def written(module_tmp, evaluation):
+    root = module_tmp("written")
     predictions = root / "predictions.csv"
     predictions.write_text("hashed only\n")
     outputs = outputs_in(root / "out")

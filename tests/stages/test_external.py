@@ -43,9 +43,9 @@ def runs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(module_tmp):
     """A demo site of its own: raw folder and manifest."""
-    root = tmp_path_factory.mktemp("site_c")
+    root = module_tmp("site_c")
     summary = make_cohort(root / "raw", root / "manifest.csv", seed=site_seed(3, "site_c"), **COHORT,
                           sites=(EXTERNAL_SITE,))
     return summary
@@ -66,10 +66,10 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def validated(runs, site, tmp_path_factory):
+def validated(runs, site, module_tmp):
     """The stage run once on the 3D model with site_c declared."""
     run = runs[3]
-    root = tmp_path_factory.mktemp("external")
+    root = module_tmp("external")
     entry = {"name": "site_c", "raw_dir": str(site.raw_dir), "manifest": str(site.manifest_path)}
     params = write_params(root / "params.yaml", [entry])
     out = root / "reports" / "external"

@@ -98,8 +98,8 @@ def _kill_and_rerun(stage: str, args: tuple[Path, ...], out: Path, reference: di
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("kill")
+def workspace(module_tmp) -> dict[str, Path]:
+    root = module_tmp("kill")
     rows = []
     for i in range(N_PATIENTS):
         write_ct_series(root / "raw" / f"p{i:02d}", 6, seed=i)

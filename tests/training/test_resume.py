@@ -35,9 +35,9 @@ def _checkpoint(path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def uninterrupted(module_tmp):
     """The same run trained in one go: what a resumed run must reproduce."""
-    root = tmp_path_factory.mktemp("uninterrupted")
+    root = module_tmp("uninterrupted")
     write_cache(root)
     model, train = tiny_configs(max_epochs=MAX_EPOCHS)
     train_and_predict(root / "cache", **run_paths(root), model=model, train=train)
@@ -45,9 +45,9 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def killed_run(tmp_path_factory):
+def killed_run(module_tmp):
     """Folder holding a cache and the model dir of a run killed as epoch KILL_AT_EPOCH began."""
-    root = tmp_path_factory.mktemp("killed")
+    root = module_tmp("killed")
     write_cache(root)
     done = subprocess.run(
         [sys.executable, "-m", "tests.training.interrupted_train", str(root), str(KILL_AT_EPOCH)],

@@ -25,9 +25,9 @@ from tests.training.tiny_run import COUNTS, logged_val_auc, read_csv, run_paths,
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(module_tmp):
     """One real run shared by the tests that read its outputs (a run takes seconds)."""
-    root = tmp_path_factory.mktemp("run")
+    root = module_tmp("run")
     cache = write_cache(root)
     paths = run_paths(root)
     model, train = tiny_configs()
