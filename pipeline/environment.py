@@ -49,6 +49,8 @@ STAGE_PACKAGES: dict[str, tuple[str, ...]] = {
     # MONAI reads the NIfTI volumes through nibabel, which no pipeline module imports.
     "preprocess": ("yaml", "numpy", "nibabel", "torch", "monai"),
     "train": ("yaml", "numpy", "sklearn", "torch", "monai", "pytorch_lightning", "dvclive"),
+    "train_fold": ("yaml", "numpy", "sklearn", "torch", "monai", "pytorch_lightning", "dvclive"),
+    "crossval": ("yaml", "numpy", "scipy", "sklearn", "matplotlib"),
     "evaluate": ("yaml", "numpy", "scipy", "sklearn", "matplotlib"),
     # Ingests the external cohorts as ingest does, scores them as predict does, evaluates
     # them as evaluate does: the three lists together (torch only when a site is declared).
@@ -62,7 +64,7 @@ COMMAND_PACKAGES: dict[str, tuple[str, ...]] = {
 }
 # Stages whose results depend on the torch build: checkpoints, numerics and the resume
 # fingerprint are only comparable within one torch release.
-PINNED_TORCH_STAGES = ("train",)
+PINNED_TORCH_STAGES = ("train", "train_fold")
 _PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 _PROJECT = "medimg-pipeline"
 

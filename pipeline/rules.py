@@ -22,6 +22,9 @@ VOLUME_FORMATS: tuple[str, ...] = ("nii", "nii.gz")
 
 # split
 DUPLICATE_POLICIES: tuple[str, ...] = ("group", "refuse", "ignore")
+#: Most folds of cross-validation: dvc.yaml has one train_fold stage per slot (DVC's
+#: foreach cannot loop over a number, only a list), and fold_slots there lists this many.
+MAX_FOLDS = 10
 
 # preprocess
 SPATIAL_DIMS: tuple[int, ...] = (2, 3)
@@ -58,6 +61,15 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
     """``value`` must be one of ``choices``; the error lists them."""
     if value not in choices:
         raise ConfigError(f"{name!r} must be one of {list(choices)}; got {value!r}.")
+
+
+def check_folds(name: str, value: Any) -> None:
+    """0 (one train/val/test split) or 2 to :data:`MAX_FOLDS` folds of cross-validation."""
+    if isinstance(value, bool) or not isinstance(value, int) or not (value == 0 or 2 <= value <= MAX_FOLDS):
+        raise ConfigError(
+            f"{name!r} must be 0 (one train/val/test split) or a whole number of folds from 2 to {MAX_FOLDS} "
+            f"(dvc.yaml has {MAX_FOLDS} train_fold slots); got {value!r}. Use e.g. 5."
+        )
 
 
 def check_site_name(name: str, value: Any) -> None:

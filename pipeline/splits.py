@@ -188,3 +188,45 @@ def summarise(splits: Sequence[PatientSplit]) -> dict[str, dict[str, int]]:
         counts[s.split]["patients"] += 1
         counts[s.split]["positive"] += s.label
     return counts
+
+
+def assign_folds(
+    splits: Sequence[PatientSplit], *, k: int, seed: int, groups: Sequence[Sequence[str]] = ()
+) -> dict[str, int]:
+    """Deal the patients outside test into ``k`` cross-validation folds, stratified by label.
+
+    Test patients stay out of every fold (they are scored by the fold models' mean). The
+    others, train and val alike, are shuffled per label with ``seed`` and each unit (a
+    patient, or a group sharing an image, as in :func:`assign_splits`) goes to the fold
+    with the fewest patients of its label so far, then the fewest patients: each fold
+    ends with the same number of positives, give or take one.
+
+    Returns:
+        Patient id -> fold (0 to ``k - 1``) for every patient outside test.
+
+    Raises:
+        SplitError: a label with fewer than ``2 * k`` patients outside test, which would
+            leave a fold with fewer than two of that class and its AUC interval undefined.
+    """
+    labels = {s.patient_id: s.label for s in splits if s.split != "test"}
+    units = _units(labels, [[p for p in group if p in labels] for group in groups])
+    unit_label = {key: max(labels[p] for p in members) for key, members in units.items()}
+    for label in (0, 1):
+        n = sum(len(units[key]) for key in units if unit_label[key] == label)
+        n_units = sum(unit_label[key] == label for key in units)
+        if n_units < 2 * k:
+            raise SplitError(
+                f"split.folds: {k} needs at least {2 * k} {'positive' if label else 'negative'} patients outside test "
+                f"so that every fold holds two of each class (its AUC and DeLong interval need them); got {n} (in "
+                f"{n_units} unit(s) after keeping duplicate groups together). Lower split.folds, or split.test_fraction."
+            )
+    rng = np.random.default_rng(seed)
+    size = np.zeros((k, 2), dtype=np.int64)  # patients per fold and label
+    folds: dict[str, int] = {}
+    for label in (0, 1):
+        keys = sorted(key for key in units if unit_label[key] == label)
+        for key in (keys[i] for i in rng.permutation(len(keys))):
+            fold = min(range(k), key=lambda f: (size[f, label], size[f].sum(), f))
+            size[fold, label] += len(units[key])
+            folds.update({pid: fold for pid in units[key]})
+    return folds

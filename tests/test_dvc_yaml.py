@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+# A foreach stage (train_fold) as its template: the deps and command of every slot.
+STAGES = {name: stage.get("do", stage) for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items()}
 
 
 def _module_file(name: str) -> Path | None:
@@ -101,3 +102,11 @@ def test_the_closure_follows_imports_inside_functions():
     """The check itself: a stage's lazy imports (after the environment check) count."""
     closure = {p.relative_to(ROOT).as_posix() for p in import_closure("pipeline.stages.train")}
     assert {"pipeline/training/run.py", "pipeline/cli.py", "pipeline/config/__init__.py"} <= closure
+
+
+def test_one_train_fold_slot_per_fold_split_folds_allows():
+    from pipeline.rules import MAX_FOLDS
+
+    dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    assert dvc_yaml["vars"][0]["fold_slots"] == list(range(MAX_FOLDS))
+    assert dvc_yaml["stages"]["train_fold"]["foreach"] == "${fold_slots}"

@@ -116,6 +116,11 @@ def test_second_repro_does_nothing(repo):
     assert "Running stage" not in again.stdout, again.stdout
 
 
+#: The train_fold stages (one per slot of dvc.yaml's fold_slots): with split.folds: 0 each
+#: re-runs on a model or train change and writes the same "not in use" fold.json.
+FOLD_SLOTS = {f"train_fold@{slot}" for slot in yaml.safe_load((ROOT / "dvc.yaml").read_text())["vars"][0]["fold_slots"]}
+
+
 def stages_run(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
@@ -180,7 +185,8 @@ def test_predict_decides_at_the_threshold_recorded_with_the_model(repo):
 def test_exp_run_with_a_new_lr_reruns_only_train_and_what_reads_the_model(repo):
     result = run(["dvc", "exp", "run", "-S", "train.lr=0.0003"], repo)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert stages_run(result.stdout) == {"train", "external", "evaluate"}
+    # crossval is not among them: the slots not in use wrote the same fold.json again
+    assert stages_run(result.stdout) == {"train", "external", "evaluate", *FOLD_SLOTS}
     diff = run(["dvc", "metrics", "diff", "--all"], repo)
     assert diff.returncode == 0 and "test.auc" in diff.stdout, diff.stdout + diff.stderr
     shown = run(["dvc", "metrics", "show"], repo)
@@ -225,15 +231,59 @@ def test_weights_none_and_a_checkpoint_file(repo):
 
 
 def _declared_outs(repo: Path) -> list[str]:
-    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    dvc_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())
     params = yaml.safe_load((repo / "params.yaml").read_text())
     outs = []
-    for stage in stages.values():
-        for kind in ("outs", "metrics", "plots"):
-            for entry in stage.get(kind, []):
-                path = entry if isinstance(entry, str) else next(iter(entry))
-                outs.append(re.sub(r"\$\{(\w+)\.(\w+)\}", lambda m: str(params[m[1]][m[2]]), path))
+    for stage in dvc_yaml["stages"].values():
+        # A foreach stage: its template once per item of the list it loops over.
+        items = dvc_yaml["vars"][0][stage["foreach"][2:-1]] if "foreach" in stage else [None]
+        for item in items:
+            for kind in ("outs", "metrics", "plots"):
+                for entry in stage.get("do", stage).get(kind, []):
+                    path = (entry if isinstance(entry, str) else next(iter(entry))).replace("${item}", str(item))
+                    outs.append(re.sub(r"\$\{(\w+)\.(\w+)\}", lambda m: str(params[m[1]][m[2]]), path))
     return outs
+
+
+@pytest.mark.e2e
+def test_exp_run_with_folds_trains_one_model_per_fold_and_pools_them(repo):
+    result = run(["dvc", "exp", "run", "-S", "split.folds=2"], repo)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ran = stages_run(result.stdout)
+    assert {"split", "train_fold@0", "train_fold@1", "crossval", "evaluate"} <= ran, ran
+    assert "train_fold: fold 1 of 2: best epoch" in result.stdout
+    assert "train_fold: slot 2 not in use (split.folds is 2)" in result.stdout
+    # The split's own train/val/test parts stay as they were: the model predict uses is unchanged.
+    assert "train" not in ran
+    with (repo / "data" / "split.csv").open() as handle:
+        split = {r["patient_id"]: r for r in csv.DictReader(handle)}
+    assert {r["fold"] for r in split.values() if r["split"] == "test"} == {""}
+    assert {r["fold"] for r in split.values() if r["split"] != "test"} == {"0", "1"}
+
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    cv = metrics["cv"]
+    assert cv["k"] == 2 and [f["fold"] for f in cv["folds"]] == [0, 1]
+    assert sum(f["n_patients"] for f in cv["folds"]) == cv["oof"]["n_patients"] == sum(
+        r["split"] != "test" for r in split.values())
+    patients = _patient_max_scores(repo / "reports" / "cv" / "predictions.csv")
+    labels, scores = zip(*patients["val"].values())  # val: the pooled out-of-fold rows
+    assert cv["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=5e-7)
+    assert cv["test"]["n_patients"] == metrics["test"]["n_patients"]
+    assert cv["test"]["threshold"] == cv["oof"]["threshold"]
+    for slot in (0, 1):
+        fold = json.loads((repo / "cv" / "folds" / str(slot) / "fold.json").read_text())
+        assert fold["in_use"] and fold["k"] == 2 and (repo / "cv" / "models" / str(slot) / "best.ckpt").is_file()
+    assert not json.loads((repo / "cv" / "folds" / "2" / "fold.json").read_text())["in_use"]
+    assert not list((repo / "cv" / "models").glob("*.fold-cache")), "the fold caches were left behind"
+
+    html = (repo / "reports" / "report.html").read_text()
+    section = html[html.index("<h2>Cross-validation</h2>"):]
+    assert "pooled out-of-fold" in section and f"{cv['auc']:.3f}" in section
+    assert "2 folds" in (repo / "reports" / "methods.md").read_text()
+    plots = run(["dvc", "plots", "show", "--json"], repo)
+    assert plots.returncode == 0 and not json.loads(plots.stdout).get("errors")
+    print(f"\ne2e cross-validation: pooled out-of-fold AUC {cv['auc']:.3f} on {cv['oof']['n_patients']} patients, "
+          f"folds {[round(f['auc'], 3) for f in cv['folds']]}, test by the folds' mean {cv['test']['auc']:.3f}")
 
 
 @pytest.mark.e2e

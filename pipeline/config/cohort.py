@@ -32,6 +32,7 @@ from pipeline.rules import (
     SPATIAL_DIMS,
     VOLUME_FORMATS,
     check_choice,
+    check_folds,
 )
 
 PSEUDONYM_KEY_ENV = "PIPELINE_PSEUDONYM_KEY"
@@ -223,18 +224,23 @@ class SplitConfig:
         duplicates: what to do with the same image under different patients (see
             pipeline/duplicates.py): ``group`` keeps them in one part, ``refuse`` stops,
             ``ignore`` warns and splits as if they were distinct.
+        folds: 0 for the one split above; ``k`` >= 2 also deals the patients outside test
+            into ``k`` folds (patient level, stratified by label, seeded, duplicate groups
+            kept in one fold) and trains one model per fold (the ``train_fold`` stages).
     """
 
     seed: int
     val_fraction: float
     test_fraction: float
     duplicates: str
+    folds: int
 
     def __post_init__(self) -> None:
         check_range("base.seed", self.seed, low=0, integer=True)
         check_range("split.val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
         check_range("split.test_fraction", self.test_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
         check_choice("split.duplicates", self.duplicates, DUPLICATE_POLICIES)
+        check_folds("split.folds", self.folds)
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError(
                 "'split.val_fraction' + 'split.test_fraction' must be below 1 so that some patients "

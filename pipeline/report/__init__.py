@@ -6,10 +6,12 @@ from any model (ours, a vendor's, a radiologist's scores) can be evaluated the s
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
 from pipeline.config import EvaluateConfig
+from pipeline.report.crossval import CrossValidationError, CrossValidationResults, read_cross_validation
 from pipeline.report.evaluation import Evaluation, EvaluationError, compare_tables, evaluate_table
 from pipeline.report.external import ExternalError, ExternalResults, read_external
 from pipeline.report.methods import ledger_counts
@@ -20,6 +22,8 @@ from pipeline.report.writers import write_outputs
 from pipeline.schema import EvaluateOutputs
 
 __all__ = [
+    "CrossValidationError",
+    "CrossValidationResults",
     "DecisionRule",
     "Evaluation",
     "EvaluationError",
@@ -53,6 +57,7 @@ def run_evaluation(
     lock: str | Path | None = None,
     ledger: str | Path | None = None,
     external: str | Path | None = None,
+    cv: str | Path | None = None,
 ) -> Evaluation:
     """Read predictions, compute every metric, and write all outputs to the paths of ``outputs``.
 
@@ -68,17 +73,23 @@ def run_evaluation(
         ledger: ingest's ``ledger.csv``, for the file counts of the methods paragraph.
         external: the external stage's ``index.json``: its sites are shown beside the test
             split, after checking they were evaluated at this evaluation's operating point.
+        cv: the crossval stage's ``cv.json``: with cross-validation on, its block becomes
+            ``metrics.json``'s ``cv`` and the report gains a section (the stage's own
+            figure beside it).
 
     Returns:
         The :class:`Evaluation` that was written.
 
     Raises:
-        PredictionsError, EvaluationError, ProvenanceError, ExternalError, ArtifactError: bad
-            inputs, with the rule broken and the fix in the message.
+        PredictionsError, EvaluationError, ProvenanceError, ExternalError, ArtifactError,
+            CrossValidationError: bad inputs, with the rule broken and the fix in the message.
     """
     table = read_predictions(predictions, aggregate=config.aggregate)
     other = read_predictions(compare, aggregate=config.aggregate) if compare is not None else None
     evaluation = evaluate_table(table, config, other=other)
+    folds = read_cross_validation(cv) if cv is not None else None
+    if folds is not None and folds.cv is not None:
+        evaluation = dataclasses.replace(evaluation, metrics=dataclasses.replace(evaluation.metrics, cv=folds.cv))
     provenance = collect_provenance(
         predictions, params=params, params_file=params_file, train_summary=train_summary, lock=lock,
         own_outputs=tuple(outputs.paths().values()), compare=compare,
@@ -89,5 +100,5 @@ def run_evaluation(
         summary = provenance.train_summary
         sites = read_external(external, evaluation.operating_point, predictions_sha256=provenance.predictions_sha256,
                               model_digest=None if summary is None else summary.model_digest)
-    write_outputs(evaluation, provenance, outputs, ledger=counts, external=sites)
+    write_outputs(evaluation, provenance, outputs, ledger=counts, external=sites, cv=folds)
     return evaluation

@@ -367,7 +367,7 @@ def evaluate_table(
         )
     metrics = MetricsRecord(
         test=blocks["test"], val=blocks["val"], calibration=_calibration_fit(op.calibrator),
-        comparison=None if other is None else compare_tables(table, other),
+        comparison=None if other is None else compare_tables(table, other), cv=None,
     )
     settings = {
         "aggregate": table.aggregate,

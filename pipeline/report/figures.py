@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pipeline.report.evaluation import SplitCurves  # noqa: E402
-from pipeline.schema import MetricsRecord, SplitMetrics  # noqa: E402
+from pipeline.schema import CrossValidation, MetricsRecord, SplitMetrics  # noqa: E402
 
 _COLOURS = {"test": "#1f5fa8", "val": "#d9822b"}
 _READER_COLOURS = ("#2a9d3a", "#9b3fb5", "#c0392b", "#6d6d6d", "#b8860b")
@@ -140,4 +140,33 @@ def pr_png(curves: Mapping[str, SplitCurves], metrics: MetricsRecord) -> bytes:
            title="Precision-recall, per patient (dotted: prevalence)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
+    return _png(fig)
+
+
+def cv_roc_png(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], cv: CrossValidation | None) -> bytes:
+    """Each fold's ROC curve on the patients it held out (thin) and the pooled out-of-fold curve.
+
+    With cross-validation off (``cv`` None) the panel says so: the file is a declared
+    plot of the crossval stage either way.
+    """
+    fig, ax = plt.subplots(figsize=(5.2, 5.0))
+    ax.plot([0, 1], [0, 1], color="#999999", lw=0.8, ls="--", label="chance")
+    if cv is None:
+        ax.text(0.5, 0.5, "Cross-validation is off (split.folds: 0)", ha="center", va="center", fontsize=9,
+                color="#5b6776")
+    else:
+        for fold in cv.folds:
+            fpr, tpr = curves[f"fold {fold.fold}"]
+            ax.plot(fpr, tpr, lw=1.0, alpha=0.75,
+                    label=f"fold {fold.fold}: AUC {fold.auc:.3f}, n={fold.n_patients}")
+        fpr, tpr = curves["pooled"]
+        lo, hi = cv.auc_ci95
+        ax.plot(fpr, tpr, color="#111111", lw=2.2,
+                label=f"pooled out-of-fold: AUC {cv.auc:.3f} (95% CI {lo:.3f}-{hi:.3f}), n={cv.oof.n_patients}")
+        ax.plot([], [], " ", label=f"per-fold AUC {cv.auc_mean:.3f} ± {cv.auc_sd:.3f} (mean ± SD)")
+    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="1 - specificity (false positive rate)",
+           ylabel="Sensitivity (true positive rate)", title="Cross-validation ROC, per patient")
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=7)
     return _png(fig)

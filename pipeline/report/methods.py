@@ -114,6 +114,15 @@ def _analysis(ev: Evaluation) -> str:
             f"AUC intervals used {ci}; sensitivity, specificity, PPV and NPV used Wilson score intervals; calibration "
             f"was summarised by the Brier score, the ECE ({s['calibration_bins']} bins), calibration-in-the-large and "
             "the calibration slope.")
+    cv = ev.metrics.cv
+    if cv is not None:
+        lo, hi = cv.auc_ci95
+        text += (f" In addition, the patients outside test were dealt into {cv.k} folds (patient level, stratified by "
+                 f"label, seeded); one model per fold was trained on the other folds with the same settings and "
+                 f"selected on its own fold. The pooled out-of-fold AUC was {cv.auc:.3f} (95% CI {lo:.3f}-{hi:.3f}; "
+                 f"per fold {cv.auc_mean:.3f} ± {cv.auc_sd:.3f}, mean ± SD); the test patients, scored by the mean "
+                 f"of the {cv.k} fold models' probabilities at a threshold chosen on the pooled out-of-fold patients, "
+                 f"had AUC {cv.test.auc:.3f}.")
     if s["reader_columns"]:
         text += (f" Readers ({', '.join(s['reader_columns'])}) were compared with the model on the same patients by "
                  "the paired DeLong test.")

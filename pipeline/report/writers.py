@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.outputs import write_atomic
+from pipeline.report.crossval import CrossValidationResults
 from pipeline.report.evaluation import Evaluation
 from pipeline.report.external import ExternalResults
 from pipeline.report.figures import calibration_png, pr_png, roc_png
@@ -114,6 +115,7 @@ def write_outputs(
     *,
     ledger: dict[str, int] | None = None,
     external: ExternalResults | None = None,
+    cv: CrossValidationResults | None = None,
 ) -> list[Path]:
     """Write every output of the evaluate stage to the paths of ``outputs``.
 
@@ -142,7 +144,7 @@ def write_outputs(
                       (outputs.pr_png, figures["pr"])):
         write_atomic(path, png)
         written.append(path)
-    write_atomic(outputs.report, render_html(evaluation, provenance, figures, ledger, external))
+    write_atomic(outputs.report, render_html(evaluation, provenance, figures, ledger, external, cv))
     written.append(outputs.report)
     write_atomic(outputs.methods, methods_markdown(evaluation, provenance, ledger))
     written.append(outputs.methods)

@@ -10,7 +10,8 @@ import it. One module per stage's artifacts:
 * :mod:`pipeline.schema.evaluate`: the evaluate stage's output paths and ``metrics.json``;
 * :mod:`pipeline.schema.threshold`: ``threshold.json``, the operating point evaluate chose;
 * :mod:`pipeline.schema.external`: the external stage's folder: an index and one folder per site;
-* :mod:`pipeline.schema.train_summary`: ``train_summary.json`` of the train stage.
+* :mod:`pipeline.schema.train_summary`: ``train_summary.json`` of the train stage;
+* :mod:`pipeline.schema.crossval`: the train_fold stages' folders and the crossval stage's.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from pipeline.schema.evaluate import (
     PLOT_KINDS,
     CalibrationFit,
     Confusion,
+    CrossValidation,
     EvaluateOutputs,
+    FoldAuc,
     MetricsRecord,
     ModelComparison,
     OperatingPoint,
@@ -48,6 +51,8 @@ from pipeline.schema.train_summary import (
 
 __all__ = [
     "ArtifactError",
+    "CrossValidation",
+    "FoldAuc",
     "CalibrationFit",
     "CalibrationMap",
     "Confusion",

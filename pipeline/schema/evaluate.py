@@ -208,17 +208,52 @@ class ModelComparison:
 
 
 @dataclass(frozen=True)
+class FoldAuc:
+    """One cross-validation fold: its model's AUC on the patients it held out."""
+
+    fold: int
+    auc: float
+    auc_ci95: Interval
+    n_patients: int
+    n_positive: int
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """``metrics.json``'s ``cv`` block (``split.folds`` >= 2).
+
+    ``auc`` and ``auc_ci95`` are those of the pooled out-of-fold predictions (every patient
+    outside test scored once, by the fold model that did not train on them); ``auc_mean``
+    and ``auc_sd`` summarise the per-fold AUCs. ``oof`` is the pooled patients' full block,
+    with the threshold and the recalibration map chosen on them; ``test`` is the test split
+    scored by the mean of the fold models' probabilities, called at that threshold.
+    """
+
+    k: int
+    auc: float
+    auc_ci95: Interval
+    auc_mean: float
+    auc_sd: float
+    folds: tuple[FoldAuc, ...]
+    calibration: CalibrationFit
+    oof: SplitMetrics
+    test: SplitMetrics
+
+
+@dataclass(frozen=True)
 class MetricsRecord(JsonFile):
-    """``metrics.json``: ``test`` and ``val`` blocks, the calibration map, the optional comparison."""
+    """``metrics.json``: ``test`` and ``val`` blocks, the calibration map, the optional comparison
+    and cross-validation (``cv``, only with ``split.folds`` >= 2)."""
 
     WHAT: ClassVar[str] = "metrics file"
     FIX: ClassVar[str] = "It is written by the evaluate stage: run it again (dvc repro evaluate)."
-    OMIT_WHEN_EMPTY: ClassVar[frozenset[str]] = frozenset({"comparison"})
+    OMIT_WHEN_EMPTY: ClassVar[frozenset[str]] = frozenset({"comparison", "cv"})
 
     test: SplitMetrics
     val: SplitMetrics
     calibration: CalibrationFit
     comparison: ModelComparison | None
+    cv: CrossValidation | None
 
     def split(self, name: str) -> SplitMetrics:
         """The block of split ``name`` (``"val"`` or ``"test"``)."""

@@ -40,8 +40,10 @@ series chosen, duplicate, spacing rejected). ``quarantined``: unreadable or brok
 
 #: ``split.csv``: each patient's part (the split stage writes more columns, readers need these).
 SPLIT_REQUIRED: tuple[str, ...] = ("patient_id", "split")
-#: What split writes: one row per patient.
-SPLIT_COLUMNS: tuple[str, ...] = (*SPLIT_REQUIRED, "label")
+#: What split writes: one row per patient. ``fold`` is the cross-validation fold (0 to
+#: split.folds - 1) of a patient outside test, empty for test patients and when
+#: split.folds is 0.
+SPLIT_COLUMNS: tuple[str, ...] = (*SPLIT_REQUIRED, "label", "fold")
 #: ``duplicates.csv``: one row per pair of images found alike across patients.
 DUPLICATE_COLUMNS: tuple[str, ...] = ("group", "kind", "distance", "patient_a", "series_a", "patient_b", "series_b")
 

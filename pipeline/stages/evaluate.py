@@ -5,7 +5,7 @@ Usage: the ``cmd`` of the evaluate stage in ``dvc.yaml``, which names every outp
 
     python -m pipeline.stages.evaluate PREDICTIONS --metrics PATH --roc PATH --roc-plots DIR ... \
         [--train-summary JSON] [--params YAML] [--lock dvc.lock] [--ledger CSV] [--compare OTHER_PREDICTIONS] \
-        [--external reports/external/index.json]
+        [--external reports/external/index.json] [--cv reports/cv/cv.json]
 
 Reads ``base.seed`` and ``evaluate.*`` from params. Bad input stops the stage with one
 message naming the rule and the fix (exit status 2), never a traceback.
@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compare", type=Path, default=None, help="another predictions.csv for a paired DeLong test")
     parser.add_argument("--external", type=Path, default=None,
                         help="the external stage's index.json: its sites beside the test split in the report")
+    parser.add_argument("--cv", type=Path, default=None,
+                        help="the crossval stage's cv.json: metrics.json's cv block and the report's section")
     return parser.parse_args(argv)
 
 
@@ -63,7 +65,8 @@ def evaluate(args: argparse.Namespace) -> str:
     refuse_overlap(
         outputs.paths(),
         {"predictions": args.predictions, "train_summary": args.train_summary, "params": args.params,
-         "lock": args.lock, "compare": args.compare, "ledger": args.ledger, "external": args.external},
+         "lock": args.lock, "compare": args.compare, "ledger": args.ledger, "external": args.external,
+         "cv": args.cv},
         stage="evaluate",
     )
     params = load_params(args.params)
@@ -79,6 +82,7 @@ def evaluate(args: argparse.Namespace) -> str:
         lock=args.lock,
         ledger=args.ledger,
         external=args.external,
+        cv=args.cv,
     )
     test = evaluation.metrics.test
     lo, hi = test.auc_ci95
@@ -91,10 +95,14 @@ def evaluate(args: argparse.Namespace) -> str:
             f"calibrated threshold {test.threshold:.4g} ({method})"
         )
     ece = "n/a" if test.ece is None else f"{test.ece:.3f}"
+    cv = evaluation.metrics.cv
+    folds = "" if cv is None else (
+        f" Cross-validation: pooled out-of-fold AUC {cv.auc:.3f} (95% CI {cv.auc_ci95[0]:.3f}-{cv.auc_ci95[1]:.3f}) "
+        f"over {cv.k} folds.")
     return (
         f"evaluate: test AUC {test.auc:.3f} (95% CI {lo:.3f}-{hi:.3f}) on {test.n_patients} patients; "
         f"sensitivity {test.sensitivity:.3f}, specificity {test.specificity:.3f} at {at} chosen on val; "
-        f"test ECE {ece}. Report: {outputs.report}"
+        f"test ECE {ece}.{folds} Report: {outputs.report}"
     )
 
 if __name__ == "__main__":

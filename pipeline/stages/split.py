@@ -24,7 +24,7 @@ from pipeline.duplicates import Audit, audit_index  # noqa: E402
 from pipeline.schema.tables import DUPLICATE_COLUMNS, INDEX_KEYS, SPLIT_COLUMNS  # noqa: E402
 from pipeline.errors import PipelineInputError  # noqa: E402
 from pipeline.outputs import refuse_overlap  # noqa: E402
-from pipeline.splits import assign_splits, summarise  # noqa: E402
+from pipeline.splits import PatientSplit, assign_folds, assign_splits, summarise  # noqa: E402
 from pipeline.cli import run_stage  # noqa: E402
 from pipeline.tables import read_rows, write_rows  # noqa: E402
 
@@ -67,11 +67,21 @@ def write_split(args: argparse.Namespace) -> str:
     splits = assign_splits(
         rows, seed=config.seed, val_fraction=config.val_fraction, test_fraction=config.test_fraction, groups=groups
     )
-    write_rows(args.out, ({"patient_id": s.patient_id, "split": s.split, "label": s.label} for s in splits),
-               SPLIT_COLUMNS)
+    folds = assign_folds(splits, k=config.folds, seed=config.seed, groups=groups) if config.folds else {}
+    write_rows(args.out, ({"patient_id": s.patient_id, "split": s.split, "label": s.label,
+                           "fold": folds.get(s.patient_id, "")} for s in splits), SPLIT_COLUMNS)
     counts = summarise(splits)
     return ("split: " + ", ".join(f"{part} {c['patients']} patients ({c['positive']} positive)" for part, c in counts.items())
-            + "; " + duplicate_summary(audit, config.duplicates))
+            + fold_summary(splits, folds, config.folds) + "; " + duplicate_summary(audit, config.duplicates))
+
+
+def fold_summary(splits: list[PatientSplit], folds: dict[str, int], k: int) -> str:
+    """``; 5 folds of train+val: 12 (4 positive), ...`` or nothing with split.folds: 0."""
+    if not k:
+        return ""
+    label = {s.patient_id: s.label for s in splits}
+    sizes = [[p for p, f in folds.items() if f == fold] for fold in range(k)]
+    return f"; {k} folds of train+val: " + ", ".join(f"{len(m)} ({sum(label[p] for p in m)} positive)" for m in sizes)
 
 
 def duplicate_summary(audit: Audit, policy: str) -> str:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from pipeline.stages import evaluate, split
+from pipeline.schema.tables import SPLIT_COLUMNS
 from tests.params import write_params
 from tests.stages.test_evaluate import _setup, output_args
 from tests.test_preprocessing import make_index
@@ -25,7 +26,7 @@ def test_split_replaces_its_file_whole_and_removes_a_dead_runs_leftover(tmp_path
     (out.parent / f".split.csv.tmp-{_dead_pid()}").write_text("patient_id,spl")
     assert split.main([str(index), str(out), "--params", str(tmp_path / "params.yaml")]) == 0
     assert sorted(p.name for p in out.parent.iterdir()) == ["split.csv"]
-    assert out.read_text().startswith("patient_id,split,label\n")
+    assert out.read_text().startswith(",".join(SPLIT_COLUMNS) + "\n")
 
 
 def test_evaluate_leaves_only_complete_files_and_removes_a_dead_runs_leftovers(tmp_path, capsys):

@@ -122,6 +122,7 @@ def test_dvc_yaml_declares_exactly_what_its_command_writes(tmp_path, monkeypatch
     assert {str(path) for path in output_paths(args).paths().values()} == _declared(stage)
     assert {str(args.predictions), str(args.train_summary), str(args.ledger)} <= set(stage["deps"])
     assert str(args.external.parent) in stage["deps"]  # the external stage's folder, index.json and sites
+    assert str(args.cv.parent) in stage["deps"]  # the crossval stage's folder: cv.json and its figure
 
     monkeypatch.chdir(tmp_path)
     Path(args.predictions).parent.mkdir(parents=True)
@@ -132,7 +133,11 @@ def test_dvc_yaml_declares_exactly_what_its_command_writes(tmp_path, monkeypatch
     Path(args.train_summary).write_text(json.dumps(TRAIN_SUMMARY))
     args.external.parent.mkdir(parents=True)
     args.external.write_text(json.dumps({"sites": []}))
-    inputs = {Path(p) for p in (args.predictions, args.params, args.ledger, args.train_summary, args.external)}
+    args.cv.parent.mkdir(parents=True)  # as the crossval stage leaves it with split.folds: 0
+    args.cv.write_text(json.dumps({"k": 0}))
+    (args.cv.parent / "roc.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    inputs = {Path(p) for p in (args.predictions, args.params, args.ledger, args.train_summary, args.external,
+                                args.cv, args.cv.parent / "roc.png")}
     assert main(argv[3:]) == 0
     assert f"Report: {args.report}" in capsys.readouterr().out
     written = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()} - inputs
@@ -142,6 +147,9 @@ def test_dvc_yaml_declares_exactly_what_its_command_writes(tmp_path, monkeypatch
 
     plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
     for plot in plots:
+        if isinstance(plot, str):  # an image another stage writes (crossval's reports/cv/roc.png)
+            assert plot.endswith(".png"), plot
+            continue
         (spec,) = plot.values()
         for file, y_field in spec["y"].items():
             rows = json.loads(Path(file).read_text())

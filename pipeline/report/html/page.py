@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Mapping
 
 from pipeline.report.evaluation import Evaluation
+from pipeline.report.crossval import CrossValidationResults
 from pipeline.report.external import ExternalResults
 from pipeline.report.html.calibration import calibration_section
 from pipeline.report.html.comparisons import model_comparison, reader_table
+from pipeline.report.html.crossval import cv_section
 from pipeline.report.html.external import external_section
 from pipeline.report.html.markup import esc
 from pipeline.report.html.methods import DEFINITIONS, methods_section
@@ -33,6 +35,7 @@ def render_html(
     figures: Mapping[str, bytes],
     ledger: Mapping[str, int] | None = None,
     external: ExternalResults | None = None,
+    cv: CrossValidationResults | None = None,
 ) -> str:
     """The full report page.
 
@@ -43,6 +46,7 @@ def render_html(
         ledger: files per ingest status, for the methods paragraph (``None``: not given).
         external: the external stage's sites, shown beside the internal test split in a
             section of their own (``None``: not given, no section).
+        cv: the crossval stage's results, in a section of their own (``None``: not given).
 
     Returns:
         HTML5 text, UTF-8, with no external resources.
@@ -66,6 +70,7 @@ def render_html(
         subgroup_tables(ev),
         "<h2>Calibration before and after recalibration</h2>",
         calibration_section(ev),
+        "" if cv is None else cv_section(cv),
         "" if external is None else external_section(ev, external),
         reader_table(ev),
         model_comparison(ev, p),
