@@ -61,7 +61,12 @@ COMMAND_PACKAGES: dict[str, tuple[str, ...]] = {
     # Reads new studies as ingest does and scores them as load_classifier does (matplotlib:
     # the 2D saliency overlays).
     "predict": ("yaml", "numpy", "matplotlib", "nibabel", "isal", "PIL", *_DICOM, "torch", "monai"),
+    # Loads the model as predict does (inference imports the readers predict uses).
+    "export": ("yaml", "numpy", "matplotlib", "nibabel", "isal", "PIL", *_DICOM, "torch", "monai"),
 }
+#: Packages a command imports only for one option, and checks itself when that option is
+#: used: the extra [export] (onnx, onnxruntime) for --format onnx.
+OPTIONAL_PACKAGES: dict[str, tuple[str, ...]] = {"export": ("onnx", "onnxruntime")}
 # Stages whose results depend on the torch build: checkpoints, numerics and the resume
 # fingerprint are only comparable within one torch release.
 PINNED_TORCH_STAGES = ("train", "train_fold")

@@ -22,10 +22,16 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
+from pipeline.environment import require
 
-from pipeline.errors import PipelineInputError
-from pipeline.cli import run_stage
+# Before torch and the model code: an interpreter without the project's packages ends the
+# command with one line naming it and the fix, as for the stages and predict.
+require("export")
+
+import torch  # noqa: E402
+
+from pipeline.errors import PipelineInputError  # noqa: E402
+from pipeline.cli import run_stage  # noqa: E402
 
 FORMATS = ("onnx", "torchscript")
 TOLERANCE = 1e-4

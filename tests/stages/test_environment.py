@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.environment import COMMAND_PACKAGES, STAGE_PACKAGES, pinned_torch, problems, torch_problem
+from pipeline.environment import COMMAND_PACKAGES, OPTIONAL_PACKAGES, STAGE_PACKAGES, pinned_torch, problems, torch_problem
 from tests.stages.test_evaluate import output_args
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,21 +54,29 @@ def test_an_interpreter_without_the_packages_stops_the_stage_in_one_line(stage, 
     assert not (tmp_path / "out").exists()
 
 
-def test_predict_in_an_interpreter_without_the_packages_is_one_line_too(tmp_path):
+COMMAND_ARGS = {
+    "predict": lambda tmp_path: [str(tmp_path / "best.ckpt"), str(tmp_path), "--out", str(tmp_path / "out")],
+    "export": lambda tmp_path: [str(tmp_path / "best.ckpt"), str(tmp_path / "out"), "--format", "onnx"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_PACKAGES))
+def test_a_command_in_an_interpreter_without_the_packages_is_one_line_too(command, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = tmp_path / "p.csv"
-    done = subprocess.run([sys.executable, "-S", "-m", "pipeline.predict", str(tmp_path / "best.ckpt"), str(tmp_path),
-                           "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-S", "-m", f"pipeline.{command}", *COMMAND_ARGS[command](tmp_path)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.count("\n") == 1
-    assert done.stderr.startswith(f"predict failed: the interpreter {sys.executable!r} cannot run this command: "
+    assert done.stderr.startswith(f"{command} failed: the interpreter {sys.executable!r} cannot run this command: "
                                   "it lacks the packages pyyaml, numpy")
-    assert not out.exists()
+    assert not (tmp_path / "out").exists()
 
 
-def test_predict_lists_every_package_its_modules_import():
-    imported = _imports("predict", module="pipeline.predict")
-    assert imported and imported <= set(COMMAND_PACKAGES["predict"]), sorted(imported - set(COMMAND_PACKAGES["predict"]))
+@pytest.mark.parametrize("command", sorted(COMMAND_PACKAGES))
+def test_a_command_lists_every_package_its_modules_import(command):
+    imported = _imports(command, module=f"pipeline.{command}")
+    listed = {*COMMAND_PACKAGES[command], *OPTIONAL_PACKAGES.get(command, ())}
+    assert imported and imported <= listed, sorted(imported - listed)
 
 
 def test_the_project_environment_passes_every_stage():
