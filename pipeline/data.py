@@ -312,7 +312,12 @@ class CachedDataModule(pl.LightningDataModule):
             # Batches read in the main process are page-locked already (``pin``).
             pin_memory=workers > 0 and torch.cuda.is_available(),
             collate_fn=_already_batched,
-            drop_last=False,
+            # A training batch of one sample stops BatchNorm ("Expected more than 1 value per
+            # channel when training"): a train part of 4k + 1 samples at batch 4, as a
+            # cross-validation fold easily has, crashed the run in its first epoch. Only
+            # that last sample goes (a different one each epoch, the order being shuffled);
+            # any other remainder is kept, so other runs are unchanged.
+            drop_last=shuffle and len(dataset) % self.batch_size == 1,
         )
 
     def train_dataloader(self) -> DataLoader:

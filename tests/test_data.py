@@ -165,3 +165,27 @@ def test_the_train_settings_have_no_second_default_here():
     parameters = inspect.signature(CachedDataModule).parameters
     for name in ("batch_size", "num_workers", "seed", "device_cache"):
         assert parameters[name].default is inspect.Parameter.empty, name
+
+
+@pytest.mark.parametrize("batch_size, train_batches, val_batches", [(23, [23], [12]), (5, [5, 5, 5, 5, 4], [5, 5, 2])])
+def test_a_last_training_batch_of_one_sample_is_dropped_and_no_other(tiny_cache, batch_size, train_batches, val_batches):
+    # 24 train samples: at batch 23 the last batch would be one sample, which BatchNorm
+    # refuses in training; val and test are scored whole.
+    data = CachedDataModule(tiny_cache, batch_size=batch_size, seed=0, num_workers=0, device_cache=False)
+    data.setup("fit")
+    assert [len(y) for _, y, _ in data.train_dataloader()] == train_batches
+    assert [len(y) for _, y, _ in data.val_dataloader()] == val_batches
+    assert sum(len(y) for _, y, _ in data.predict_loader("train")) == 24
+
+
+def test_training_on_a_part_of_one_batch_plus_one_sample_runs(tmp_path):
+    from tests.training.tiny_run import MODEL, TRAIN, write_cache
+    from pipeline.config import ModelConfig, TrainConfig
+    from pipeline.training import train_and_predict
+    from tests.params import config
+
+    write_cache(tmp_path, counts={"train": 9, "val": 6, "test": 4})
+    summary = train_and_predict(tmp_path / "cache", tmp_path / "models", tmp_path / "p.csv", tmp_path / "s.json",
+                                tmp_path / "live", model=config(ModelConfig, **MODEL),
+                                train=config(TrainConfig, **{**TRAIN, "max_epochs": 1, "batch_size": 4}))
+    assert summary.best_epoch == 0 and (tmp_path / "models" / "best.ckpt").is_file()
