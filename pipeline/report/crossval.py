@@ -10,7 +10,6 @@ spread between folds (mean and SD), which the pooled AUC alone hides.
 
 from __future__ import annotations
 
-import csv
 import statistics
 import tempfile
 from collections import defaultdict
@@ -30,7 +29,7 @@ from pipeline.schema.crossval import (
 )
 from pipeline.schema.json_records import read_json_object
 from pipeline.schema.tables import PREDICTION_COLUMNS
-from pipeline.tables import write_rows
+from pipeline.tables import read_rows, write_rows
 
 
 class CrossValidationError(PipelineInputError):
@@ -70,11 +69,8 @@ def read_cross_validation(cv_file: str | Path) -> CrossValidationResults:
 
 def read_fold_records(folds_dir: str | Path) -> list[FoldRecord]:
     """``fold.json`` of every slot folder under ``folds_dir``, by slot."""
-    folds_dir = Path(folds_dir)
-    records = []
-    for folder in sorted(p for p in folds_dir.iterdir() if p.is_dir()) if folds_dir.is_dir() else []:
-        path = folder / FOLD_FILE
-        records.append(FoldRecord.from_json(read_json_object(path, FoldRecord.WHAT, FoldRecord.FIX), file=str(path)))
+    paths = sorted(Path(folds_dir).glob(f"*/{FOLD_FILE}"))
+    records = [FoldRecord.from_json(read_json_object(p, FoldRecord.WHAT, FoldRecord.FIX), file=str(p)) for p in paths]
     return sorted(records, key=lambda r: r.slot)
 
 
@@ -96,15 +92,14 @@ def pool_folds(folds_dir: str | Path, *, k: int) -> PooledFolds:
     test_rows: dict[str, dict[str, str]] = {}
     extra: tuple[str, ...] = ()
     for record in in_use:
-        with (Path(folds_dir) / str(record.slot) / FOLD_PREDICTIONS).open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            extra = tuple(c for c in reader.fieldnames or () if c not in PREDICTION_COLUMNS)
-            for row in reader:
-                if row["split"] == "val":
-                    rows.append({**row, "fold": str(record.slot)})
-                elif row["split"] == "test":
-                    test[row["series_key"]].append(float(row["score"]))
-                    test_rows.setdefault(row["series_key"], row)
+        fold_rows = read_rows(Path(folds_dir) / str(record.slot) / FOLD_PREDICTIONS, required=PREDICTION_COLUMNS)
+        extra = tuple(c for c in (fold_rows[0] if fold_rows else ()) if c not in PREDICTION_COLUMNS)
+        for row in fold_rows:
+            if row["split"] == "val":
+                rows.append({**row, "fold": str(record.slot)})
+            elif row["split"] == "test":
+                test[row["series_key"]].append(float(row["score"]))
+                test_rows.setdefault(row["series_key"], row)
     uneven = sorted(key for key, scores in test.items() if len(scores) != k)
     if uneven:
         raise CrossValidationError(

@@ -57,12 +57,17 @@ def roc_png(curves: Mapping[str, SplitCurves], metrics: MetricsRecord) -> bytes:
         )
     ax.plot([], [], "o", color="#444444", mfc="white", label=f"threshold {metrics.test.threshold:.3g} (from val)")
     _reader_points(ax, curves.get("test"), metrics.test)
+    _roc_axes(ax, "ROC curve, per patient", legend_size=7.5)
+    return _png(fig)
+
+
+def _roc_axes(ax: plt.Axes, title: str, *, legend_size: float) -> None:
+    """Square unit axes labelled as an ROC plot, with the legend bottom right."""
     ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="1 - specificity (false positive rate)",
-           ylabel="Sensitivity (true positive rate)", title="ROC curve, per patient")
+           ylabel="Sensitivity (true positive rate)", title=title)
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=7.5)
-    return _png(fig)
+    ax.legend(loc="lower right", fontsize=legend_size)
 
 
 def _reader_points(ax: plt.Axes, c: SplitCurves | None, m: SplitMetrics) -> None:
@@ -164,9 +169,5 @@ def cv_roc_png(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], cv: CrossVal
         ax.plot(fpr, tpr, color="#111111", lw=2.2,
                 label=f"pooled out-of-fold: AUC {cv.auc:.3f} (95% CI {lo:.3f}-{hi:.3f}), n={cv.oof.n_patients}")
         ax.plot([], [], " ", label=f"per-fold AUC {cv.auc_mean:.3f} ± {cv.auc_sd:.3f} (mean ± SD)")
-    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="1 - specificity (false positive rate)",
-           ylabel="Sensitivity (true positive rate)", title="Cross-validation ROC, per patient")
-    ax.set_aspect("equal")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=7)
+    _roc_axes(ax, "Cross-validation ROC, per patient", legend_size=7)
     return _png(fig)

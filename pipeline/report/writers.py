@@ -94,7 +94,8 @@ def plot_rows(evaluation: Evaluation) -> dict[tuple[str, str], list[dict[str, An
     return {key: jsonable(rows) for key, rows in out.items()}
 
 
-def _write_json(path: Path, content: Any) -> None:
+def write_json(path: Path, content: Any) -> None:
+    """``content`` as indented JSON through :func:`jsonable` (floats rounded; a NaN is refused)."""
     write_atomic(path, json.dumps(jsonable(content), indent=2, allow_nan=False) + "\n")
 
 
@@ -130,10 +131,10 @@ def write_outputs(
         The paths written.
     """
     written: list[Path] = []
-    _write_json(outputs.metrics, evaluation.metrics.to_json())
+    write_json(outputs.metrics, evaluation.metrics.to_json())
     written.append(outputs.metrics)
     for (kind, split), rows in plot_rows(evaluation).items():
-        _write_json(outputs.plot_file(kind, split), rows)
+        write_json(outputs.plot_file(kind, split), rows)
         written.append(outputs.plot_file(kind, split))
     figures = {
         "roc": roc_png(evaluation.curves, evaluation.metrics),

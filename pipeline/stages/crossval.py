@@ -11,7 +11,6 @@ The files are listed in :mod:`pipeline.schema.crossval`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,10 +23,10 @@ require("crossval")
 from pipeline.cli import run_stage  # noqa: E402
 from pipeline.config import EvaluateConfig, SplitConfig, load_params  # noqa: E402
 from pipeline.folders import empty_folder  # noqa: E402
-from pipeline.outputs import refuse_overlap, write_atomic  # noqa: E402
+from pipeline.outputs import refuse_overlap  # noqa: E402
 from pipeline.report.crossval import PooledFolds, evaluate_pooled, pool_folds, write_pooled  # noqa: E402
 from pipeline.report.figures import cv_roc_png  # noqa: E402
-from pipeline.report.writers import jsonable  # noqa: E402
+from pipeline.report.writers import write_json  # noqa: E402
 from pipeline.schema.crossval import (  # noqa: E402
     CV_FILE, CV_PREDICTION_COLUMNS, CV_PREDICTIONS, CV_ROC, CV_ROC_PNG, CrossValidationFile,
 )
@@ -49,16 +48,16 @@ def crossval(args: argparse.Namespace) -> str:
     if k == 0:
         out = empty_folder(args.out_dir, name="out_dir", example="reports/cv")
         write_pooled(PooledFolds(k=0, rows=[], columns=CV_PREDICTION_COLUMNS), out / CV_PREDICTIONS)
-        _write_json(out / CV_FILE, CrossValidationFile(k=0, cv=None).to_json())
-        _write_json(out / CV_ROC, [])
+        write_json(out / CV_FILE, CrossValidationFile(k=0, cv=None).to_json())
+        write_json(out / CV_ROC, [])
         (out / CV_ROC_PNG).write_bytes(cv_roc_png({}, None))
         return "crossval: off (split.folds: 0); set split.folds: 5 for 5-fold cross-validation"
     pooled = pool_folds(args.folds_dir, k=k)
     cv, _, curves = evaluate_pooled(pooled, EvaluateConfig.from_params(params))
     out = empty_folder(args.out_dir, name="out_dir", example="reports/cv")  # emptied once all is computed
     write_pooled(pooled, out / CV_PREDICTIONS)
-    _write_json(out / CV_FILE, CrossValidationFile(k=k, cv=cv).to_json())
-    _write_json(out / CV_ROC, [{"fold": name, "fpr": float(x), "tpr": float(y)}
+    write_json(out / CV_FILE, CrossValidationFile(k=k, cv=cv).to_json())
+    write_json(out / CV_ROC, [{"fold": name, "fpr": float(x), "tpr": float(y)}
                                for name, (fpr, tpr) in curves.items() for x, y in zip(fpr, tpr)])
     (out / CV_ROC_PNG).write_bytes(cv_roc_png(curves, cv))
     lo, hi = cv.auc_ci95
@@ -66,10 +65,6 @@ def crossval(args: argparse.Namespace) -> str:
     return (f"crossval: {k} folds, pooled out-of-fold AUC {cv.auc:.3f} (95% CI {lo:.3f}-{hi:.3f}) on "
             f"{cv.oof.n_patients} patients, per fold {cv.auc_mean:.3f} ± {cv.auc_sd:.3f}; test by the folds' mean "
             f"{cv.test.auc:.3f} ({test_lo:.3f}-{test_hi:.3f}) on {cv.test.n_patients} patients")
-
-
-def _write_json(path: Path, content: object) -> None:
-    write_atomic(path, json.dumps(jsonable(content), indent=2, allow_nan=False) + "\n")
 
 
 if __name__ == "__main__":

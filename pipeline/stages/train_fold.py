@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -76,12 +77,13 @@ def _train(slot: int, k: int, args: argparse.Namespace, params: dict, model_dir:
     finally:
         shutil.rmtree(fold_cache, ignore_errors=True)
     _write_record(result_dir, FoldRecord(slot=slot, k=k, in_use=True, reason=None, samples=samples,
-                                         best_epoch=summary.best_epoch, best_val_auc=summary.best_val_auc))
+                                         best_epoch=summary.best_epoch,
+                                         best_val_auc=None if math.isnan(summary.best_val_auc) else summary.best_val_auc))
     return f"train_fold: fold {slot} of {k}: " + summary.line().removeprefix("train: ")
 
 
 def _write_record(result_dir: Path, record: FoldRecord) -> None:
-    write_atomic(result_dir / FOLD_FILE, json.dumps(record.to_json(), indent=2) + "\n")
+    write_atomic(result_dir / FOLD_FILE, json.dumps(record.to_json(), indent=2, allow_nan=False) + "\n")
 
 
 if __name__ == "__main__":
