@@ -53,7 +53,7 @@ def train_fold(args: argparse.Namespace) -> str:
     if args.slot >= k:
         # No checkpoints either: a slot that fell out of use must not keep a stale model.
         empty_folder(model_dir, name="model_dir", example="cv/models/0")
-        reason = "cross-validation is off (split.folds: 0)" if k == 0 else f"split.folds is {k}"
+        reason = "split.folds is 0: cross-validation is off" if k == 0 else f"split.folds is {k}"
         _write_record(result_dir, FoldRecord(slot=args.slot, k=k, in_use=False, reason=reason, samples={},
                                              best_epoch=None, best_val_auc=None))
         return f"train_fold: slot {args.slot} not in use ({reason})"
