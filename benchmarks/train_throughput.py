@@ -129,7 +129,7 @@ def build_model(setup: Setup):  # noqa: ANN201
 
     # The stem of params.yaml's model section (7 along depth, stride 2), random weights.
     return build_backbone(arch=setup.arch, spatial_dims=setup.dims, in_channels=1, num_classes=1, weights="none",
-                          weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2).model
+                          weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2).model
 
 
 def system_for(setup: Setup, *, augment: bool):  # noqa: ANN201

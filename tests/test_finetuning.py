@@ -58,7 +58,7 @@ class _Snapshots(pl.Callback):
 def _fit(unfreeze_at_epoch: int, filter_frozen: bool):
     torch.manual_seed(0)
     bb = build_backbone(arch="resnet18", spatial_dims=2, in_channels=1, num_classes=2, weights="none",
-                        weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)
+                        weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)
     module = _Classifier(bb.model, filter_frozen)
     start = {"conv1": bb.model.conv1.weight.detach().clone(), "bn1_mean": bb.model.bn1.running_mean.clone()}
     data = TensorDataset(torch.randn(8, 1, 32, 32), torch.tensor([0, 1] * 4))
@@ -99,7 +99,7 @@ def test_zero_unfreeze_epoch_trains_everything_from_the_start():
 
 def test_param_groups_split_backbone_and_head_and_cover_every_parameter():
     model = build_backbone(arch="resnet18", spatial_dims=2, in_channels=1, num_classes=3, weights="none",
-                           weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2).model
+                           weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2).model
 
     groups = discriminative_param_groups(model, lr=1e-3, backbone_lr_scale=0.1)
 

@@ -47,6 +47,10 @@ class ModelConfig:
         stem_kernel_depth: 3D only: stem kernel size along depth (odd; MedicalNet needs 7).
         stem_stride_depth: 3D only: stem stride along depth; 1 keeps more depth on thin
             volumes, 2 matches the in-plane stride.
+        stem_stride: in-plane stem stride, 2D and 3D: 2 as torchvision's ImageNet layout;
+            1 keeps twice the resolution per axis (four times the compute in 2D, in 3D
+            with ``stem_stride_depth: 1`` eight), for inputs of a few dozen voxels per
+            axis that stride 2 and the max-pool would shrink to a few cells.
     """
 
     arch: str
@@ -56,6 +60,7 @@ class ModelConfig:
     backbone_lr_scale: float
     stem_kernel_depth: int
     stem_stride_depth: int
+    stem_stride: int
 
     def __post_init__(self) -> None:
         check_choice("model.arch", self.arch, ARCHS)
@@ -65,6 +70,7 @@ class ModelConfig:
         check_range("model.backbone_lr_scale", self.backbone_lr_scale, low=0.0, low_open=True)
         check_stem_kernel_depth("model.stem_kernel_depth", self.stem_kernel_depth)
         check_range("model.stem_stride_depth", self.stem_stride_depth, low=1, integer=True)
+        check_range("model.stem_stride", self.stem_stride, low=1, high=2, integer=True)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "ModelConfig":

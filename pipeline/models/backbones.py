@@ -81,6 +81,7 @@ def build_backbone(
     weights_sha256: str | None,
     stem_kernel_depth: int,
     stem_stride_depth: int,
+    stem_stride: int,
     download_timeout_s: float | None = None,
 ) -> Backbone:
     """Build a MONAI ResNet classifier and load named or given weights into it.
@@ -100,6 +101,7 @@ def build_backbone(
             ``None``; overrides the published checksum, e.g. for a site's own copy.
         stem_kernel_depth: 3D only: stem kernel size along depth (odd).
         stem_stride_depth: 3D only: stem stride along depth.
+        stem_stride: in-plane stem stride: 2 as torchvision, 1 for small inputs.
         download_timeout_s: seconds for the download; ``None`` reads
             ``$PIPELINE_WEIGHTS_TIMEOUT_S`` (default 10, ``0`` disables downloads).
 
@@ -111,8 +113,8 @@ def build_backbone(
         WeightsError: checksum, key or shape mismatch.
     """
     requested = _check_args(arch, spatial_dims, in_channels, num_classes, weights, weights_sha256,
-                            stem_kernel_depth, stem_stride_depth)
-    kernel, stride = stem_shape(spatial_dims, stem_kernel_depth, stem_stride_depth)
+                            stem_kernel_depth, stem_stride_depth, stem_stride)
+    kernel, stride = stem_shape(spatial_dims, stem_kernel_depth, stem_stride_depth, stem_stride)
     layout = NetworkLayout(arch, spatial_dims, in_channels, num_classes, kernel, stride, "B", False)
     if requested == "none":
         return Backbone(build_network(layout), random_provenance(layout, requested="none"), None)
@@ -185,11 +187,13 @@ def _check_args(
     weights_sha256: str | None,
     stem_kernel_depth: int,
     stem_stride_depth: int,
+    stem_stride: int,
 ) -> str:
     """Check every argument against its rule (:mod:`pipeline.rules`); returns ``weights`` as a string."""
     check_choice("arch", arch, ARCHS)
     check_choice("spatial_dims", spatial_dims, SPATIAL_DIMS)
-    for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("stem_stride_depth", stem_stride_depth)):
+    for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("stem_stride_depth", stem_stride_depth),
+                        ("stem_stride", stem_stride)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name!r} must be an integer >= 1; got {value!r}.")
     check_stem_kernel_depth("stem_kernel_depth", stem_kernel_depth)

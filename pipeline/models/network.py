@@ -4,7 +4,11 @@ The layout is torchvision's (7x7 stride-2 stem, max-pool, 1x1-conv shortcut with
 bias) so that torchvision's checkpoints load strictly. It matters: MONAI's defaults
 (stem stride 1, shortcut with bias) either refuse those keys or, worse, accept them and
 give different features. In 3D the stem is ``7 x 7 x stem_kernel_depth`` with stride
-``2 x 2 x stem_stride_depth``: scans are usually thinner along depth than in-plane.
+``s x s x stem_stride_depth``: scans are usually thinner along depth than in-plane. The
+in-plane stride ``s`` is 2 as in torchvision; 1 (MONAI's default) keeps twice the
+resolution per axis through the network, for small inputs (a 32^3 volume, a 28^2
+image) that stride 2 and the max-pool would shrink to a few cells. The stride does not
+change any weight's shape, so pretrained weights load either way.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from pipeline.rules import ARCHS
 CONSTRUCTORS: dict[str, Callable[..., ResNet]] = {arch: getattr(nets, arch) for arch in ARCHS}
 HEAD_MODULE = "fc"
 STEM_KERNEL = 7
-STEM_STRIDE = 2
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,13 @@ class NetworkLayout:
     bias_downsample: bool
 
 
-def stem_shape(spatial_dims: int, kernel_depth: int, stride_depth: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Stem kernel and stride per spatial axis; the depth settings apply in 3D only."""
+def stem_shape(
+    spatial_dims: int, kernel_depth: int, stride_depth: int, stride: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Stem kernel and stride per spatial axis; ``stride`` is in-plane, the depth settings apply in 3D only."""
     if spatial_dims == 2:
-        return (STEM_KERNEL, STEM_KERNEL), (STEM_STRIDE, STEM_STRIDE)
-    return (STEM_KERNEL, STEM_KERNEL, kernel_depth), (STEM_STRIDE, STEM_STRIDE, stride_depth)
+        return (STEM_KERNEL, STEM_KERNEL), (stride, stride)
+    return (STEM_KERNEL, STEM_KERNEL, kernel_depth), (stride, stride, stride_depth)
 
 
 def build_network(layout: NetworkLayout) -> ResNet:

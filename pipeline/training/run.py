@@ -59,6 +59,7 @@ def train_and_predict(
     backbone = build_backbone(
         **network, weights=model.weights, weights_sha256=model.weights_sha256,
         stem_kernel_depth=model.stem_kernel_depth, stem_stride_depth=model.stem_stride_depth,
+        stem_stride=model.stem_stride,
     )
     system = build_system(backbone, model=model, train=train, cache_meta=meta, model_config=config["model"])
     data = CachedDataModule(cache_dir, batch_size=train.batch_size, num_workers=train.num_workers, seed=train.seed,

@@ -79,7 +79,7 @@ def test_imagenet_2d_loads_strictly_and_matches_reference_logits(arch, place_che
     path = place_checkpoint(row.file_name, state)
 
     bb = build_backbone(arch=arch, spatial_dims=2, in_channels=3, num_classes=1000, weights="imagenet",
-                        weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2)
+                        weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)
 
     loaded = bb.model.state_dict()
     assert set(loaded) == set(state)
@@ -95,12 +95,37 @@ def test_imagenet_2d_loads_strictly_and_matches_reference_logits(arch, place_che
     assert bb.normalization.mean == IMAGENET_MEAN and bb.normalization.std == IMAGENET_STD
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_a_stride_one_stem_keeps_the_imagenet_weights_and_twice_the_resolution(spatial_dims, place_checkpoint):
+    state = resnet_state_dict("resnet18", seed=1)
+    path = place_checkpoint("resnet18-f37072fd.pth", state)
+    built = {stride: build_backbone(arch="resnet18", spatial_dims=spatial_dims, in_channels=1, num_classes=1,
+                                    weights="imagenet", weights_sha256=_sha256(path), stem_kernel_depth=7,
+                                    stem_stride_depth=1, stem_stride=stride).model.eval() for stride in (1, 2)}
+
+    one, two = built[1], built[2]
+    assert one.conv1.stride == (1,) * spatial_dims and two.conv1.stride[:2] == (2, 2)
+    assert all(torch.equal(one.state_dict()[k], two.state_dict()[k]) for k in state if not k.startswith("fc."))
+    size = (32,) * spatial_dims
+    x = torch.rand(1, 1, *size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        cells = {stride: model.layer4(model.layer3(model.layer2(model.layer1(model.maxpool(model.act(model.bn1(
+            model.conv1(x)))))))).shape[2:4] for stride, model in built.items()}
+    assert cells == {1: (2, 2), 2: (1, 1)}
+
+
+def test_a_stem_stride_other_than_one_or_two_is_refused():
+    with pytest.raises(PipelineInputError, match="stem_stride"):
+        build_backbone(arch="resnet18", spatial_dims=2, in_channels=1, num_classes=1, weights="none",
+                       weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2, stem_stride=0)
+
+
 def test_new_head_is_sized_from_the_backbone_and_backbone_weights_kept(place_checkpoint):
     state = resnet_state_dict("resnet50", seed=2)
     path = place_checkpoint("resnet50-0676ba61.pth", state)
 
     bb = build_backbone(arch="resnet50", spatial_dims=2, in_channels=3, num_classes=2, weights="imagenet",
-                        weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2)
+                        weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)
 
     assert bb.model.fc.in_features == 2048 and bb.model.fc.out_features == 2
     assert bb.provenance.head == "new"
@@ -116,7 +141,7 @@ def test_grayscale_stem_sums_rgb_kernel_and_equals_rgb_on_a_grey_image(place_che
     path = place_checkpoint("resnet18-f37072fd.pth", state)
 
     bb = build_backbone(arch="resnet18", spatial_dims=2, in_channels=1, num_classes=1000, weights="imagenet",
-                        weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2)
+                        weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)
 
     torch.testing.assert_close(bb.model.conv1.weight, state["conv1.weight"].sum(dim=1, keepdim=True))
     grey = torch.rand(2, 1, 48, 48, generator=torch.Generator().manual_seed(1))
@@ -134,9 +159,9 @@ def test_other_channel_counts_repeat_and_rescale_the_stem(place_checkpoint):
     rgb = state["conv1.weight"]
 
     five = build_backbone(arch="resnet18", spatial_dims=2, in_channels=5, num_classes=2, weights="imagenet",
-                          weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2)
+                          weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)
     six = build_backbone(arch="resnet18", spatial_dims=2, in_channels=6, num_classes=2, weights="imagenet",
-                         weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2)
+                         weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)
 
     torch.testing.assert_close(five.model.conv1.weight, torch.cat([rgb, rgb[:, :2]], dim=1) * (3 / 5))
     assert five.normalization.mean == IMAGENET_MEAN + IMAGENET_MEAN[:2]
@@ -150,7 +175,7 @@ def test_3d_inflation_keeps_depth_sums_and_bn_and_sets_the_stem(place_checkpoint
     path = place_checkpoint("resnet18-f37072fd.pth", state)
 
     bb = build_backbone(arch="resnet18", spatial_dims=3, in_channels=3, num_classes=2, weights="imagenet",
-                        weights_sha256=_sha256(path), stem_kernel_depth=5, stem_stride_depth=1)
+                        weights_sha256=_sha256(path), stem_kernel_depth=5, stem_stride_depth=1, stem_stride=2)
     model = bb.model.eval()
 
     assert model.conv1.weight.shape == (64, 3, 7, 7, 5) and model.conv1.stride == (2, 2, 1)
@@ -180,7 +205,7 @@ def test_3d_features_of_a_repeated_image_approach_the_2d_features_as_depth_grows
     state = resnet_state_dict("resnet18", seed=5)
     path = place_checkpoint("resnet18-f37072fd.pth", state)
     bb = build_backbone(arch="resnet18", spatial_dims=3, in_channels=3, num_classes=2, weights="imagenet",
-                        weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=1)
+                        weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=1, stem_stride=2)
     model = bb.model.eval()
     gen = torch.Generator().manual_seed(2)
     images = F.interpolate(torch.rand(4, 3, 4, 4, generator=gen), size=(32, 32), mode="bilinear")
@@ -208,7 +233,7 @@ def test_3d_features_of_a_repeated_image_approach_the_2d_features_as_depth_grows
 
 def test_3d_demo_shape_forward_gives_logits():
     bb = build_backbone(arch="resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights="none",
-                        weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)
+                        weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)
     with torch.no_grad():
         logits = bb.model.eval()(torch.randn(2, 1, 64, 64, 32))
     assert logits.shape == (2, 2)
@@ -220,7 +245,7 @@ def test_published_name_with_wrong_checksum_is_rejected(place_checkpoint):
 
     with pytest.raises(WeightsError, match=r"must have SHA-256 starting with 'f37072fd'.*got '[0-9a-f]{64}'"):
         build_backbone(arch="resnet18", spatial_dims=2, in_channels=3, num_classes=2, weights="imagenet",
-                       weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)
+                       weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)
 
 
 def test_file_path_with_wrong_expected_sha256_is_rejected(tmp_path):
@@ -229,7 +254,7 @@ def test_file_path_with_wrong_expected_sha256_is_rejected(tmp_path):
 
     with pytest.raises(WeightsError, match="must have SHA-256 starting with 'deadbeef'"):
         build_backbone(arch="resnet18", spatial_dims=2, in_channels=3, num_classes=2, weights=str(path),
-                       weights_sha256="deadbeef", stem_kernel_depth=7, stem_stride_depth=2)
+                       weights_sha256="deadbeef", stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)
 
 
 def test_layout_mismatch_is_an_error_not_a_partial_load(place_checkpoint):
@@ -238,7 +263,7 @@ def test_layout_mismatch_is_an_error_not_a_partial_load(place_checkpoint):
 
     with pytest.raises(WeightsError, match=r"must match the model's keys and shapes exactly.*3 unexpected"):
         build_backbone(arch="resnet18", spatial_dims=2, in_channels=3, num_classes=2, weights="imagenet",
-                       weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2)
+                       weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)
 
 
 def test_missing_checkpoint_offline_names_file_folder_url_within_seconds(torch_home, monkeypatch):
@@ -248,7 +273,7 @@ def test_missing_checkpoint_offline_names_file_folder_url_within_seconds(torch_h
     start = time.monotonic()
     with pytest.raises(WeightsNotFoundError) as caught:
         build_backbone(arch="resnet18", spatial_dims=2, in_channels=1, num_classes=2, weights="imagenet",
-                       weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)
+                       weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)
     elapsed = time.monotonic() - start
 
     message = str(caught.value)
@@ -264,7 +289,7 @@ def test_auto_falls_back_to_random_init_loudly_and_records_it(torch_home, monkey
 
     with pytest.warns(UserWarning, match=r"'auto'.*'resnet18-f37072fd.pth'.*RANDOM weights"):
         bb = build_backbone(arch="resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights="auto",
-                            weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)
+                            weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)
 
     record = bb.provenance.to_dict()
     assert record["source"] == "none" and record["requested"] == "auto"
@@ -277,7 +302,7 @@ def test_auto_fallback_warning_reaches_stderr_once(torch_home, monkeypatch):
     monkeypatch.setenv(DOWNLOAD_TIMEOUT_ENV, "0")
     code = ("from pipeline.models import build_backbone; "
             "build_backbone(arch='resnet18', spatial_dims=2, in_channels=1, num_classes=1, weights='auto', "
-            "weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)")
+            "weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("RANDOM weights") == 1
@@ -290,7 +315,7 @@ def test_auto_uses_imagenet_when_the_file_is_at_hand(place_checkpoint):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         bb = build_backbone(arch="resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights="auto",
-                            weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2)
+                            weights_sha256=_sha256(path), stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)
 
     assert bb.provenance.source == "imagenet" and bb.provenance.requested == "auto"
     assert bb.provenance.warning is None and bb.provenance.inflated
@@ -304,7 +329,7 @@ def test_medicalnet_file_is_unwrapped_and_loaded_in_3d(place_checkpoint):
     place_checkpoint("resnet_18_23dataset.pth", wrapped)
 
     bb = build_backbone(arch="resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights="medicalnet",
-                        weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)
+                        weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)
 
     assert torch.equal(bb.model.layer3[0].conv1.weight, state["layer3.0.conv1.weight"])
     assert not any("downsample" in k for k in bb.model.state_dict())
@@ -317,12 +342,12 @@ def test_medicalnet_file_is_unwrapped_and_loaded_in_3d(place_checkpoint):
 
 def test_user_file_in_3d_layout_round_trips(tmp_path):
     first = build_backbone(arch="resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights="none",
-                           stem_kernel_depth=3, stem_stride_depth=1, weights_sha256=None)
+                           stem_kernel_depth=3, stem_stride_depth=1, stem_stride=2, weights_sha256=None)
     path = tmp_path / "finetuned.pt"
     torch.save(first.model.state_dict(), path)
 
     again = build_backbone(arch="resnet18", spatial_dims=3, in_channels=1, num_classes=2, weights=str(path),
-                           weights_sha256=_sha256(path), stem_stride_depth=1, stem_kernel_depth=7)
+                           weights_sha256=_sha256(path), stem_stride_depth=1, stem_stride=2, stem_kernel_depth=7)
 
     assert again.provenance.source == "file" and again.provenance.stem_kernel == (7, 7, 3)
     assert again.provenance.head == "pretrained" and again.provenance.warning is None
@@ -337,7 +362,7 @@ def test_pickled_objects_are_refused_by_weights_only_loading(tmp_path):
 
     with pytest.raises(WeightsError, match="readable with weights_only=True"):
         build_backbone(arch="resnet18", spatial_dims=2, in_channels=3, num_classes=2, weights=str(path),
-                       weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)
+                       weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)
 
 
 @pytest.mark.parametrize(
@@ -354,7 +379,7 @@ def test_pickled_objects_are_refused_by_weights_only_loading(tmp_path):
 )
 def test_bad_arguments_are_named(kwargs, match, torch_home):
     args = {"arch": "resnet18", "spatial_dims": 2, "in_channels": 1, "num_classes": 2, "weights": "none",
-            "weights_sha256": None, "stem_kernel_depth": 7, "stem_stride_depth": 2, **kwargs}
+            "weights_sha256": None, "stem_kernel_depth": 7, "stem_stride_depth": 2, "stem_stride": 2, **kwargs}
     with pytest.raises(PipelineInputError, match=match):
         build_backbone(**args)
 

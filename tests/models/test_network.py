@@ -29,8 +29,13 @@ def test_the_layout_is_what_the_model_file_records():
 
 
 def test_stem_depth_settings_apply_in_3d_only():
-    assert stem_shape(2, 3, 1) == ((7, 7), (2, 2))
-    assert stem_shape(3, 3, 1) == ((7, 7, 3), (2, 2, 1))
+    assert stem_shape(2, 3, 1, 2) == ((7, 7), (2, 2))
+    assert stem_shape(3, 3, 1, 2) == ((7, 7, 3), (2, 2, 1))
+
+
+def test_the_in_plane_stem_stride_applies_in_2d_and_3d():
+    assert stem_shape(2, 7, 2, 1) == ((7, 7), (1, 1))
+    assert stem_shape(3, 7, 1, 1) == ((7, 7, 7), (1, 1, 1))
 
 
 @pytest.mark.parametrize(("shortcut", "bias"), [("B", False), ("B", True), ("A", False)])

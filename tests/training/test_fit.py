@@ -22,7 +22,7 @@ META = {"spatial_dims": 2, "roi": [32, 32], "pixdim": [1.0, 1.0], "counts": COUN
 def _backbone():
     model, _ = tiny_configs()
     return build_backbone(arch=model.arch, spatial_dims=2, in_channels=1, num_classes=1, weights=model.weights,
-                          weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2)
+                          weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2, stem_stride=2)
 
 
 @pytest.mark.parametrize("augment", [True, False])

@@ -56,7 +56,7 @@ def run_paths(root: Path) -> dict[str, Path]:
 
 
 MODEL = {"arch": "resnet18", "weights": "none", "weights_sha256": None, "freeze_until_epoch": 0,
-         "backbone_lr_scale": 1.0, "stem_kernel_depth": 7, "stem_stride_depth": 2}
+         "backbone_lr_scale": 1.0, "stem_kernel_depth": 7, "stem_stride_depth": 2, "stem_stride": 2}
 TRAIN = {"seed": 0, "max_epochs": 3, "batch_size": 8, "lr": 1e-3, "weight_decay": 1e-4, "precision": "32",
          "accelerator": "cpu", "devices": 1, "strategy": "auto", "num_nodes": 1, "num_workers": 0,
          "device_cache": "auto", "augment": True, "augment_shift_voxels": 0, "resume": True,
