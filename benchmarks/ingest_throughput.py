@@ -14,7 +14,8 @@ file). Prints slices per second for:
 * ``write ...``: the canonical write of that volume alone, per format and deflate
   implementation (``nibabel.save``'s zlib, ISA-L with one thread and with all cores);
 * ``re-ingest``: a cohort of ``--cohort`` small series ingested with a store, ten series
-  added, ingested again: the second run's time as a share of the first's;
+  added, ingested again: the second run's time as a share of the first's, and whether
+  its output is byte-identical to a fresh ingest of the same cohort without a store;
 
 and the ratios, best of ``--repeats`` runs each. Run: ``python benchmarks/ingest_throughput.py``.
 """
@@ -154,18 +155,31 @@ def reingest(root: Path, n_series: int, slices: int, matrix: int, workers: int) 
     store = root / "store"
     settings = shipped(workers)
 
-    def run(manifest: Path, out: str) -> float:
+    def run(manifest: Path, out: str, store_dir: Path | None = store) -> float:
         start = time.perf_counter()
-        ingest_cohort(raw, manifest, root / out, pseudonym_key="benchmark-key", store_dir=store, **settings)
+        ingest_cohort(raw, manifest, root / out, pseudonym_key="benchmark-key", store_dir=store_dir, **settings)
         return time.perf_counter() - start
 
     first = run(first_manifest, "c_out1")
     for folder in hidden:
         (parked / folder.name).rename(folder)
     second = run(second_manifest, "c_out2")
+    run(second_manifest, "c_fresh", store_dir=None)  # the same cohort from scratch, no store
     files = (n_series + 10) * slices
+    same = _same_tree(root / "c_out2", root / "c_fresh")
     print(f"first ingest : {n_series} series x {slices} x {matrix}^2 in {first:.2f} s (with an empty store)")
     print(f"re-ingest    : {n_series + 10} series ({files} files), 10 new, in {second:.2f} s = {100 * second / first:.1f}% of the first run")
+    print(f"re-ingest vs a fresh ingest of the same cohort: {same}")
+
+
+def _same_tree(left: Path, right: Path) -> str:
+    """``byte-identical (N files)`` when both folders hold the same files with the same bytes, else what differs."""
+    names = {p.relative_to(left) for p in left.rglob("*") if p.is_file()}
+    other = {p.relative_to(right) for p in right.rglob("*") if p.is_file()}
+    if names != other:
+        return f"DIFFERENT: {len(names ^ other)} file(s) in one folder only"
+    differ = [n for n in sorted(names) if (left / n).read_bytes() != (right / n).read_bytes()]
+    return f"DIFFERENT: {len(differ)} of {len(names)} files differ" if differ else f"byte-identical ({len(names)} files)"
 
 
 def main() -> None:

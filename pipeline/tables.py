@@ -83,7 +83,9 @@ def write_rows(path: str | Path, rows: Iterable[Mapping[str, object]], columns: 
     # Written aside and renamed into place: a stage killed mid-write leaves the old file
     # or none, never a truncated table a later stage could take for complete.
     with atomic_file(path) as temp, temp.open("w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="raise", lineterminator="\n")
-        writer.writeheader()
+        # csv.writer over lists: DictWriter's per-row key check costs more than the row
+        # itself, and the row is rebuilt from ``columns`` here anyway.
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
         for row in rows:
-            writer.writerow({c: neutralise(row.get(c, "")) for c in columns})
+            writer.writerow([neutralise(row.get(c, "")) for c in columns])

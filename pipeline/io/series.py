@@ -9,6 +9,7 @@ planes and :mod:`pipeline.io.pixels` decodes them.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -116,5 +117,8 @@ def _planes(path: str, header: DicomHeader) -> list[Plane]:
     ]
 
 
+@functools.lru_cache(maxsize=4096)
 def _rounded(values: tuple[float, ...] | None, digits: int) -> str:
+    # Cached: the files of a series share their orientation and spacing, and formatting
+    # six floats per file was a tenth of an unchanged re-ingest.
     return "none" if values is None else ",".join([format(v, f".{digits}f") for v in values])

@@ -107,7 +107,7 @@ class IngestStore:
     def name(self, description: str) -> str:
         """The entry name for ``description``: an HMAC, so it reveals nothing and needs the key."""
         message = (self._salt + "\0" + description).encode("utf-8", "surrogatepass")
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:40]
+        return hmac.digest(self._key, message, "sha256").hex()[:40]
 
     def load_headers(self) -> dict[tuple, object]:
         """The header records the previous run kept, by ``(path, file_state)``; empty when none fits."""

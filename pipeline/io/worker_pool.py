@@ -9,6 +9,7 @@ seconds. Results come back in the order asked for, whatever order the workers fi
 from __future__ import annotations
 
 import dataclasses
+import operator
 import os
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import ExitStack
@@ -17,7 +18,9 @@ from typing import Callable
 
 from pipeline.io.build_volume import BuildJob, BuildResult, build_volume
 from pipeline.io.scan import FileRecord, read_headers
+from pipeline.io.series import Plane
 from pipeline.io.store import IngestStore, file_state
+from pipeline.io.volume_plan import VolumePlan
 
 HEADER_BATCH = 64
 """Most files per header-reading task: enough to hide the pool's overhead, few enough
@@ -158,11 +161,29 @@ def _entry_name(job: BuildJob, store: IngestStore | None) -> str:
     states = [(path, seen[path] if path in seen else file_state(os.path.join(job.raw_dir, path))) for path in paths]
     if any(state is None for _, state in states):
         return ""
-    plan = job.plan
-    if plan is not None:
-        # The affine exactly, as bytes: numpy's printed form rounds, and is slow.
-        plan = dataclasses.replace(plan, affine_lps=plan.affine_lps.astype("<f8").tobytes().hex())
-    return store.name(repr((job.series_key, job.nifti, job.raster, job.raster_header, plan, states)))
+    return store.name(repr((job.series_key, job.nifti, job.raster, job.raster_header, _plan_fields(job.plan), states)))
+
+
+_PLAN_NAMES = [f.name for f in dataclasses.fields(VolumePlan)]
+_PLAN_FIELDS = operator.attrgetter(*_PLAN_NAMES)
+_PLANES, _AFFINE = _PLAN_NAMES.index("planes"), _PLAN_NAMES.index("affine_lps")
+_PLANE_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(Plane)))
+
+
+def _plan_fields(plan: VolumePlan | None) -> tuple | None:
+    """Every field of ``plan`` as plain tuples, for the entry name.
+
+    Plain tuples because a dataclass's generated repr costs several times a tuple's, once
+    per plane of every series on every run. The fields are read from the dataclasses, so
+    a field added to either is part of the name without a change here. The affine is
+    written exactly, as bytes: numpy's printed form rounds.
+    """
+    if plan is None:
+        return None
+    fields = list(_PLAN_FIELDS(plan))
+    fields[_PLANES] = [_PLANE_FIELDS(plane) for plane in plan.planes]
+    fields[_AFFINE] = plan.affine_lps.astype("<f8").tobytes().hex()
+    return tuple(fields)
 
 
 def _cores() -> int:
