@@ -137,8 +137,8 @@ def write_options(volume: np.ndarray, root: Path, repeats: int) -> None:
         shutil.rmtree(target.parent)
 
 
-def reingest(root: Path, n_series: int, slices: int, matrix: int, workers: int) -> None:
-    """Ingest ``n_series`` with a store, add 10, ingest again; print both times and the ratio."""
+def reingest(root: Path, n_series: int, slices: int, matrix: int, workers: int) -> list[str]:
+    """Ingest ``n_series`` with a store, add 10, ingest again; the lines to print (times, ratio, identity)."""
     raw = root / "cohort"
     lines = ["patient_id,label,path"]
     for i in range(n_series + 10):
@@ -167,9 +167,11 @@ def reingest(root: Path, n_series: int, slices: int, matrix: int, workers: int) 
     run(second_manifest, "c_fresh", store_dir=None)  # the same cohort from scratch, no store
     files = (n_series + 10) * slices
     same = _same_tree(root / "c_out2", root / "c_fresh")
-    print(f"first ingest : {n_series} series x {slices} x {matrix}^2 in {first:.2f} s (with an empty store)")
-    print(f"re-ingest    : {n_series + 10} series ({files} files), 10 new, in {second:.2f} s = {100 * second / first:.1f}% of the first run")
-    print(f"re-ingest vs a fresh ingest of the same cohort: {same}")
+    return [
+        f"first ingest : {n_series} series x {slices} x {matrix}^2 in {first:.2f} s (with an empty store)",
+        f"re-ingest    : {n_series + 10} series ({files} files), 10 new, in {second:.2f} s = {100 * second / first:.1f}% of the first run",
+        f"re-ingest vs a fresh ingest of the same cohort: {same}",
+    ]
 
 
 def _same_tree(left: Path, right: Path) -> str:
@@ -196,6 +198,10 @@ def main() -> None:
     warnings.simplefilter("ignore")
     root = Path(tempfile.mkdtemp(prefix="ingest_bench_"))
     try:
+        # The re-ingest first, while this process holds what a fresh ingest stage holds:
+        # measured after MONAI, torch and a 300-slice volume were loaded, the same
+        # re-ingest took 0.55 s instead of 0.37 s (a bigger heap for every collection).
+        reingest_lines = reingest(root, args.cohort, args.cohort_slices, args.cohort_matrix, args.workers) if args.cohort else []
         series = root / "series"
         write_series(series, args.slices, args.matrix, seed=0)
         mixed = root / "mixed"
@@ -243,8 +249,8 @@ def main() -> None:
         print(f"ratio ours(volume)/monai: {rate['ours'] / rate['monai']:.2f}x; ours(stage)/monai: {rate['stage'] / rate['monai']:.2f}x; "
               f"ours(stage, nii.gz)/monai: {args.slices / t_gz / rate['monai']:.2f}x")
         write_options(ours, root, args.repeats)
-        if args.cohort:
-            reingest(root, args.cohort, args.cohort_slices, args.cohort_matrix, args.workers)
+        for line in reingest_lines:
+            print(line)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
