@@ -106,6 +106,19 @@ def check_stem_kernel_depth(name: str, value: Any) -> None:
         )
 
 
+STEM_STRIDES = (1, 2)
+"""In-plane stem strides: 2 is torchvision's layout, 1 keeps twice the resolution per axis."""
+
+
+def check_stem_stride(name: str, value: Any) -> None:
+    """1 or 2 (:data:`STEM_STRIDES`)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value not in STEM_STRIDES:
+        raise ConfigError(
+            f"{name!r} must be 1 or 2; got {value!r}. Use 2 (torchvision's ImageNet layout) for inputs of "
+            "about 100 voxels or more per axis, 1 for smaller ones (a 32^3 volume, a 28^2 image)."
+        )
+
+
 def check_device_cache(name: str, value: Any) -> None:
     """``True``, ``False`` or ``"auto"``; 1 and 0 are not booleans here."""
     if not (isinstance(value, bool) or value == "auto"):

@@ -26,6 +26,7 @@ from pipeline.rules import (
     check_device_cache,
     check_sha256_prefix,
     check_stem_kernel_depth,
+    check_stem_stride,
     check_weights,
 )
 
@@ -70,7 +71,7 @@ class ModelConfig:
         check_range("model.backbone_lr_scale", self.backbone_lr_scale, low=0.0, low_open=True)
         check_stem_kernel_depth("model.stem_kernel_depth", self.stem_kernel_depth)
         check_range("model.stem_stride_depth", self.stem_stride_depth, low=1, integer=True)
-        check_range("model.stem_stride", self.stem_stride, low=1, high=2, integer=True)
+        check_stem_stride("model.stem_stride", self.stem_stride)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "ModelConfig":

@@ -120,5 +120,5 @@ def _planes(path: str, header: DicomHeader) -> list[Plane]:
 @functools.lru_cache(maxsize=4096)
 def _rounded(values: tuple[float, ...] | None, digits: int) -> str:
     # Cached: the files of a series share their orientation and spacing, and formatting
-    # six floats per file was a tenth of an unchanged re-ingest.
+    # six floats per file was about 6% of an unchanged re-ingest's profile.
     return "none" if values is None else ",".join([format(v, f".{digits}f") for v in values])

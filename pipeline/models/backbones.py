@@ -41,6 +41,7 @@ from pipeline.rules import (
     check_choice,
     check_sha256_prefix,
     check_stem_kernel_depth,
+    check_stem_stride,
     check_weights,
 )
 
@@ -192,11 +193,11 @@ def _check_args(
     """Check every argument against its rule (:mod:`pipeline.rules`); returns ``weights`` as a string."""
     check_choice("arch", arch, ARCHS)
     check_choice("spatial_dims", spatial_dims, SPATIAL_DIMS)
-    for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("stem_stride_depth", stem_stride_depth),
-                        ("stem_stride", stem_stride)):
+    for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("stem_stride_depth", stem_stride_depth)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name!r} must be an integer >= 1; got {value!r}.")
     check_stem_kernel_depth("stem_kernel_depth", stem_kernel_depth)
+    check_stem_stride("stem_stride", stem_stride)
     check_sha256_prefix("weights_sha256", weights_sha256)
     requested = os.fspath(weights) if isinstance(weights, (str, os.PathLike)) else weights
     check_weights("weights", requested)

@@ -114,10 +114,11 @@ def test_a_stride_one_stem_keeps_the_imagenet_weights_and_twice_the_resolution(s
     assert cells == {1: (2, 2), 2: (1, 1)}
 
 
-def test_a_stem_stride_other_than_one_or_two_is_refused():
-    with pytest.raises(PipelineInputError, match="stem_stride"):
+@pytest.mark.parametrize("stride", [0, 3, True, 1.0])
+def test_a_stem_stride_other_than_one_or_two_is_refused(stride):
+    with pytest.raises(PipelineInputError, match="'stem_stride' must be 1 or 2; got"):
         build_backbone(arch="resnet18", spatial_dims=2, in_channels=1, num_classes=1, weights="none",
-                       weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2, stem_stride=0)
+                       weights_sha256=None, stem_kernel_depth=7, stem_stride_depth=2, stem_stride=stride)
 
 
 def test_new_head_is_sized_from_the_backbone_and_backbone_weights_kept(place_checkpoint):
