@@ -4,9 +4,13 @@ Ingest's output folder is replaced whole on every run (DVC clears it, and the st
 writes it aside), so what a run learned lives here instead, in a folder of its own
 (``data/ingest-store``, a ``persist: true, cache: false`` out in dvc.yaml):
 
-* ``headers.bin``: the header record of every file the last run read, keyed by the
-  file's path and ``lstat`` (size, mtime, ctime, inode, mode). A file whose ``lstat`` is
-  unchanged is not opened again.
+* ``headers.bin``: header records of the files runs read, keyed by the file's path and
+  ``lstat`` (size, mtime, ctime, inode, mode). A file whose ``lstat`` is unchanged is not
+  opened again. ``headers-added.bin`` holds the records read since ``headers.bin`` was
+  last written: a run that adds a few series writes only those (a rewrite of every
+  record cost a re-ingest more than its new series did), and the two are merged into
+  one ``headers.bin`` once the added and no-longer-used records pass a quarter of it
+  (:data:`COMPACT_SHARE`), so the pair holds at most that much beyond one cohort.
 * ``volumes/<ab>/<name>.nii[.gz]`` + ``<name>.json``: a built volume and what its build
   reported (shape, spacing, notes). ``<name>`` is a keyed hash of everything the build
   reads: the series' plan, the ``lstat`` of each file it reads (which also stands for
@@ -30,8 +34,9 @@ false``). ``headers.bin`` is signed with the key: a file altered or written unde
 another key is ignored, never unpickled.
 
 Every file is written under a temporary name and renamed into place, the volume before
-its ``.json``: a run killed at any moment leaves complete entries or none. Entries the
-latest run did not use are removed at its end, so the store holds one cohort.
+its ``.json``: a run killed at any moment leaves complete entries or none. Volume
+entries the latest run did not use are removed at its end, so the store holds one
+cohort's volumes (and header records for at most a quarter more files).
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ STORE_LAYOUT = "ingest-store-1"
 """Bumped when the layout below changes; part of every name."""
 
 HEADERS_FILE = "headers.bin"
+HEADERS_ADDED_FILE = "headers-added.bin"
+COMPACT_SHARE = 0.25
+"""Records added or no longer used, as a share of ``headers.bin``'s, above which a save
+rewrites ``headers.bin`` whole instead of writing only ``headers-added.bin``."""
 VOLUMES = "volumes"
 _TEMP = ".tmp-"
 _DIGEST = hashlib.sha256().digest_size
@@ -99,6 +108,8 @@ class IngestStore:
         self._salt = json.dumps([STORE_LAYOUT, *settings])
         self._used: set[str] = set()
         self.hits = 0
+        self._base: dict[tuple, object] = {}
+        """The records of ``headers.bin`` as :meth:`load_headers` found them."""
         self.states: dict[str, tuple[int, ...] | None] = {}
         """:func:`file_state` of each file as this run first saw it (before reading it)."""
         (self.root / VOLUMES).mkdir(parents=True, exist_ok=True)
@@ -110,15 +121,40 @@ class IngestStore:
         return hmac.digest(self._key, message, "sha256").hex()[:40]
 
     def load_headers(self) -> dict[tuple, object]:
-        """The header records the previous run kept, by ``(path, file_state)``; empty when none fits."""
-        path = self.root / HEADERS_FILE
+        """The header records earlier runs kept, by ``(path, file_state)``; empty when none fits.
+
+        A file that is missing, altered or signed under another key or settings counts as
+        empty: its files are read again. The two files are checked each on its own; every
+        record is keyed by the state of the file it describes, so any pair is correct.
+        """
+        self._base = self._load(HEADERS_FILE)
+        added = self._load(HEADERS_ADDED_FILE)
+        return {**self._base, **added} if added else dict(self._base)
+
+    def save_headers(self, records: dict[tuple, object]) -> None:
+        """Keep ``records`` (by ``(path, file_state)``) for the next run, in place of the last ones.
+
+        Records ``headers.bin`` lacks go to ``headers-added.bin``; when they and the
+        ``headers.bin`` records this run did not use pass :data:`COMPACT_SHARE` of it,
+        ``headers.bin`` is rewritten with ``records`` alone and the added file removed.
+        """
+        base = self._base
+        added = {key: record for key, record in records.items() if key not in base}
+        unused = len(base) - (len(records) - len(added))
+        if len(added) + unused > COMPACT_SHARE * len(base):
+            self._dump(HEADERS_FILE, records)
+            _unlink(self.root / HEADERS_ADDED_FILE)  # after: killed in between, both are still right
+            self._base = dict(records)
+        else:
+            self._dump(HEADERS_ADDED_FILE, added)
+
+    def _load(self, name: str) -> dict[tuple, object]:
         try:
-            blob = path.read_bytes()
+            blob = (self.root / name).read_bytes()
         except OSError:
             return {}
         signature, payload = blob[:_DIGEST], blob[_DIGEST:]
-        expected = hmac.new(self._key, self._salt.encode() + payload, hashlib.sha256).digest()
-        if not hmac.compare_digest(signature, expected):
+        if not hmac.compare_digest(signature, self._sign(payload)):
             return {}  # another key, other settings, or altered: read the files again
         # Thousands of small objects at once: the cyclic collector would scan the heap
         # several times over while they are made, and none of them forms a cycle.
@@ -130,11 +166,12 @@ class IngestStore:
             if collecting:
                 gc.enable()
 
-    def save_headers(self, records: dict[tuple, object]) -> None:
-        """Keep ``records`` (by ``(path, file_state)``) for the next run, replacing the last ones."""
+    def _dump(self, name: str, records: dict[tuple, object]) -> None:
         payload = pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL)
-        signature = hmac.new(self._key, self._salt.encode() + payload, hashlib.sha256).digest()
-        _write_atomic(self.root / HEADERS_FILE, signature + payload)
+        _write_atomic(self.root / name, self._sign(payload) + payload)
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, self._salt.encode() + payload, hashlib.sha256).digest()
 
     def fetch(self, name: str, suffix: str, dest: str | Path) -> dict | None:
         """Place entry ``name``'s volume at ``dest`` and return its build report, or ``None``.

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.io.build_volume import BuildJob, BuildResult, build_volume
-from pipeline.io.scan import FileRecord, read_headers
+from pipeline.io.scan import FileRecord, ValueSharing, read_headers
 from pipeline.io.series import Plane
 from pipeline.io.store import IngestStore, file_state
 from pipeline.io.volume_plan import VolumePlan
@@ -99,6 +99,7 @@ def cached_headers(
         for future in as_completed(futures):
             fresh.update((r.path, r) for r in future.result())
             progress("headers", len(records) + len(fresh), len(wanted))
+    ValueSharing().share(list(fresh.values()))
     records.update(fresh)
     if store is not None:
         keep = {(p, states[p]): records[p] for p in wanted if states[p] is not None}

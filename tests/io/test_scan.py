@@ -11,9 +11,9 @@ import pytest
 
 from pipeline.errors import PipelineInputError
 from pipeline.io.failures import DependencyError
-from pipeline.io.scan import read_header, read_headers
+from pipeline.io.scan import ValueSharing, read_header, read_headers
 from pipeline.io.tree import walk
-from tests.io.dicom_builders import PYDICOM_FILES, site_packages, truncate
+from tests.io.dicom_builders import PYDICOM_FILES, site_packages, truncate, write_ct_series
 from tests.io.shipped import MAX_VOXELS
 
 
@@ -112,3 +112,21 @@ def test_a_missing_module_stops_the_scan_instead_of_quarantining_files(
         with pytest.raises(DependencyError, match=r"ModuleNotFoundError: .*pydicom.* under the interpreter '.*python.*'.*\.venv.*make setup") as caught:
             read_headers(raw, walk(raw), workers=workers, max_voxels=MAX_VOXELS)
         assert isinstance(caught.value, PipelineInputError)  # the stage edge prints it as one line
+
+
+def test_value_sharing_makes_equal_values_one_object_and_keeps_unequal_lookalikes_apart(tmp_path: Path) -> None:
+    write_ct_series(tmp_path / "s", 3, seed=1)
+    records = read_headers(tmp_path, walk(tmp_path), workers=1, max_voxels=MAX_VOXELS)
+    before = [(r.path, r.series_uid, sorted(r.phi), r.dicom.orientation, r.dicom.technical) for r in records]
+    assert records[0].series_uid is not records[1].series_uid  # each parse makes its own copy
+    records[1].dicom.pixel_spacing = (-0.0, 1)  # equal to (0.0, 1.0) in Python, not in an affine
+    records[2].dicom.pixel_spacing = (0.0, 1.0)
+    ValueSharing().share(records)
+    first, second, third = records
+    assert first.series_uid is second.series_uid is third.series_uid
+    assert first.dicom.orientation is second.dicom.orientation
+    common = first.phi & second.phi
+    assert common and all(any(x is v for x in second.phi) for v in common)  # the patient's name, once
+    assert first.phi is not second.phi  # a set stays each record's own
+    assert repr(second.dicom.pixel_spacing) == "(-0.0, 1)" and repr(third.dicom.pixel_spacing) == "(0.0, 1.0)"
+    assert [(r.path, r.series_uid, sorted(r.phi), r.dicom.orientation, r.dicom.technical) for r in records] == before

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.io.ingest import ingest_cohort
-from pipeline.io.store import HEADERS_FILE, IngestStore
+from pipeline.io.store import HEADERS_ADDED_FILE, HEADERS_FILE, IngestStore
 from pipeline.outputs import OutputOverlapError
 from tests.io.dicom_builders import PHI, write_ct_series, write_localizer
 from tests.io.shipped import ingest_settings
@@ -185,6 +185,46 @@ def test_an_unchanged_run_leaves_the_header_file_alone_and_a_changed_one_rewrite
     _run(raw, manifest, tmp_path / "third", store)
     assert os.stat(store / HEADERS_FILE).st_ino != before.st_ino  # replaced, with the new files' records
     assert _run(raw, manifest, tmp_path / "fourth", store).first("headers") == (13, 13)
+
+
+def test_a_small_addition_writes_only_its_records_and_a_large_one_merges_them(tmp_path: Path) -> None:
+    raw, manifest = _cohort(tmp_path, 8)  # 33 files
+    store = tmp_path / "store"
+    _run(raw, manifest, tmp_path / "first", store)
+    base = os.stat(store / HEADERS_FILE)
+    assert not (store / HEADERS_ADDED_FILE).exists()
+
+    raw, manifest = _cohort(tmp_path, 9)  # 4 new files, at most a quarter of 33: only they are written
+    assert _run(raw, manifest, tmp_path / "second", store).first("headers") == (33, 37)
+    assert (os.stat(store / HEADERS_FILE).st_ino, os.stat(store / HEADERS_FILE).st_mtime_ns) == (
+        base.st_ino, base.st_mtime_ns)
+    # 4 records against 33 (the series share their values, so the first 4 weigh the most)
+    assert os.path.getsize(store / HEADERS_ADDED_FILE) < os.path.getsize(store / HEADERS_FILE) / 2
+    again = _run(raw, manifest, tmp_path / "third", store)
+    assert again.first("headers") == (37, 37)  # both files read back
+
+    raw, manifest = _cohort(tmp_path, 11)  # 4 + 8 added pass a quarter of 33: one file again
+    assert _run(raw, manifest, tmp_path / "fourth", store).first("headers") == (37, 45)
+    assert os.stat(store / HEADERS_FILE).st_ino != base.st_ino
+    assert not (store / HEADERS_ADDED_FILE).exists()
+    assert _run(raw, manifest, tmp_path / "fifth", store).first("headers") == (45, 45)
+    _run(raw, manifest, tmp_path / "fresh", None)
+    assert _snapshot(tmp_path / "fifth") == _snapshot(tmp_path / "fresh")
+
+
+def test_an_altered_added_file_costs_only_its_records(tmp_path: Path) -> None:
+    raw, manifest = _cohort(tmp_path, 8)
+    store = tmp_path / "store"
+    _run(raw, manifest, tmp_path / "first", store)
+    raw, manifest = _cohort(tmp_path, 9)
+    _run(raw, manifest, tmp_path / "second", store)
+    blob = bytearray((store / HEADERS_ADDED_FILE).read_bytes())
+    blob[-1] ^= 1
+    (store / HEADERS_ADDED_FILE).write_bytes(bytes(blob))
+    again = _run(raw, manifest, tmp_path / "again", store)
+    assert again.first("headers") == (33, 37)  # the 4 added files read again, nothing unpickled from it
+    _run(raw, manifest, tmp_path / "fresh", None)
+    assert _snapshot(tmp_path / "again") == _snapshot(tmp_path / "fresh")
 
 
 def test_a_file_changed_while_a_run_reads_it_matches_nothing_in_the_next_run(
