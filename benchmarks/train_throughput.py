@@ -383,7 +383,7 @@ def choose_setup(args: argparse.Namespace) -> Setup:
     chosen = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in defaults.items()}
     return Setup(
         device=device,
-        precision=args.precision if args.precision != "auto" else fast_precision(device)[0],
+        precision=args.precision if args.precision != "auto" else fast_precision(device, spatial_dims=args.dims)[0],
         # channels-last pays on NVIDIA tensor cores; on CPU it measured slower (README)
         channels_last=args.channels_last if args.channels_last is not None else gpu,
         compile=args.compile,
@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> None:
     setup = choose_setup(args)
     device_name = describe_device(setup.device)
     print(f"device: {device_name}")
-    reason = fast_precision(setup.device)[1] if args.precision == "auto" else "set by --precision"
+    reason = fast_precision(setup.device, spatial_dims=setup.dims)[1] if args.precision == "auto" else "set by --precision"
     print(f"precision {setup.precision}: {reason}")
     print(f"{setup.arch}, input 1x{setup.size}^{setup.dims}, batch {setup.batch}, precision {setup.precision}, "
           f"channels_last {setup.channels_last}, compile {setup.compile}, deterministic {setup.deterministic}, "

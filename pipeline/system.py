@@ -20,6 +20,11 @@ from pipeline.finetuning import discriminative_param_groups
 from pipeline.modelfile import KEY as MODEL_FILE_KEY
 from pipeline.modelfile import seal
 from pipeline.augment import BatchAugment
+from pipeline.errors import PipelineInputError
+
+
+class TrainingDivergedError(PipelineInputError):
+    """Validation scores came out NaN or infinite: the run cannot rank cases, and the fix is a setting."""
 
 
 class ClassifierSystem(pl.LightningModule):
@@ -162,6 +167,12 @@ def validation_auc(scores: np.ndarray, labels: np.ndarray, index: np.ndarray) ->
     """
     _, first = np.unique(index, return_index=True)
     scores, labels = scores[first], labels[first]
+    if not np.isfinite(scores).all():
+        raise TrainingDivergedError(
+            f"validation scores must be finite numbers; {int((~np.isfinite(scores)).sum())} of {len(scores)} are NaN or "
+            "infinite, so training diverged (or the hardware computed garbage). Fix: set train.precision: '32' "
+            "if it is a bf16 or fp16 setting, else lower train.lr, then run dvc repro train again."
+        )
     if labels.min() == labels.max():
         return 0.5
     return float(roc_auc_score(labels, scores))

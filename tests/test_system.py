@@ -10,7 +10,7 @@ from monai.networks.nets import ResNet
 
 from pipeline.cache import CacheError
 from pipeline.data import CachedDataModule
-from pipeline.system import ClassifierSystem, validation_auc
+from pipeline.system import ClassifierSystem, TrainingDivergedError, validation_auc
 from pipeline.augment import BatchAugment
 
 
@@ -104,3 +104,9 @@ def test_the_settings_have_no_second_default_here():
     parameters = inspect.signature(ClassifierSystem).parameters
     for name in ("lr", "weight_decay", "max_epochs", "backbone_lr_scale", "normalize", "augment", "channels_last"):
         assert parameters[name].default is inspect.Parameter.empty, name
+
+
+def test_validation_auc_refuses_nan_scores_with_the_fix_instead_of_a_library_traceback():
+    scores = np.array([0.1, np.nan, 0.3, 0.9])
+    with pytest.raises(TrainingDivergedError, match=r"1 of 4 are NaN or infinite.*train.precision: '32'"):
+        validation_auc(scores, np.array([0, 1, 0, 1]), np.arange(4))

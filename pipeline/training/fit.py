@@ -23,7 +23,7 @@ from pipeline.data import CachedDataModule
 from pipeline.finetuning import FreezeEarlyLayers
 from pipeline.modelfile import describe_model
 from pipeline.models import Backbone
-from pipeline.precision import resolve_precision
+from pipeline.precision import conv_dims, resolve_precision
 from pipeline.progress import EpochLines, quiet_lightning
 from pipeline.system import ClassifierSystem
 from pipeline.training.run_folder import checkpoint_epoch
@@ -132,7 +132,7 @@ def fit(
     callbacks: list[pl.Callback] = [best, last, EpochLines(best), *extra_callbacks]
     if freeze_until_epoch > 0:
         callbacks.append(FreezeEarlyLayers(unfreeze_at_epoch=freeze_until_epoch))
-    precision, why = resolve_precision(train.precision, train.accelerator)
+    precision, why = resolve_precision(train.precision, train.accelerator, spatial_dims=conv_dims(system.backbone))
     print(f"train: precision {precision} ({why})")
     logger = DVCLiveLogger(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, resume=ckpt_path is not None)
     resumed_epoch = None
