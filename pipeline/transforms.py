@@ -8,6 +8,8 @@ must differ every epoch and run on whole batches on the training device
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any, Hashable, Mapping, Sequence
 
@@ -249,13 +251,32 @@ def deterministic_transforms(
     check_choice("preprocess.resize", resize, RESIZE_MODES)
     scale, threshold = intensity_step(resolve_intensity(intensity, modality), modality, hu_window, value_range)
     steps: list[Any] = [
-        LoadImaged("image", reader="NibabelReader", ensure_channel_first=True, image_only=True),
+        _nibabel_loader(),
         EnsureTyped("image", dtype=torch.float32, track_meta=True),
         ImageChannelsd(["image"], in_channels=in_channels),
         scale,
     ]
     crop = resolve_crop(crop_foreground, modality)
     return Compose([*steps, *_geometry_steps(spatial_dims, pixdim, roi, resize, crop=crop, threshold=threshold)])
+
+
+def _nibabel_loader() -> LoadImaged:
+    """MONAI's loader with nibabel, without the note MONAI prints about a reader it does not use.
+
+    MONAI 1.6's ``LoadImage`` builds every reader it supports as a fallback, the GPU DICOM
+    reader among them, which on any machine without nvImageCodec logs a warning and raises
+    a second one each time a loader is built (every preprocess and predict run). Ingest
+    writes NIfTI, read here by nibabel alone; the note is about nothing the run does.
+    """
+    probe = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
+    level = probe.level
+    probe.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader")
+            return LoadImaged("image", reader="NibabelReader", ensure_channel_first=True, image_only=True)
+    finally:
+        probe.setLevel(level)
 
 
 def _geometry_steps(

@@ -260,3 +260,15 @@ def test_rgb_keeps_its_channels_and_gray_takes_the_luma(tmp_path):
 def test_a_bad_resize_mode_is_named():
     with pytest.raises(ConfigError, match=r"'preprocess.resize' must be one of \['spacing', 'fit'\]; got 'stretch'"):
         _photo_transform(resize="stretch")
+
+
+def test_building_the_transforms_says_nothing_about_readers_the_run_does_not_use(caplog, recwarn) -> None:
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        deterministic_transforms(
+            spatial_dims=3, pixdim=(5.0, 5.0, 6.25), roi=(64, 64, 32), hu_window=(-1000.0, 400.0), modality="CT",
+            in_channels=1, resize="spacing", intensity="ct_window", value_range=None, crop_foreground=True,
+        )
+    assert not [r for r in caplog.records if "nvimagecodec" in r.getMessage().lower()]
+    assert not [w for w in recwarn if "nvimgcodec" in str(w.message).lower()]
