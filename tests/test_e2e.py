@@ -93,6 +93,23 @@ def test_repro_writes_the_reports(repo):
 
 
 @pytest.mark.e2e
+def test_localise_scores_the_true_positives_against_the_demo_lesions(repo):
+    found = json.loads((repo / "reports" / "localisation.json").read_text())
+    threshold = json.loads((repo / "reports" / "threshold.json").read_text())["threshold_score"]
+    with (repo / "reports" / "predictions.csv").open() as handle:
+        positives = [r for r in csv.DictReader(handle)
+                     if r["split"] == "test" and r["label"] == "1" and float(r["score"]) >= threshold]
+    assert found["split"] == "test" and found["threshold_score"] == threshold
+    assert found["true_positives"] == len(positives)
+    assert found["cases"] == len(positives)  # every demo positive has its lesion in lesions.csv
+    assert found["layer"] == "layer1" and found["layer_cells"] == [6, 6, 3]  # the finest stage of a 24x24x12 input
+    if found["cases"]:
+        assert 0 <= found["peak_in_lesion"] <= 1 and 0 < found["chance"] < 0.5
+    else:
+        assert found["peak_in_lesion"] is None and found["note"]
+
+
+@pytest.mark.e2e
 def test_no_identifier_from_the_manifest_reaches_the_outputs(repo):
     ids = set()
     for manifest in (repo / "data" / "demo" / "manifest.csv", repo.parent / "site_c" / "manifest.csv"):
@@ -186,7 +203,7 @@ def test_exp_run_with_a_new_lr_reruns_only_train_and_what_reads_the_model(repo):
     result = run(["dvc", "exp", "run", "-S", "train.lr=0.0003"], repo)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # crossval is not among them: the slots not in use wrote the same fold.json again
-    assert stages_run(result.stdout) == {"train", "external", "evaluate", *FOLD_SLOTS}
+    assert stages_run(result.stdout) == {"train", "external", "evaluate", "localise", *FOLD_SLOTS}
     diff = run(["dvc", "metrics", "diff", "--all"], repo)
     assert diff.returncode == 0 and "test.auc" in diff.stdout, diff.stdout + diff.stderr
     shown = run(["dvc", "metrics", "show"], repo)

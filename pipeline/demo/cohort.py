@@ -33,6 +33,13 @@ from pipeline.folders import empty_folder
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("patient_id", "label", "path", "site")
 
+#: Columns of the demo's lesion ground truth (:func:`write_lesion_truth`): the centre and
+#: semi-axes in patient space (DICOM LPS, mm), so they hold whatever grid a stage resamples to.
+LESION_COLUMNS: tuple[str, ...] = (
+    "patient_id", "tissue", "diameter_mm", "centre_x_mm", "centre_y_mm", "centre_z_mm",
+    "semi_x_mm", "semi_y_mm", "semi_z_mm",
+)
+
 #: Share of DICOM patients with a scout series, and with InstanceNumber running against z.
 LOCALIZER_FRACTION = 1 / 3
 REVERSED_FRACTION = 0.3
@@ -352,3 +359,27 @@ def _fake_header(rng: np.random.Generator, patient_id: str) -> PatientHeader:
         accession=f"ACC{int(rng.integers(0, 10**9)):09d}",
         referring=referring,
     )
+
+
+def write_lesion_truth(path: Path, records: tuple[PatientRecord, ...]) -> int:
+    """Write where each drawn lesion is (:data:`LESION_COLUMNS`); returns the rows written.
+
+    Demo ground truth for the localisation check (``pipeline.stages.localise``), never an
+    input to training: no stage before it reads the file. Axial grids only, so the
+    lesion's semi-axes along (slice, row, column) lie along LPS z, y and x.
+    """
+    rows = []
+    for record in records:
+        lesion = record.lesion
+        if lesion is None:
+            continue
+        k, r, c = lesion.centre_index
+        x, y, z, _ = record.geometry.index_to_lps() @ np.array([c, r, k, 1.0])
+        semi_z, semi_y, semi_x = lesion.semi_axes_mm
+        rows.append([record.patient_id, lesion.tissue, f"{lesion.diameter_mm:.3f}",
+                     *(f"{v:.3f}" for v in (x, y, z, semi_x, semi_y, semi_z))])
+    with Path(path).open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(LESION_COLUMNS)
+        writer.writerows(rows)
+    return len(rows)

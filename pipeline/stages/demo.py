@@ -1,7 +1,11 @@
 """DVC stage ``demo``: write the synthetic cohort so a fresh clone runs end to end.
 
-Usage: ``python -m pipeline.stages.demo RAW_DIR MANIFEST [--params params.yaml] [--external-site NAME]``.
+Usage: ``python -m pipeline.stages.demo RAW_DIR MANIFEST [--lesions CSV] [--params params.yaml] [--external-site NAME]``.
 Reads ``base.seed`` and ``demo.*``; see :class:`pipeline.config.DemoConfig`.
+
+``--lesions CSV`` also writes where each lesion was drawn (patient space, mm): ground
+truth for the localisation check of ``pipeline.stages.localise``, read by no stage
+before it, so it never reaches training.
 
 With ``--external-site NAME`` it writes instead a cohort from another hospital, to try
 external validation on (declare it in params ``external``): the same ``demo`` settings, its
@@ -24,7 +28,7 @@ from pipeline.environment import require
 require("demo")
 
 from pipeline.config import DemoConfig, load_params  # noqa: E402
-from pipeline.demo.cohort import CohortSummary, make_cohort, site_seed  # noqa: E402
+from pipeline.demo.cohort import CohortSummary, make_cohort, site_seed, write_lesion_truth  # noqa: E402
 from pipeline.demo.dicom_writer import EXTERNAL_SITE, SITES, Site  # noqa: E402
 from pipeline.demo.phantom import DEFAULT_PHANTOM  # noqa: E402
 from pipeline.outputs import atomic_file, refuse_overlap, staged_folder  # noqa: E402
@@ -36,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.stages.demo", description=__doc__.splitlines()[0])
     parser.add_argument("raw_dir", type=Path, help="folder for the raw DICOM/NIfTI files (replaced)")
     parser.add_argument("manifest", type=Path, help="manifest CSV to write: patient_id,label,path,site")
+    parser.add_argument("--lesions", type=Path, default=None,
+                        help="also write each lesion's centre and semi-axes (LPS mm) to this CSV: demo ground truth")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     parser.add_argument("--external-site", default=None, metavar="NAME",
                         help="write an external site's cohort instead: own patients, own scanner (noisier)")
@@ -44,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_demo(args: argparse.Namespace) -> str:
-    refuse_overlap({"raw_dir": args.raw_dir, "manifest": args.manifest}, {"params": args.params}, stage="demo")
+    # The lesion file beside, never inside, the raw folder: ingest would ledger it as a raw file.
+    refuse_overlap({"lesions": args.lesions}, {"raw_dir": args.raw_dir, "manifest": args.manifest}, stage="demo")
+    refuse_overlap({"raw_dir": args.raw_dir, "manifest": args.manifest, "lesions": args.lesions},
+                   {"params": args.params}, stage="demo")
     config = DemoConfig.from_params(load_params(args.params))
     sites = SITES
     if args.external_site is not None:
@@ -59,7 +68,12 @@ def write_demo(args: argparse.Namespace) -> str:
         manifest_temp = stack.enter_context(atomic_file(args.manifest)) if inside is None else None
         with staged_folder(args.raw_dir, name="raw_dir", example="data/demo/raw") as raw_temp:
             summary = _make(config, raw_temp, manifest_temp if inside is None else raw_temp / inside, sites)
-    return dataclasses.replace(summary, raw_dir=args.raw_dir, manifest_path=args.manifest).line()
+    line = dataclasses.replace(summary, raw_dir=args.raw_dir, manifest_path=args.manifest).line()
+    if args.lesions is not None:
+        with atomic_file(args.lesions) as temp:
+            n = write_lesion_truth(temp, summary.records)
+        line += f"; {n} lesion centres (ground truth, not a training input) in {args.lesions}"
+    return line
 
 
 def _relative_inside(path: Path, folder: Path) -> Path | None:

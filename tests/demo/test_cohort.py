@@ -12,9 +12,9 @@ import pydicom
 import pytest
 from nibabel import orientations
 
-from pipeline.demo.cohort import MANIFEST_COLUMNS, make_cohort, patient_streams
+from pipeline.demo.cohort import LESION_COLUMNS, MANIFEST_COLUMNS, make_cohort, patient_streams, write_lesion_truth
 from pipeline.demo.dicom_writer import SITES
-from pipeline.demo.phantom import render_phantom
+from pipeline.demo.phantom import DEFAULT_PHANTOM, render_phantom
 
 TINY = {"n_patients": 8, "nifti_fraction": 0.25, "matrix": 48, "n_slices": 12, "pixel_spacing_mm": 5.0,
         "slice_thickness_mm": 5.0}
@@ -161,3 +161,27 @@ def test_refuses_to_empty_the_working_directory(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="'raw_dir' must be a folder of its own"):
         make_cohort(Path("."), tmp_path / "m.csv", seed=0, **TINY)
     assert (tmp_path / "keep.txt").exists()
+
+
+def test_the_lesion_file_puts_each_centre_on_its_lesion_in_the_written_volume(tmp_path: Path) -> None:
+    import dataclasses
+
+    # Lung nodules only, every patient NIfTI (in assorted axis orders): each centre, taken
+    # through the file's own affine, must land on nodule values, not on lung (-850 HU).
+    phantom = dataclasses.replace(DEFAULT_PHANTOM, lung_lesion_fraction=1.0, lesion_diameter_mm=(14.0, 18.0),
+                                  small_lesion_fraction=0.0)
+    summary = _make(tmp_path, n_patients=8, nifti_fraction=1.0, matrix=64, pixel_spacing_mm=5.0, phantom=phantom)
+    assert write_lesion_truth(tmp_path / "lesions.csv", summary.records) == summary.n_positive > 0
+    with (tmp_path / "lesions.csv").open() as handle:
+        rows = {row["patient_id"]: row for row in csv.DictReader(handle)}
+    assert list(next(iter(rows.values()))) == list(LESION_COLUMNS)
+    for record in summary.records:
+        if record.lesion is None:
+            assert record.patient_id not in rows
+            continue
+        row = rows[record.patient_id]
+        image = nib.load(tmp_path / "raw" / record.path)
+        ras = np.array([-float(row["centre_x_mm"]), -float(row["centre_y_mm"]), float(row["centre_z_mm"]), 1.0])
+        voxel = np.rint(np.linalg.inv(image.affine) @ ras)[:3].astype(int)
+        value = float(image.get_fdata()[tuple(voxel)])
+        assert value > -400, (record.orientation, value)  # a solid nodule: -50..60 HU plus noise
