@@ -55,7 +55,8 @@ STAGE_PACKAGES: dict[str, tuple[str, ...]] = {
     # Ingests the external cohorts as ingest does, scores them as predict does, evaluates
     # them as evaluate does: the three lists together (torch only when a site is declared).
     "external": ("yaml", "numpy", "scipy", "sklearn", "matplotlib", "nibabel", "isal", "PIL", *_DICOM, "torch", "monai"),
-    "localise": ("yaml", "numpy", "scipy", "nibabel", "PIL", "torch", "monai"),
+    # Reads the test series as predict does (ingest's code, hence its readers) and maps them.
+    "localise": ("yaml", "numpy", "scipy", "matplotlib", "nibabel", "isal", "PIL", *_DICOM, "torch", "monai"),
 }
 # Commands a user runs on a trained model, outside the DVC graph: checked the same way.
 COMMAND_PACKAGES: dict[str, tuple[str, ...]] = {

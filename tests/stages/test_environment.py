@@ -32,6 +32,8 @@ def _stage_args(stage: str, tmp_path: Path) -> list[str]:
         "train": [str(tmp_path / "cache"), str(out), str(tmp_path / "p.csv"), str(tmp_path / "s.json"), str(tmp_path / "l")],
         "evaluate": [str(tmp_path / "predictions.csv"), *output_args(out)],
         "external": [str(tmp_path / "best.ckpt"), str(tmp_path / "predictions.csv"), str(out)],
+        "localise": [str(tmp_path / "best.ckpt"), str(tmp_path / "predictions.csv"), str(tmp_path / "index.csv"),
+                     str(tmp_path / "lesions.csv"), "--threshold-file", str(tmp_path / "t.json"), "--out", str(out)],
         "train_fold": ["0", str(tmp_path / "cache"), str(tmp_path / "split.csv"), str(out), str(tmp_path / "r")],
         "crossval": [str(tmp_path / "folds"), str(out)],
     }[stage]

@@ -23,16 +23,18 @@ from tests.training.tiny_run import COUNTS, logged_val_auc, read_csv, run_paths,
 
 
 def _blank_first_val_image(cache) -> None:
-    """Make validation sample 0, the one DDP repeats, a black image.
+    """Make validation sample 0, the one DDP repeats, an image far outside every other.
 
     The padded repeat of sample 0 changes the AUC unless the share of positives ranked
     above it equals the AUC itself; with scores from a network barely trained that can
-    happen by chance (it did on one CPU: 28/42 either way). A black image is far from
-    every other input, so its score lies outside theirs, above or below all positives,
-    and the repeat then leaves the AUC unchanged only at AUC 0 or 1.
+    happen by chance (it did on one CPU: 28/42 either way). An input far from every other
+    gets a score outside theirs, above or below all positives, and the repeat then leaves
+    the AUC unchanged only at AUC 0 or 1. A black image was not far enough: on an AVX-512
+    CPU in fp32 its score fell among the positives' (5 of 6 above it, all within 0.006);
+    a constant 50, fifty times the brightest value of the [0, 1] inputs, is.
     """
     images = np.load(cache / "val.npy", mmap_mode="r+")
-    images[0] = 0
+    images[0] = 50
     images.flush()
 
 
