@@ -28,7 +28,8 @@ class LocalisationRecord(JsonFile):
         margin_mm: the reach beyond the lesion's edge, mm.
         threshold_score: the validation-chosen cut that made a case a true positive.
         true_positives: true-positive test series, with or without ground truth.
-        note: why ``cases`` is 0 (no ground truth, a 2D model...); "" otherwise.
+        note: why ``cases`` is 0 (no ground truth, a 2D model...), or how many true positives
+            could not be read and why; "" otherwise.
     """
 
     WHAT: ClassVar[str] = "localisation file"

@@ -87,8 +87,11 @@ def localise(args: argparse.Namespace) -> str:
                       shape=volumes[row["series_key"]].get("shape", "")) for row in known]
         results = classifier.score_cases(cases, saliency=True, layer=layer, progress=False)
         outcomes = [score_case(r.image, r.saliency, r.affine, truth[r.key]) for r in results if r.saliency is not None]
+        unread = [r for r in results if r.saliency is None]
         if not positives:
             note = "no true-positive test case at the validation-chosen threshold"
+        elif unread:  # a case the stage could not read is counted, with its reason, never dropped
+            note = f"{len(unread)} true-positive case(s) not scored: {unread[0].reason}"
         elif not outcomes:
             note = f"no lesion position in {str(args.lesions)!r} for the true-positive test patients"
     n, on_lesion, chance = summarise(outcomes)

@@ -51,6 +51,12 @@ def _snapshot(out: Path) -> dict[str, bytes]:
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
+def _flip_last_byte(path: Path) -> None:
+    blob = bytearray(path.read_bytes())
+    blob[-1] ^= 1
+    path.write_bytes(bytes(blob))
+
+
 def _run(raw: Path, manifest: Path, out: Path, store: Path | None, key: str = KEY, **kw) -> Calls:
     calls = Calls()
     ingest_cohort(raw, manifest, out, pseudonym_key=key, store_dir=store, progress=calls, **ingest_settings(**kw))
@@ -141,9 +147,7 @@ def test_an_altered_or_foreign_header_file_is_ignored_not_loaded(tmp_path: Path)
     raw, manifest = _cohort(tmp_path, 2)
     store = tmp_path / "store"
     _run(raw, manifest, tmp_path / "first", store)
-    blob = bytearray((store / HEADERS_FILE).read_bytes())
-    blob[-1] ^= 1
-    (store / HEADERS_FILE).write_bytes(bytes(blob))
+    _flip_last_byte(store / HEADERS_FILE)
     assert IngestStore(store, KEY, ()).load_headers() == {}
     again = _run(raw, manifest, tmp_path / "again", store)
     assert again.first("headers") == (0, 9)
@@ -218,9 +222,7 @@ def test_an_altered_added_file_costs_only_its_records(tmp_path: Path) -> None:
     _run(raw, manifest, tmp_path / "first", store)
     raw, manifest = _cohort(tmp_path, 9)
     _run(raw, manifest, tmp_path / "second", store)
-    blob = bytearray((store / HEADERS_ADDED_FILE).read_bytes())
-    blob[-1] ^= 1
-    (store / HEADERS_ADDED_FILE).write_bytes(bytes(blob))
+    _flip_last_byte(store / HEADERS_ADDED_FILE)
     again = _run(raw, manifest, tmp_path / "again", store)
     assert again.first("headers") == (33, 37)  # the 4 added files read again, nothing unpickled from it
     _run(raw, manifest, tmp_path / "fresh", None)
