@@ -68,16 +68,27 @@ def choose_layer(network: nn.Module, input_shape: tuple[int, ...], layer: str = 
 
 
 def grad_cam(network: nn.Module, normalization: Any, images: torch.Tensor, layer: str) -> np.ndarray:
-    """Grad-CAM of the positive logit: (B, *roi) float32 in [0, 1], on the input grid."""
+    """Grad-CAM of the positive logit: (B, *roi) float32 in [0, 1] (1 = most salient), on the input grid."""
     from monai.visualize import GradCAM
 
     # eval() on the wrapper: GradCAM restores the wrapper's mode after its pass, and a new
     # Module starts in training mode, which would leave the network with BatchNorm training.
-    cam = GradCAM(nn_module=_Logits(network, normalization).eval(), target_layers=f"network.{layer}")
+    # MONAI's default postprocessing maps each map's (min, max) to (1, 0), flipping it (made
+    # for its colour maps); the raw upsampled map is taken instead and scaled here.
+    cam = GradCAM(nn_module=_Logits(network, normalization).eval(), target_layers=f"network.{layer}",
+                  postprocessing=lambda maps: maps)
     with torch.enable_grad():
         maps = cam(x=images.to(next(network.parameters()).device).float(), class_idx=0)
     network.zero_grad(set_to_none=True)
-    return maps[:, 0].detach().cpu().numpy().astype(np.float32)
+    return np.stack([scale_to_unit(m) for m in maps[:, 0].detach().cpu().numpy()]).astype(np.float32)
+
+
+def scale_to_unit(saliency: np.ndarray) -> np.ndarray:
+    """One map scaled so its minimum is 0 and its maximum 1; a flat map (no evidence anywhere) is all 0."""
+    low, high = float(saliency.min()), float(saliency.max())
+    if not high > low:
+        return np.zeros_like(saliency, dtype=np.float32)
+    return ((saliency - low) / (high - low)).astype(np.float32)
 
 
 def peak_slice(saliency: np.ndarray) -> int:

@@ -90,9 +90,14 @@ def voxel_points_lps(shape: Sequence[int], affine_ras: np.ndarray) -> np.ndarray
 class CaseOutcome:
     """One case: whether its map peak reaches the lesion, and the chance of that."""
 
-    peak_lps: tuple[float, float, float]
+    peak_lps: tuple[float, float, float] | None
     on_lesion: bool
     chance: float
+
+    @property
+    def flat(self) -> bool:
+        """The map had no peak (Grad-CAM found no positive evidence at that stage): a miss."""
+        return self.peak_lps is None
 
 
 def score_case(image: np.ndarray, saliency: np.ndarray, affine_ras: np.ndarray, lesion: LesionTruth,
@@ -108,11 +113,14 @@ def score_case(image: np.ndarray, saliency: np.ndarray, affine_ras: np.ndarray, 
         margin_mm: reach beyond the lesion's edge.
     """
     points = voxel_points_lps(saliency.shape, affine_ras)
-    peak = points[int(np.argmax(saliency))]
     body = np.asarray(image)[0].reshape(-1) > BODY_THRESHOLD_SCALED
     near = lesion.reaches(points[body], margin_mm)
+    chance = float(near.mean()) if near.size else 0.0
+    if not saliency.max() > saliency.min():  # argmax of a flat map is voxel 0: no peak to score
+        return CaseOutcome(None, False, chance)
+    peak = points[int(np.argmax(saliency))]
     return CaseOutcome(tuple(float(v) for v in peak), bool(lesion.reaches(peak[None], margin_mm)[0]),  # type: ignore[arg-type]
-                       float(near.mean()) if near.size else 0.0)
+                       chance)
 
 
 def summarise(outcomes: Iterable[CaseOutcome]) -> tuple[int, float | None, float | None]:

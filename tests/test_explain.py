@@ -77,3 +77,59 @@ def test_predict_writes_a_png_overlay_per_2d_case_and_overlays_on_request(runs, 
     assert clf(nifti, saliency=True).save_overlay(tmp_path / "case.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(PipelineInputError, match=r"must hold a saliency map to draw an overlay.*saliency=True"):
         clf(nifti).save_overlay(tmp_path / "none.png")
+
+
+def _reference_grad_cam(network, images, layer):
+    """Grad-CAM by its definition: ReLU(sum_k mean(dlogit/dA_k) A_k), upsampled, scaled to [0, 1]."""
+    import torch
+    import torch.nn.functional as F
+
+    kept = {}
+    stage = getattr(network, layer)
+    hooks = [stage.register_forward_hook(lambda _m, _i, out: kept.__setitem__("a", out)),
+             stage.register_full_backward_hook(lambda _m, _gi, gout: kept.__setitem__("g", gout[0]))]
+    try:
+        with torch.enable_grad():
+            network(images)[:, 0].sum().backward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    network.zero_grad(set_to_none=True)
+    a, g = kept["a"].detach(), kept["g"].detach()
+    weights = g.mean(dim=tuple(range(2, g.ndim)), keepdim=True)
+    raw = F.interpolate(F.relu((weights * a).sum(1, keepdim=True)), size=images.shape[2:], mode="bilinear")[:, 0]
+    low = raw.flatten(1).min(1).values[:, None, None]
+    high = raw.flatten(1).max(1).values[:, None, None]
+    return ((raw - low) / (high - low)).numpy()
+
+
+def test_the_map_is_largest_where_the_evidence_for_the_positive_class_is():
+    # MONAI's default postprocessing maps each map's (min, max) to (1, 0); left in, every
+    # peak would sit where the model sees the least evidence. The map must match Grad-CAM
+    # as defined (1 = most evidence), on a network and images where it is not flat.
+    import torch
+    from monai.networks.nets import resnet10
+
+    from pipeline.explain import grad_cam
+
+    torch.manual_seed(3)
+    network = resnet10(spatial_dims=2, n_input_channels=1, num_classes=1).eval()
+    images = torch.zeros(3, 1, 64, 64)
+    for i, (row, col) in enumerate([(4, 4), (40, 12), (20, 44)]):
+        images[i, 0, row : row + 16, col : col + 16] = 1.0
+    reference = _reference_grad_cam(network, images.clone(), "layer2")
+    assert all(m.max() > m.min() for m in reference)  # the case the flip would get wrong
+    maps = grad_cam(network, None, images, "layer2")
+    assert maps.shape == (3, 64, 64)
+    np.testing.assert_allclose(maps, reference, atol=1e-5)
+    for ours, theirs in zip(maps, reference):
+        assert np.unravel_index(ours.argmax(), ours.shape) == np.unravel_index(theirs.argmax(), theirs.shape)
+
+
+def test_a_map_without_positive_evidence_is_flat_zero_not_a_peak_at_the_corner():
+    from pipeline.explain import scale_to_unit
+
+    flat = scale_to_unit(np.zeros((4, 4), dtype=np.float32))
+    assert flat.dtype == np.float32 and not flat.any()
+    ramp = scale_to_unit(np.arange(6, dtype=np.float32).reshape(2, 3) + 2.0)
+    assert ramp.min() == 0.0 and ramp.max() == 1.0 and ramp[1, 2] == 1.0

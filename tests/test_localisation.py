@@ -58,6 +58,12 @@ def test_the_peak_of_a_map_of_the_prepared_image_lands_on_the_blob_after_resampl
     miss = score_case(image, saliency, affine, LesionTruth(mirrored, (10.0, 10.0, 10.0)), margin_mm=10.0)
     assert not miss.on_lesion and 0 < miss.chance < 0.05
     assert summarise([hit, miss]) == (2, 0.5, pytest.approx((hit.chance + miss.chance) / 2))
+    assert not hit.flat and not miss.flat
+    # A flat map has no peak: it is a miss even for a lesion covering the whole grid (whose
+    # first voxel, where argmax of a flat map points, it would otherwise "find").
+    everywhere = LesionTruth(blob, (500.0, 500.0, 500.0))
+    flat = score_case(image, np.zeros_like(saliency), affine, everywhere)
+    assert flat.flat and not flat.on_lesion and flat.peak_lps is None and flat.chance == 1.0
     assert summarise([]) == (0, None, None)
 
 

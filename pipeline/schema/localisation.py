@@ -28,6 +28,8 @@ class LocalisationRecord(JsonFile):
         margin_mm: the reach beyond the lesion's edge, mm.
         threshold_score: the validation-chosen cut that made a case a true positive.
         true_positives: true-positive test series, with or without ground truth.
+        flat_maps: of ``cases``, those whose map was flat (no positive Grad-CAM evidence
+            anywhere at ``layer``): counted as misses.
         note: why ``cases`` is 0 (no ground truth, a 2D model...), or how many true positives
             could not be read and why; "" otherwise.
     """
@@ -44,4 +46,5 @@ class LocalisationRecord(JsonFile):
     margin_mm: float
     threshold_score: float | None
     true_positives: int
+    flat_maps: int
     note: str

@@ -97,14 +97,16 @@ def localise(args: argparse.Namespace) -> str:
     n, on_lesion, chance = summarise(outcomes)
     record = LocalisationRecord(split="test", cases=n, layer=layer, layer_cells=tuple(cells), peak_in_lesion=on_lesion,
                                 chance=chance, margin_mm=MARGIN_MM, threshold_score=cut,
-                                true_positives=len(positives), note=note)
+                                true_positives=len(positives), flat_maps=sum(o.flat for o in outcomes), note=note)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out, json.dumps(record.to_json(), indent=2) + "\n")
     if not n:
         return f"localise: 0 cases ({note}); {args.out}"
     ratio = f", {on_lesion / chance:.1f}x chance" if chance else ""
+    flat = record.flat_maps
+    flat_note = f"; {flat} map(s) flat (no positive evidence at {layer}), counted as misses" if flat else ""
     return (f"localise: Grad-CAM peak ({layer}, {'x'.join(map(str, cells))} cells) within {MARGIN_MM:g} mm of the "
-            f"lesion in {on_lesion:.0%} of {n} true-positive test cases (chance {chance:.1%}{ratio}); {args.out}")
+            f"lesion in {on_lesion:.0%} of {n} true-positive test cases (chance {chance:.1%}{ratio}){flat_note}; {args.out}")
 
 
 if __name__ == "__main__":
