@@ -13,8 +13,10 @@ from tests.params import config, shipped_params, write_params
 from pipeline.demo.cohort import make_cohort
 from pipeline.stages import demo
 
+# A 240 mm field of view holds no 30-45 mm lesion (the shipped default) away from other
+# tissue: tiny cohorts keep the hard setting's small lesions.
 TINY = {"n_patients": 8, "nifti_fraction": 0.25, "matrix": 48, "n_slices": 12, "pixel_spacing_mm": 5.0,
-        "slice_thickness_mm": 5.0}
+        "slice_thickness_mm": 5.0, "lesion_diameter_mm": [6, 15], "lung_lesion_fraction": 0.6}
 
 
 def _params(tmp_path: Path, **demo_overrides) -> Path:
