@@ -99,6 +99,10 @@ def test_repro_writes_the_reports(repo):
 def test_localise_scores_the_true_positives_against_the_demo_lesions(repo):
     found = json.loads((repo / "reports" / "localisation.json").read_text())
     threshold = json.loads((repo / "reports" / "threshold.json").read_text())["threshold_score"]
+    if threshold is None:  # a 2-epoch model that ranks val backwards (it did on one CPU): no true positives known
+        assert found["cases"] == found["true_positives"] == 0 and found["threshold_score"] is None
+        assert "has no cut on the model's score scale" in found["note"]
+        return
     with (repo / "reports" / "predictions.csv").open() as handle:
         positives = [r for r in csv.DictReader(handle)
                      if r["split"] == "test" and r["label"] == "1" and float(r["score"]) >= threshold]

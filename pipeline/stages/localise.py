@@ -34,6 +34,7 @@ from pipeline.config import IngestConfig, load_params  # noqa: E402
 from pipeline.io.index import patient_key  # noqa: E402
 from pipeline.localisation import MARGIN_MM, read_lesion_truth, score_case, summarise  # noqa: E402
 from pipeline.outputs import refuse_overlap, write_atomic  # noqa: E402
+from pipeline.schema import ThresholdRecord  # noqa: E402
 from pipeline.schema.localisation import LocalisationRecord  # noqa: E402
 from pipeline.schema.tables import PREDICTION_REQUIRED  # noqa: E402
 from pipeline.tables import read_rows  # noqa: E402
@@ -66,8 +67,18 @@ def localise(args: argparse.Namespace) -> str:
               "threshold_file": args.threshold_file, "params": args.params}
     refuse_overlap({"out": args.out}, inputs, stage="localise")
     key = IngestConfig.from_params(load_params(args.params)).pseudonym_key
-    classifier = load_classifier(args.model, threshold_file=args.threshold_file, device="cpu")
-    cut = classifier.threshold
+    recorded = ThresholdRecord.read(args.threshold_file)
+    if recorded.threshold_score is None:
+        # No cut on the model's own scores (a recalibration map that is not monotone: a model
+        # ranking val backwards): which test cases are true positives cannot be told here.
+        # A recorded reason, not a failed repro.
+        classifier = load_classifier(args.model, device="cpu")
+        cut = None
+        no_cut = (f"the validation-chosen operating point has no cut on the model's score scale "
+                  f"({recorded.threshold_score_reason})")
+    else:
+        classifier = load_classifier(args.model, threshold_file=args.threshold_file, device="cpu")
+        cut, no_cut = classifier.threshold, ""
     predictions = read_rows(args.predictions, required=PREDICTION_REQUIRED)
     positives = [row for row in predictions if row["split"] == "test" and row["label"] == "1"
                  and cut is not None and float(row["score"]) >= cut]
@@ -88,7 +99,9 @@ def localise(args: argparse.Namespace) -> str:
         results = classifier.score_cases(cases, saliency=True, layer=layer, progress=False)
         outcomes = [score_case(r.image, r.saliency, r.affine, truth[r.key]) for r in results if r.saliency is not None]
         unread = [r for r in results if r.saliency is None]
-        if not positives:
+        if no_cut:
+            note = no_cut
+        elif not positives:
             note = "no true-positive test case at the validation-chosen threshold"
         elif unread:  # a case the stage could not read is counted, with its reason, never dropped
             note = f"{len(unread)} true-positive case(s) not scored: {unread[0].reason}"

@@ -42,19 +42,27 @@ def test_ddp_two_cpu_processes_select_by_the_auc_of_the_whole_validation_set(tmp
     cache = write_cache(tmp_path)
     _blank_first_val_image(cache)
     scores_by_placement = {}
+    seeds = [0, 1, 2]
     for device_cache in (False, True):
-        paths = run_paths(tmp_path / f"held-{device_cache}")
-        model, train = tiny_configs(max_epochs=2, strategy="ddp_spawn", devices=2, augment=True,
-                                    device_cache=device_cache)
+        # A whole-set AUC of exactly 0.5 (21 of the 42 pairs) cannot be told from a
+        # rank-0-only one. Which seed lands there depends on the CPU (seed 0 did on an
+        # AVX-512 EPYC), so the first seed that does not is taken, for both placements.
+        for seed in seeds:
+            paths = run_paths(tmp_path / f"held-{device_cache}-{seed}")
+            model, train = tiny_configs(max_epochs=2, strategy="ddp_spawn", devices=2, augment=True,
+                                        device_cache=device_cache, seed=seed)
 
-        summary = train_and_predict(cache, **paths, model=model, train=train)
+            summary = train_and_predict(cache, **paths, model=model, train=train)
 
-        rows = read_csv(paths["predictions_csv"])
+            rows = read_csv(paths["predictions_csv"])
+            val = [r for r in rows if r["split"] == "val"]
+            labels = np.array([int(r["label"]) for r in val])
+            scores = np.array([float(r["score"]) for r in val])
+            single_process_auc = roc_auc_score(labels, scores)
+            if single_process_auc != 0.5:
+                break
+        seeds = [seed]
         assert len(rows) == COUNTS["val"] + COUNTS["test"]  # written once, by rank 0
-        val = [r for r in rows if r["split"] == "val"]
-        labels = np.array([int(r["label"]) for r in val])
-        scores = np.array([float(r["score"]) for r in val])
-        single_process_auc = roc_auc_score(labels, scores)
         assert single_process_auc != 0.5  # else a rank-0-only AUC could not be told apart
         assert summary.best_val_auc == pytest.approx(single_process_auc, abs=1e-6)
         assert labels[0] == 0 and np.mean(scores[labels == 1] > scores[0]) in (0.0, 1.0)  # see the helper
