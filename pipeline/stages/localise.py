@@ -68,17 +68,13 @@ def localise(args: argparse.Namespace) -> str:
     refuse_overlap({"out": args.out}, inputs, stage="localise")
     key = IngestConfig.from_params(load_params(args.params)).pseudonym_key
     recorded = ThresholdRecord.read(args.threshold_file)
-    if recorded.threshold_score is None:
-        # No cut on the model's own scores (a recalibration map that is not monotone: a model
-        # ranking val backwards): which test cases are true positives cannot be told here.
-        # A recorded reason, not a failed repro.
-        classifier = load_classifier(args.model, device="cpu")
-        cut = None
-        no_cut = (f"the validation-chosen operating point has no cut on the model's score scale "
-                  f"({recorded.threshold_score_reason})")
-    else:
-        classifier = load_classifier(args.model, threshold_file=args.threshold_file, device="cpu")
-        cut, no_cut = classifier.threshold, ""
+    # No cut on the model's own scores (a recalibration map that is not monotone: a model
+    # ranking val backwards): which test cases are true positives cannot be told here. A
+    # recorded reason, not a failed repro.
+    no_cut = "" if recorded.threshold_score is not None else (
+        f"the validation-chosen operating point has no cut on the model's score scale ({recorded.threshold_score_reason})")
+    classifier = load_classifier(args.model, threshold_file=None if no_cut else args.threshold_file, device="cpu")
+    cut = classifier.threshold
     predictions = read_rows(args.predictions, required=PREDICTION_REQUIRED)
     positives = [row for row in predictions if row["split"] == "test" and row["label"] == "1"
                  and cut is not None and float(row["score"]) >= cut]
