@@ -26,15 +26,18 @@ HEADER_BATCH = 64
 """Most files per header-reading task: enough to hide the pool's overhead, few enough
 for a progress line every few seconds."""
 
-POOL_MIN_FILES = 256
+POOL_MIN_FILES = 32
 """Fewer files to read, or planes to build, than this are done in the stage's own process.
 
-Starting the workers and shipping headers and jobs to them and back costs about 0.1 s of
-CPU whatever the amount of work (measured on a re-ingest that adds 80 files in 10
-series: 0.52 s CPU with two workers, 0.42 s in one process, and slower on the clock on
-a busy machine); a second core saves half of about 2.5 ms per file, so the pool pays
-off from a few hundred files on. An incremental run that adds a few series is then all
-in one process; a cohort, a large series or a large addition uses every worker."""
+Starting the workers (forked: nothing to import) and shipping headers and jobs to them
+and back costs a few milliseconds whatever the amount of work; a second core saves half
+of about 2.5 ms a file. Measured on a quiet 2-core AVX2 EPYC (header reads of 8-slice
+CT series): 16 files 0.066 s in one process, 0.051-0.067 s with two workers; 32 files
+0.080 s against 0.074-0.077 s; 80 files 0.28-0.30 s against 0.19-0.21 s. A re-ingest that
+adds 10 such series (80 files) to 200 took a median 0.82 s with a threshold of 256 (all
+in one process) and 0.61 s with the pool (5 runs each, alternated). On a machine whose
+cores are busy with something else the pool gains less; an addition of a series or two
+stays in one process."""
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(phase, files_done, files_total)``."""
