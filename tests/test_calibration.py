@@ -103,3 +103,20 @@ def test_platt_converges_on_four_nearly_tied_validation_scores():
     a, b = _firth_by_definition(logit(s), y.astype(float))
     assert cal.slope == pytest.approx(b, rel=1e-3) and cal.intercept == pytest.approx(a, rel=1e-3)
     assert not cal.monotone()  # it ranks val the wrong way round, which the report says
+
+
+def test_platt_keeps_the_ranking_of_an_overconfident_models_tiny_probabilities():
+    # A model whose every validation logit is near -130 (a demo run on an AVX2 CPU wrote
+    # probabilities of 1e-60 to 1e-50, val AUC 0.92): clipped at 1e-15 before the logit
+    # they all tied and the slope came out 0, calling every patient positive.
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 12)
+    logits = -130.0 + 6.0 * y + rng.normal(0.0, 3.0, y.size)
+    scores = expit(logits)
+    assert scores.max() < 1e-45
+    platt = fit_calibrator("platt", y, scores, probabilities=True)
+    assert platt.slope > 0
+    calibrated = platt.apply(scores)
+    assert len(np.unique(calibrated)) == y.size  # no ties made
+    assert np.array_equal(np.argsort(calibrated), np.argsort(scores))
+    assert 0.05 < calibrated.mean() < 0.95
