@@ -57,6 +57,8 @@ STAGE_PACKAGES: dict[str, tuple[str, ...]] = {
     "external": ("yaml", "numpy", "scipy", "sklearn", "matplotlib", "nibabel", "isal", "PIL", *_DICOM, "torch", "monai"),
     # Reads the test series as predict does (ingest's code, hence its readers) and maps them.
     "localise": ("yaml", "numpy", "scipy", "matplotlib", "nibabel", "isal", "PIL", *_DICOM, "torch", "monai"),
+    # The same reading and maps, and evaluate's operating point (sklearn, scipy: its recalibration).
+    "explain": ("yaml", "numpy", "scipy", "sklearn", "matplotlib", "nibabel", "isal", "PIL", *_DICOM, "torch", "monai"),
 }
 # Commands a user runs on a trained model, outside the DVC graph: checked the same way.
 COMMAND_PACKAGES: dict[str, tuple[str, ...]] = {

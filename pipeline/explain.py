@@ -96,10 +96,11 @@ def peak_slice(saliency: np.ndarray) -> int:
     return int(np.unravel_index(int(np.argmax(saliency)), saliency.shape)[-1])
 
 
-def save_overlay(path: str | Path, image: np.ndarray, saliency: np.ndarray) -> Path:
-    """PNG of the image (2D) or its axial slice where the map peaks (3D), with the map over it.
+def save_overlay(path: str | Path, image: np.ndarray, saliency: np.ndarray, *, slice_index: int | None = None) -> Path:
+    """PNG of the image (2D) or one axial slice (3D), with the map over it.
 
     ``image`` is ``(C, *spatial)`` or ``(*spatial)``; an RGB image (C = 3) is drawn in colour.
+    ``slice_index``: the axial slice of a 3D image; ``None``, the one where the map peaks.
     """
     import matplotlib
 
@@ -110,7 +111,7 @@ def save_overlay(path: str | Path, image: np.ndarray, saliency: np.ndarray) -> P
     colour = image.ndim == saliency.ndim + 1 and image.shape[0] == 3
     image = np.moveaxis(image, 0, -1) if colour else image[0] if image.ndim == saliency.ndim + 1 else image
     if saliency.ndim == 3:
-        k = peak_slice(saliency)
+        k = peak_slice(saliency) if slice_index is None else slice_index
         image, saliency = image[:, :, k], saliency[..., k]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +122,8 @@ def save_overlay(path: str | Path, image: np.ndarray, saliency: np.ndarray) -> P
         axis.imshow(np.clip(np.stack([_radiological(image[..., c]) for c in range(3)], axis=-1), 0.0, 1.0))
     else:
         axis.imshow(_radiological(image), cmap="gray", vmin=0.0, vmax=1.0)
-    axis.imshow(_radiological(saliency), cmap="jet", alpha=0.35, vmin=0.0, vmax=1.0)
+    if float(saliency.max()) > 0.0:  # a flat map (no evidence anywhere) is drawn as no overlay, not a blue veil
+        axis.imshow(_radiological(saliency), cmap="jet", alpha=0.35, vmin=0.0, vmax=1.0)
     axis.set_axis_off()
     figure.savefig(path, bbox_inches="tight", pad_inches=0)
     plt.close(figure)

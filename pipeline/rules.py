@@ -50,6 +50,10 @@ THRESHOLD_RULES: tuple[str, ...] = ("youden", "sensitivity")
 CI_METHODS: tuple[str, ...] = ("delong", "bootstrap")
 CALIBRATION_METHODS: tuple[str, ...] = ("none", "platt", "isotonic")
 
+# explain: the ResNet stage of the Grad-CAM maps (auto: the deepest with 8 cells in-plane).
+SALIENCY_LAYERS: tuple[str, ...] = ("auto", "layer1", "layer2", "layer3", "layer4")
+MAX_GALLERY_CASES = 20
+
 # external
 #: An external cohort's name: its folder under reports/external/, so letters, digits, _ and -.
 SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from pipeline.config import (
     DemoConfig,
     EvaluateConfig,
+    ExplainConfig,
     IngestConfig,
     ModelConfig,
     PreprocessConfig,
@@ -31,6 +32,7 @@ SECTIONS = {
     ModelConfig: "model",
     TrainConfig: "train",
     EvaluateConfig: "evaluate",
+    ExplainConfig: "explain",
 }
 C = TypeVar("C")
 

@@ -10,6 +10,7 @@ from pipeline.config import (
     ConfigError,
     DemoConfig,
     EvaluateConfig,
+    ExplainConfig,
     ExternalConfig,
     ExternalSite,
     IngestConfig,
@@ -22,7 +23,7 @@ from pipeline.config import (
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = [ROOT / "params.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]
-STAGES = (DemoConfig, IngestConfig, SplitConfig, PreprocessConfig, ModelConfig, TrainConfig, EvaluateConfig,
+STAGES = (DemoConfig, IngestConfig, SplitConfig, PreprocessConfig, ModelConfig, TrainConfig, EvaluateConfig, ExplainConfig,
           ExternalConfig)
 
 
@@ -93,7 +94,8 @@ def _reads(config: type, section_name: str, key: str) -> bool:
 
 
 SECTION_OF = {DemoConfig: "demo", IngestConfig: "ingest", SplitConfig: "split", PreprocessConfig: "preprocess",
-              ModelConfig: "model", TrainConfig: "train", EvaluateConfig: "evaluate", ExternalConfig: "external"}
+              ModelConfig: "model", TrainConfig: "train", EvaluateConfig: "evaluate", ExplainConfig: "explain",
+              ExternalConfig: "external"}
 
 
 def test_no_config_field_has_a_default():

@@ -117,6 +117,21 @@ def test_localise_scores_the_true_positives_against_the_demo_lesions(repo):
 
 
 @pytest.mark.e2e
+def test_the_report_shows_the_grad_cam_gallery_drawn_at_its_own_operating_point(repo):
+    gallery = json.loads((repo / "reports" / "gallery" / "gallery.json").read_text())
+    threshold = json.loads((repo / "reports" / "threshold.json").read_text())
+    for key in ("threshold", "threshold_score", "rule", "predictions_sha256"):
+        assert gallery["operating_point"][key] == threshold[key], key
+    assert gallery["model_digest"] == threshold["model_digest"]
+    drawn = [c for c in gallery["cases"] if c["image"]]
+    assert len(drawn) == len(gallery["cases"]) and all(c["slice_index"] is not None for c in drawn)
+    html = (repo / "reports" / "report.html").read_text()
+    section = html[html.index("Where the model looks"):html.index("Metrics with 95% confidence intervals")]
+    assert section.count("<img alt=") == len(drawn)
+    assert "explain: " in (repo / "repro.log").read_text()
+
+
+@pytest.mark.e2e
 def test_no_identifier_from_the_manifest_reaches_the_outputs(repo):
     ids = set()
     for manifest in (repo / "data" / "demo" / "manifest.csv", repo.parent / "site_c" / "manifest.csv"):
@@ -210,7 +225,7 @@ def test_exp_run_with_a_new_lr_reruns_only_train_and_what_reads_the_model(repo):
     result = run(["dvc", "exp", "run", "-S", "train.lr=0.0003"], repo)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # crossval is not among them: the slots not in use wrote the same fold.json again
-    assert stages_run(result.stdout) == {"train", "external", "evaluate", "localise", *FOLD_SLOTS}
+    assert stages_run(result.stdout) == {"train", "external", "explain", "evaluate", "localise", *FOLD_SLOTS}
     diff = run(["dvc", "metrics", "diff", "--all"], repo)
     assert diff.returncode == 0 and "test.auc" in diff.stdout, diff.stdout + diff.stderr
     shown = run(["dvc", "metrics", "show"], repo)

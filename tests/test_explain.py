@@ -133,3 +133,17 @@ def test_a_map_without_positive_evidence_is_flat_zero_not_a_peak_at_the_corner()
     assert flat.dtype == np.float32 and not flat.any()
     ramp = scale_to_unit(np.arange(6, dtype=np.float32).reshape(2, 3) + 2.0)
     assert ramp.min() == 0.0 and ramp.max() == 1.0 and ramp[1, 2] == 1.0
+
+
+def test_a_flat_map_is_drawn_as_no_overlay_and_a_map_with_evidence_in_colour(tmp_path):
+    from PIL import Image
+
+    from pipeline.explain import save_overlay
+
+    image = np.tile(np.linspace(0.0, 1.0, 32, dtype=np.float32), (32, 1))[None]
+    flat = np.asarray(Image.open(save_overlay(tmp_path / "flat.png", image, np.zeros((32, 32), np.float32))).convert("RGB"))
+    assert np.array_equal(flat[..., 0], flat[..., 1]) and np.array_equal(flat[..., 1], flat[..., 2])  # grey only
+    evidence = np.zeros((32, 32), np.float32)
+    evidence[8:16, 8:16] = 1.0
+    tinted = np.asarray(Image.open(save_overlay(tmp_path / "map.png", image, evidence)).convert("RGB")).astype(int)
+    assert np.abs(tinted[..., 0] - tinted[..., 2]).max() > 20  # colour where the map is drawn

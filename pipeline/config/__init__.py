@@ -19,7 +19,7 @@ from pipeline.config.cohort import (
     available_cores,
 )
 from pipeline.config.external import ExternalConfig, ExternalSite
-from pipeline.config.learning import EvaluateConfig, ModelConfig, TrainConfig
+from pipeline.config.learning import EvaluateConfig, ExplainConfig, ModelConfig, TrainConfig
 from pipeline.errors import ConfigError
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "ConfigError",
     "DemoConfig",
     "EvaluateConfig",
+    "ExplainConfig",
     "ExternalConfig",
     "ExternalSite",
     "IngestConfig",

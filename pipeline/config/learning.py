@@ -19,7 +19,9 @@ from pipeline.rules import (
     ARCHS,
     CALIBRATION_METHODS,
     CI_METHODS,
+    MAX_GALLERY_CASES,
     PRECISIONS,
+    SALIENCY_LAYERS,
     STRATEGIES,
     THRESHOLD_RULES,
     check_choice,
@@ -204,3 +206,27 @@ class EvaluateConfig:
     def from_params(cls, params: Mapping[str, Any]) -> "EvaluateConfig":
         seed = BaseConfig.from_params(params).seed
         return cls(seed=seed, **fields_of(section(params, "evaluate"), cls, "evaluate", skip=_SEED))
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """Which test cases the report's Grad-CAM gallery shows, and from which layer.
+
+    Attributes:
+        cases_per_group: cases per group (true positives, false positives, false
+            negatives at the validation-chosen operating point), 1 to
+            :data:`pipeline.rules.MAX_GALLERY_CASES`.
+        layer: the ResNet stage of the maps (``layer1``..``layer4``, or ``auto``: the
+            deepest with 8 cells along each in-plane axis of the input).
+    """
+
+    cases_per_group: int
+    layer: str
+
+    def __post_init__(self) -> None:
+        check_range("explain.cases_per_group", self.cases_per_group, low=1, high=MAX_GALLERY_CASES, integer=True)
+        check_choice("explain.layer", self.layer, SALIENCY_LAYERS)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "ExplainConfig":
+        return cls(**fields_of(section(params, "explain"), cls, "explain"))

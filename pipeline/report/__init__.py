@@ -14,6 +14,7 @@ from pipeline.config import EvaluateConfig
 from pipeline.report.crossval import CrossValidationError, CrossValidationResults, read_cross_validation
 from pipeline.report.evaluation import Evaluation, EvaluationError, compare_tables, evaluate_table
 from pipeline.report.external import ExternalError, ExternalResults, read_external
+from pipeline.report.gallery import GalleryResults, GalleryResultsError, read_gallery
 from pipeline.report.methods import ledger_counts
 from pipeline.report.operating_point import DecisionRule, OperatingPointError, operating_point
 from pipeline.report.predictions import PatientTable, PredictionsError, read_predictions, subgroup_columns
@@ -33,6 +34,8 @@ __all__ = [
     "EvaluationProvenance",
     "ExternalError",
     "ExternalResults",
+    "GalleryResults",
+    "GalleryResultsError",
     "ProvenanceError",
     "collect_provenance",
     "compare_tables",
@@ -58,6 +61,7 @@ def run_evaluation(
     ledger: str | Path | None = None,
     external: str | Path | None = None,
     cv: str | Path | None = None,
+    gallery: str | Path | None = None,
 ) -> Evaluation:
     """Read predictions, compute every metric, and write all outputs to the paths of ``outputs``.
 
@@ -76,13 +80,15 @@ def run_evaluation(
         cv: the crossval stage's ``cv.json``: with cross-validation on, its block becomes
             ``metrics.json``'s ``cv`` and the report gains a section (the stage's own
             figure beside it).
+        gallery: the explain stage's ``gallery.json``: its Grad-CAM overlays go in the
+            report, after checking they were chosen at this evaluation's operating point.
 
     Returns:
         The :class:`Evaluation` that was written.
 
     Raises:
         PredictionsError, EvaluationError, ProvenanceError, ExternalError, ArtifactError,
-            CrossValidationError: bad inputs, with the rule broken and the fix in the message.
+            CrossValidationError, GalleryResultsError: bad inputs, with the rule broken and the fix in the message.
     """
     table = read_predictions(predictions, aggregate=config.aggregate)
     other = read_predictions(compare, aggregate=config.aggregate) if compare is not None else None
@@ -95,10 +101,11 @@ def run_evaluation(
         own_outputs=tuple(outputs.paths().values()), compare=compare,
     )
     counts = ledger_counts(ledger) if ledger is not None else None
-    sites = None
-    if external is not None:
-        summary = provenance.train_summary
-        sites = read_external(external, evaluation.operating_point, predictions_sha256=provenance.predictions_sha256,
-                              model_digest=None if summary is None else summary.model_digest)
-    write_outputs(evaluation, provenance, outputs, ledger=counts, external=sites, cv=folds)
+    summary = provenance.train_summary
+    model_digest = None if summary is None else summary.model_digest
+    sites = None if external is None else read_external(
+        external, evaluation.operating_point, predictions_sha256=provenance.predictions_sha256, model_digest=model_digest)
+    overlays = None if gallery is None else read_gallery(
+        gallery, evaluation.operating_point, predictions_sha256=provenance.predictions_sha256, model_digest=model_digest)
+    write_outputs(evaluation, provenance, outputs, ledger=counts, external=sites, cv=folds, gallery=overlays)
     return evaluation

@@ -21,6 +21,7 @@ from pipeline.report.crossval import CrossValidationResults
 from pipeline.report.evaluation import Evaluation
 from pipeline.report.external import ExternalResults
 from pipeline.report.figures import calibration_png, pr_png, roc_png
+from pipeline.report.gallery import GalleryResults
 from pipeline.report.html import render_html
 from pipeline.report.methods import methods_markdown
 from pipeline.report.operating_point import threshold_record
@@ -117,6 +118,7 @@ def write_outputs(
     ledger: dict[str, int] | None = None,
     external: ExternalResults | None = None,
     cv: CrossValidationResults | None = None,
+    gallery: GalleryResults | None = None,
 ) -> list[Path]:
     """Write every output of the evaluate stage to the paths of ``outputs``.
 
@@ -124,7 +126,7 @@ def write_outputs(
     the three PNGs, ``report`` (self-contained: figures embedded as base64) and
     ``methods`` (the generated methods section) and ``threshold_file`` (the operating
     point, for predict); ``external``, when given, adds the report's external-validation
-    section. Each file is written aside and renamed
+    section, and ``gallery`` the Grad-CAM overlays. Each file is written aside and renamed
     into place, so a killed run leaves every file whole (old or new), never truncated.
 
     Returns:
@@ -145,7 +147,7 @@ def write_outputs(
                       (outputs.pr_png, figures["pr"])):
         write_atomic(path, png)
         written.append(path)
-    write_atomic(outputs.report, render_html(evaluation, provenance, figures, ledger, external, cv))
+    write_atomic(outputs.report, render_html(evaluation, provenance, figures, ledger, external, cv, gallery))
     written.append(outputs.report)
     write_atomic(outputs.methods, methods_markdown(evaluation, provenance, ledger))
     written.append(outputs.methods)

@@ -6,6 +6,7 @@ Usage: the ``cmd`` of the evaluate stage in ``dvc.yaml``, which names every outp
     python -m pipeline.stages.evaluate PREDICTIONS --metrics PATH --roc PATH --roc-plots DIR ... \
         [--train-summary JSON] [--params YAML] [--lock dvc.lock] [--ledger CSV] [--compare OTHER_PREDICTIONS] \
         [--external reports/external/index.json] [--cv reports/cv/cv.json]
+        [--gallery reports/gallery/gallery.json]
 
 Reads ``base.seed`` and ``evaluate.*`` from params. Bad input stops the stage with one
 message naming the rule and the fix (exit status 2), never a traceback.
@@ -47,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the external stage's index.json: its sites beside the test split in the report")
     parser.add_argument("--cv", type=Path, default=None,
                         help="the crossval stage's cv.json: metrics.json's cv block and the report's section")
+    parser.add_argument("--gallery", type=Path, default=None,
+                        help="the explain stage's gallery.json: its Grad-CAM overlays in the report")
     return parser.parse_args(argv)
 
 
@@ -66,7 +69,7 @@ def evaluate(args: argparse.Namespace) -> str:
         outputs.paths(),
         {"predictions": args.predictions, "train_summary": args.train_summary, "params": args.params,
          "lock": args.lock, "compare": args.compare, "ledger": args.ledger, "external": args.external,
-         "cv": args.cv},
+         "cv": args.cv, "gallery": args.gallery},
         stage="evaluate",
     )
     params = load_params(args.params)
@@ -83,6 +86,7 @@ def evaluate(args: argparse.Namespace) -> str:
         ledger=args.ledger,
         external=args.external,
         cv=args.cv,
+        gallery=args.gallery,
     )
     test = evaluation.metrics.test
     lo, hi = test.auc_ci95

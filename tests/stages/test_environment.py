@@ -36,6 +36,7 @@ def _stage_args(stage: str, tmp_path: Path) -> list[str]:
                      str(tmp_path / "lesions.csv"), "--threshold-file", str(tmp_path / "t.json"), "--out", str(out)],
         "train_fold": ["0", str(tmp_path / "cache"), str(tmp_path / "split.csv"), str(out), str(tmp_path / "r")],
         "crossval": [str(tmp_path / "folds"), str(out)],
+        "explain": [str(tmp_path / "best.ckpt"), str(tmp_path / "predictions.csv"), str(tmp_path / "index.csv"), str(out)],
     }[stage]
 
 

@@ -112,6 +112,26 @@ def _declared(stage: dict) -> set[str]:
     return {next(iter(e)) if isinstance(e, dict) else e for key in ("outs", "metrics", "plots") for e in stage.get(key) or []}
 
 
+def _empty_gallery(path: Path, predictions: Path, params: Path) -> None:
+    """A gallery.json as the explain stage writes it for these predictions, with no case drawn."""
+    from pipeline.config import EvaluateConfig, load_params
+    from pipeline.digests import sha256_file
+    from pipeline.report import operating_point, read_predictions
+    from pipeline.report.operating_point import threshold_record
+    from pipeline.schema.gallery import GalleryRecord
+
+    config = EvaluateConfig.from_params(load_params(params))
+    rule = operating_point(read_predictions(predictions, aggregate=config.aggregate), config)
+    record = GalleryRecord(
+        split="test", layer="layer4", layer_cells=(1, 1, 1), per_group=3, true_positives=0, false_positives=0,
+        false_negatives=0, model_digest=TRAIN_SUMMARY["model_digest"], cases=(), note="",
+        operating_point=threshold_record(rule, model_digest=TRAIN_SUMMARY["model_digest"],
+                                         predictions_sha256=sha256_file(predictions)),
+    )
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record.to_json()))
+
+
 def test_dvc_yaml_declares_exactly_what_its_command_writes(tmp_path, monkeypatch, capsys):
     """The cmd of dvc.yaml, run as written: each output option is one declared out, every
     file lands inside one, and the top-level plots find the fields they draw."""
@@ -123,6 +143,7 @@ def test_dvc_yaml_declares_exactly_what_its_command_writes(tmp_path, monkeypatch
     assert {str(args.predictions), str(args.train_summary), str(args.ledger)} <= set(stage["deps"])
     assert str(args.external.parent) in stage["deps"]  # the external stage's folder, index.json and sites
     assert str(args.cv.parent) in stage["deps"]  # the crossval stage's folder: cv.json and its figure
+    assert str(args.gallery.parent) in stage["deps"]  # the explain stage's folder: gallery.json and its overlays
 
     monkeypatch.chdir(tmp_path)
     Path(args.predictions).parent.mkdir(parents=True)
@@ -136,8 +157,9 @@ def test_dvc_yaml_declares_exactly_what_its_command_writes(tmp_path, monkeypatch
     args.cv.parent.mkdir(parents=True)  # as the crossval stage leaves it with split.folds: 0
     args.cv.write_text(json.dumps({"k": 0}))
     (args.cv.parent / "roc.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    _empty_gallery(args.gallery, Path(args.predictions), Path(args.params))
     inputs = {Path(p) for p in (args.predictions, args.params, args.ledger, args.train_summary, args.external,
-                                args.cv, args.cv.parent / "roc.png")}
+                                args.cv, args.cv.parent / "roc.png", args.gallery)}
     assert main(argv[3:]) == 0
     assert f"Report: {args.report}" in capsys.readouterr().out
     written = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()} - inputs

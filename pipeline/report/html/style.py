@@ -30,6 +30,7 @@ td.l, th.l { text-align: left; }
 td small { white-space: nowrap; }
 td.undef { color: var(--muted); font-style: italic; text-align: left; }
 .figs { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 16px; align-items: start; }
+.figs.gallery { grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 8px; padding: 8px; }
 figure img { width: 100%; height: auto; display: block; }
 figcaption { color: var(--muted); font-size: 13px; margin-top: 6px; }
