@@ -32,9 +32,11 @@ from pipeline.schema.gallery import GALLERY_FILE, GALLERY_GROUPS, GalleryCase, G
 from pipeline.schema.tables import PREDICTION_REQUIRED
 from pipeline.tables import read_rows
 
-#: A re-scored series may differ from its predictions.csv score by this much (float
-#: round-off between the train stage's batches and these); more means another model.
-SCORE_TOLERANCE = 1e-4
+#: A re-scored series may differ from its predictions.csv score by this much on the logit
+#: scale (float round-off between the train stage's batches and these); more means another
+#: model. The logit, not the probability: an overconfident model's scores of 1e-50 differ
+#: by less than any absolute tolerance whatever model made them.
+LOGIT_TOLERANCE = 1e-3
 
 
 class GalleryError(PipelineInputError):
@@ -179,8 +181,13 @@ def _layer(classifier, layer: str) -> str:  # noqa: ANN001 - a pipeline.inferenc
     return choose_layer(classifier.network, classifier.input_shape, layer)
 
 
+def _logit(p: float) -> float:
+    p = min(max(p, float(np.finfo(np.float64).tiny)), float(np.nextafter(1.0, 0.0)))
+    return float(np.log(p) - np.log1p(-p))
+
+
 def _check_score(score: float, recorded: float, row: dict[str, str], model: str | Path, predictions: str | Path) -> None:
-    if abs(score - recorded) > SCORE_TOLERANCE:
+    if abs(_logit(score) - _logit(recorded)) > LOGIT_TOLERANCE:
         raise GalleryError(
             f"model {str(model)!r} must give series {row['series_key']!r} the score {str(predictions)!r} holds for it "
             f"({recorded:.6g}); it gives {score:.6g}. The model file and the predictions come from different runs "
