@@ -36,7 +36,7 @@ from scipy.special import expit, logit
 from pipeline.errors import PipelineInputError
 from pipeline.rules import CALIBRATION_METHODS, check_choice
 
-__all__ = ["CalibrationError", "Calibrator", "fit_calibrator", "intercept_and_slope"]
+__all__ = ["CalibrationError", "Calibrator", "fit_calibrator", "intercept_and_slope", "probability_logit"]
 
 # Only 0 and 1 exactly are moved before the logit (they would give infinities): to the
 # nearest float64 inside (0, 1). An overconfident model writes probabilities of 1e-60 and
@@ -50,9 +50,14 @@ class CalibrationError(PipelineInputError):
     """A recalibration cannot be fitted on these data; the message says why and what to do."""
 
 
+def probability_logit(probabilities: np.ndarray | float) -> np.ndarray:
+    """The logit of probabilities in [0, 1], finite: only 0 and 1 exactly are moved inside (see above)."""
+    return logit(np.clip(np.asarray(probabilities, dtype=float), _LOW, _HIGH))
+
+
 def _regressor(scores: np.ndarray, feature: str) -> np.ndarray:
     s = np.asarray(scores, dtype=float)
-    return logit(np.clip(s, _LOW, _HIGH)) if feature == "logit" else s
+    return probability_logit(s) if feature == "logit" else s
 
 
 def _penalised_terms(design: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:

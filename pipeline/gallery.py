@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.calibration import probability_logit
 from pipeline.config import EvaluateConfig, ExplainConfig
 from pipeline.digests import sha256_file
 from pipeline.errors import PipelineInputError
@@ -108,7 +109,7 @@ def build_gallery(
             a chosen series missing from the index, or a model whose scores are not
             those of ``predictions`` (each message says which and what to do).
     """
-    from pipeline.explain import stage_cells
+    from pipeline.explain import choose_layer, stage_cells
     from pipeline.inference import load_classifier
     from pipeline.predict_inputs import Case
 
@@ -119,7 +120,7 @@ def build_gallery(
     series = _top_series(read_rows(predictions, required=PREDICTION_REQUIRED))
     volumes = {row["series_key"]: row for row in read_rows(index, required=("series_key", "image_path"))}
     classifier = load_classifier(model)
-    layer = _layer(classifier, explain.layer)
+    layer = choose_layer(classifier.network, classifier.input_shape, explain.layer)
     cells = stage_cells(classifier.network, classifier.input_shape)[layer]
 
     picks = [(group, rank, i) for group in GALLERY_GROUPS
@@ -175,19 +176,8 @@ def _top_series(rows: list[dict[str, str]]) -> dict[str, dict[str, str]]:
     return best
 
 
-def _layer(classifier, layer: str) -> str:  # noqa: ANN001 - a pipeline.inference.Classifier (torch: imported late)
-    from pipeline.explain import choose_layer
-
-    return choose_layer(classifier.network, classifier.input_shape, layer)
-
-
-def _logit(p: float) -> float:
-    p = min(max(p, float(np.finfo(np.float64).tiny)), float(np.nextafter(1.0, 0.0)))
-    return float(np.log(p) - np.log1p(-p))
-
-
 def _check_score(score: float, recorded: float, row: dict[str, str], model: str | Path, predictions: str | Path) -> None:
-    if abs(_logit(score) - _logit(recorded)) > LOGIT_TOLERANCE:
+    if abs(float(probability_logit(score) - probability_logit(recorded))) > LOGIT_TOLERANCE:
         raise GalleryError(
             f"model {str(model)!r} must give series {row['series_key']!r} the score {str(predictions)!r} holds for it "
             f"({recorded:.6g}); it gives {score:.6g}. The model file and the predictions come from different runs "

@@ -17,7 +17,7 @@ from pipeline import metrics as M
 from pipeline.config import EvaluateConfig
 from pipeline.errors import PipelineInputError
 from pipeline.report.evaluation import split_metrics
-from pipeline.report.operating_point import DecisionRule
+from pipeline.report.operating_point import DecisionRule, stale_reasons
 from pipeline.report.predictions import PatientTable
 from pipeline.schema import ExternalIndexRecord, ExternalMetricsRecord, SplitMetrics
 
@@ -87,15 +87,8 @@ def read_external(
     sites = []
     for entry in entries:
         record = ExternalMetricsRecord.read(index.parent / entry.metrics)
-        used = record.operating_point
-        stale = []
-        if used.predictions_sha256 != predictions_sha256:
-            stale.append(f"chosen on predictions {used.predictions_sha256[:12]}..., these are {predictions_sha256[:12]}...")
-        if (used.threshold, used.rule, used.calibration.method) != (rule.threshold, rule.rule, rule.calibrator.method):
-            stale.append(f"threshold {used.threshold!r} ({used.rule}, {used.calibration.method}), this evaluation's "
-                         f"{rule.threshold!r} ({rule.rule}, {rule.calibrator.method})")
-        if model_digest is not None and record.model_digest != model_digest:
-            stale.append(f"scored by model {record.model_digest[:12]}..., these predictions are model {model_digest[:12]}...'s")
+        stale = stale_reasons(record.operating_point, rule, predictions_sha256=predictions_sha256,
+                              made_by=record.model_digest, model_digest=model_digest, verb="scored")
         if stale:
             raise ExternalError(
                 f"external site {entry.name!r} ({str(index.parent / entry.metrics)!r}) must be evaluated at this "

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import PipelineInputError
-from pipeline.report.operating_point import DecisionRule
+from pipeline.report.operating_point import DecisionRule, stale_reasons
 from pipeline.schema.gallery import GalleryRecord
 
 
@@ -53,15 +53,8 @@ def read_gallery(
     """
     path = Path(path)
     record = GalleryRecord.read(path)
-    used = record.operating_point
-    stale = []
-    if used.predictions_sha256 != predictions_sha256:
-        stale.append(f"chosen on predictions {used.predictions_sha256[:12]}..., these are {predictions_sha256[:12]}...")
-    if (used.threshold, used.rule, used.calibration.method) != (rule.threshold, rule.rule, rule.calibrator.method):
-        stale.append(f"threshold {used.threshold!r} ({used.rule}, {used.calibration.method}), this evaluation's "
-                     f"{rule.threshold!r} ({rule.rule}, {rule.calibrator.method})")
-    if model_digest is not None and record.model_digest != model_digest:
-        stale.append(f"drawn by model {record.model_digest[:12]}..., these predictions are model {model_digest[:12]}...'s")
+    stale = stale_reasons(record.operating_point, rule, predictions_sha256=predictions_sha256,
+                          made_by=record.model_digest, model_digest=model_digest, verb="drawn")
     if stale:
         raise GalleryResultsError(
             f"the Grad-CAM gallery {str(path)!r} must be drawn at this evaluation's operating point; it was not: "

@@ -165,3 +165,24 @@ def rule_of_record(record: ThresholdRecord) -> DecisionRule:
         threshold=record.threshold, threshold_score=cut, rule=record.rule, calibrator=calibrator,
         n_patients=record.n_patients, n_positive=record.n_positive, aggregate=record.aggregate,
     )
+
+
+def stale_reasons(
+    used: ThresholdRecord, rule: DecisionRule, *, predictions_sha256: str, made_by: str, model_digest: str | None,
+    verb: str,
+) -> list[str]:
+    """How a stage's output made at the operating point ``used`` by model ``made_by`` differs from this evaluation.
+
+    Empty when it belongs beside it: chosen on the same predictions, the same threshold,
+    rule and recalibration as ``rule``, and by the model of ``model_digest`` (not checked
+    when ``None``). ``verb`` says what the model did to the output (``scored``, ``drawn``).
+    """
+    stale = []
+    if used.predictions_sha256 != predictions_sha256:
+        stale.append(f"chosen on predictions {used.predictions_sha256[:12]}..., these are {predictions_sha256[:12]}...")
+    if (used.threshold, used.rule, used.calibration.method) != (rule.threshold, rule.rule, rule.calibrator.method):
+        stale.append(f"threshold {used.threshold!r} ({used.rule}, {used.calibration.method}), this evaluation's "
+                     f"{rule.threshold!r} ({rule.rule}, {rule.calibrator.method})")
+    if model_digest is not None and made_by != model_digest:
+        stale.append(f"{verb} by model {made_by[:12]}..., these predictions are model {model_digest[:12]}...'s")
+    return stale
