@@ -56,7 +56,7 @@ STAGE_PACKAGES: dict[str, tuple[str, ...]] = {
     # them as evaluate does: the three lists together (torch only when a site is declared).
     "external": ("yaml", "numpy", "scipy", "sklearn", "matplotlib", "nibabel", "isal", "PIL", *_DICOM, "torch", "monai"),
     # Reads the test series as predict does (ingest's code, hence its readers) and maps them.
-    "localise": ("yaml", "numpy", "scipy", "matplotlib", "nibabel", "isal", "PIL", *_DICOM, "torch", "monai"),
+    "localise": ("yaml", "numpy", "scipy", "sklearn", "matplotlib", "nibabel", "isal", "PIL", *_DICOM, "torch", "monai"),
     # The same reading and maps, and evaluate's operating point (sklearn, scipy: its recalibration).
     "explain": ("yaml", "numpy", "scipy", "sklearn", "matplotlib", "nibabel", "isal", "PIL", *_DICOM, "torch", "monai"),
 }

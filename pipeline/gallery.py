@@ -22,26 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.calibration import probability_logit
 from pipeline.config import EvaluateConfig, ExplainConfig
 from pipeline.digests import sha256_file
 from pipeline.errors import PipelineInputError
 from pipeline.outputs import staged_folder, write_atomic
+from pipeline.rescoring import check_rescored
 from pipeline.report.operating_point import DecisionRule, operating_point, threshold_record
 from pipeline.report.predictions import PatientTable, read_predictions
 from pipeline.schema.gallery import GALLERY_FILE, GALLERY_GROUPS, GalleryCase, GalleryRecord
 from pipeline.schema.tables import PREDICTION_REQUIRED
 from pipeline.tables import read_rows
 
-#: A re-scored series may differ from its predictions.csv score by this much on the logit
-#: scale (float round-off between the train stage's batches and these); more means another
-#: model. The logit, not the probability: an overconfident model's scores of 1e-50 differ
-#: by less than any absolute tolerance whatever model made them.
-LOGIT_TOLERANCE = 1e-3
-
-
 class GalleryError(PipelineInputError):
-    """The gallery cannot be drawn from these files (a stale model, a series ingest did not list)."""
+    """The gallery cannot be drawn from these files (a series ingest did not list); a stale model is :class:`StaleScoresError`."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +143,7 @@ def build_gallery(
                 unread.append(result.reason)
                 records.append(GalleryCase(**record, slice_index=None, flat=False, image="", reason=result.reason))
                 continue
-            _check_score(result.score, recorded, row, model, predictions)
+            check_rescored(result.score, recorded, row["series_key"], model, predictions)
             records.append(_draw(temp, record, result.image, result.saliency))
         gallery = GalleryRecord(
             split="test", layer=layer, layer_cells=tuple(cells), per_group=explain.cases_per_group,
@@ -174,15 +167,6 @@ def _top_series(rows: list[dict[str, str]]) -> dict[str, dict[str, str]]:
         if held is None or float(row["score"]) > float(held["score"]):
             best[row["patient_id"]] = row
     return best
-
-
-def _check_score(score: float, recorded: float, row: dict[str, str], model: str | Path, predictions: str | Path) -> None:
-    if abs(float(probability_logit(score) - probability_logit(recorded))) > LOGIT_TOLERANCE:
-        raise GalleryError(
-            f"model {str(model)!r} must give series {row['series_key']!r} the score {str(predictions)!r} holds for it "
-            f"({recorded:.6g}); it gives {score:.6g}. The model file and the predictions come from different runs "
-            "(a stale output): run dvc repro."
-        )
 
 
 def _draw(folder: Path, record: dict, image: np.ndarray, saliency: np.ndarray) -> GalleryCase:

@@ -98,7 +98,12 @@ def test_repro_writes_the_reports(repo):
 @pytest.mark.e2e
 def test_localise_scores_the_true_positives_against_the_demo_lesions(repo):
     found = json.loads((repo / "reports" / "localisation.json").read_text())
-    threshold = json.loads((repo / "reports" / "threshold.json").read_text())["threshold_score"]
+    chosen = json.loads((repo / "reports" / "threshold.json").read_text())
+    for key in ("threshold", "rule", "predictions_sha256", "model_digest"):  # the operating point evaluate chose
+        assert found["operating_point"][key] == chosen[key], key
+    html = (repo / "reports" / "report.html").read_text()
+    assert "Does the map point at the lesion?" in html  # the check is in the report
+    threshold = chosen["threshold_score"]
     if threshold is None:  # a 2-epoch model that ranks val backwards (it did on one CPU): no true positives known
         assert found["cases"] == found["true_positives"] == 0 and found["threshold_score"] is None
         assert "has no cut on the model's score scale" in found["note"]
@@ -107,6 +112,8 @@ def test_localise_scores_the_true_positives_against_the_demo_lesions(repo):
         positives = [r for r in csv.DictReader(handle)
                      if r["split"] == "test" and r["label"] == "1" and float(r["score"]) >= threshold]
     assert found["split"] == "test" and found["threshold_score"] == threshold
+    if found["cases"]:
+        assert f"{found['peak_in_lesion']:.0%}</b> of {found['cases']} true-positive test cases" in html
     assert found["true_positives"] == len(positives)
     assert found["cases"] == len(positives)  # every demo positive has its lesion in lesions.csv
     assert found["layer"] == "layer1" and found["layer_cells"] == [6, 6, 3]  # the finest stage of a 24x24x12 input

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import EvaluateConfig, ExplainConfig, load_params
-from pipeline.gallery import GalleryError, build_gallery, rank_groups
+from pipeline.gallery import build_gallery, rank_groups
+from pipeline.rescoring import StaleScoresError
 from pipeline.report import read_predictions
 from pipeline.report.gallery import GalleryResultsError, read_gallery
 from pipeline.report.operating_point import operating_point
@@ -127,7 +128,7 @@ def test_a_model_that_did_not_write_these_predictions_is_refused(runs, tmp_path)
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with pytest.raises(GalleryError, match=r"must give series .* the score .* different runs \(a stale output\)"):
+    with pytest.raises(StaleScoresError, match=r"must give series .* the score .* different runs \(a stale output\)"):
         build_gallery(run.model, stale, run.index_csv, tmp_path / "gallery", evaluate=EvaluateConfig.from_params(PARAMS),
                       explain=ExplainConfig.from_params(PARAMS))
     assert not (tmp_path / "gallery").exists()

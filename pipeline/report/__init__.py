@@ -15,6 +15,7 @@ from pipeline.report.crossval import CrossValidationError, CrossValidationResult
 from pipeline.report.evaluation import Evaluation, EvaluationError, compare_tables, evaluate_table
 from pipeline.report.external import ExternalError, ExternalResults, read_external
 from pipeline.report.gallery import GalleryResults, GalleryResultsError, read_gallery
+from pipeline.report.localisation import LocalisationResultsError, read_localisation
 from pipeline.report.methods import ledger_counts
 from pipeline.report.operating_point import DecisionRule, OperatingPointError, operating_point
 from pipeline.report.predictions import PatientTable, PredictionsError, read_predictions, subgroup_columns
@@ -36,6 +37,7 @@ __all__ = [
     "ExternalResults",
     "GalleryResults",
     "GalleryResultsError",
+    "LocalisationResultsError",
     "ProvenanceError",
     "collect_provenance",
     "compare_tables",
@@ -62,6 +64,7 @@ def run_evaluation(
     external: str | Path | None = None,
     cv: str | Path | None = None,
     gallery: str | Path | None = None,
+    localisation: str | Path | None = None,
 ) -> Evaluation:
     """Read predictions, compute every metric, and write all outputs to the paths of ``outputs``.
 
@@ -82,13 +85,15 @@ def run_evaluation(
             figure beside it).
         gallery: the explain stage's ``gallery.json``: its Grad-CAM overlays go in the
             report, after checking they were chosen at this evaluation's operating point.
+        localisation: the localise stage's ``localisation.json``: its check of the
+            Grad-CAM peaks goes in the report, after the same check.
 
     Returns:
         The :class:`Evaluation` that was written.
 
     Raises:
         PredictionsError, EvaluationError, ProvenanceError, ExternalError, ArtifactError,
-            CrossValidationError, GalleryResultsError: bad inputs, with the rule broken and the fix in the message.
+            CrossValidationError, GalleryResultsError, LocalisationResultsError: bad inputs, with the rule broken and the fix in the message.
     """
     table = read_predictions(predictions, aggregate=config.aggregate)
     other = read_predictions(compare, aggregate=config.aggregate) if compare is not None else None
@@ -107,5 +112,9 @@ def run_evaluation(
         external, evaluation.operating_point, predictions_sha256=provenance.predictions_sha256, model_digest=model_digest)
     overlays = None if gallery is None else read_gallery(
         gallery, evaluation.operating_point, predictions_sha256=provenance.predictions_sha256, model_digest=model_digest)
-    write_outputs(evaluation, provenance, outputs, ledger=counts, external=sites, cv=folds, gallery=overlays)
+    peaks = None if localisation is None else read_localisation(
+        localisation, evaluation.operating_point, predictions_sha256=provenance.predictions_sha256,
+        model_digest=model_digest)
+    write_outputs(evaluation, provenance, outputs, ledger=counts, external=sites, cv=folds, gallery=overlays,
+                  localisation=peaks)
     return evaluation

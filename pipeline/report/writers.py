@@ -27,6 +27,7 @@ from pipeline.report.methods import methods_markdown
 from pipeline.report.operating_point import threshold_record
 from pipeline.report.provenance import EvaluationProvenance
 from pipeline.schema import EvaluateOutputs
+from pipeline.schema.localisation import LocalisationRecord
 
 _DIGITS = 6
 
@@ -119,6 +120,7 @@ def write_outputs(
     external: ExternalResults | None = None,
     cv: CrossValidationResults | None = None,
     gallery: GalleryResults | None = None,
+    localisation: LocalisationRecord | None = None,
 ) -> list[Path]:
     """Write every output of the evaluate stage to the paths of ``outputs``.
 
@@ -126,7 +128,7 @@ def write_outputs(
     the three PNGs, ``report`` (self-contained: figures embedded as base64) and
     ``methods`` (the generated methods section) and ``threshold_file`` (the operating
     point, for predict); ``external``, when given, adds the report's external-validation
-    section, and ``gallery`` the Grad-CAM overlays. Each file is written aside and renamed
+    section, ``gallery`` the Grad-CAM overlays and ``localisation`` the check of their peaks. Each file is written aside and renamed
     into place, so a killed run leaves every file whole (old or new), never truncated.
 
     Returns:
@@ -147,7 +149,8 @@ def write_outputs(
                       (outputs.pr_png, figures["pr"])):
         write_atomic(path, png)
         written.append(path)
-    write_atomic(outputs.report, render_html(evaluation, provenance, figures, ledger, external, cv, gallery))
+    write_atomic(outputs.report, render_html(evaluation, provenance, figures, ledger, external, cv, gallery,
+                                                   localisation))
     written.append(outputs.report)
     write_atomic(outputs.methods, methods_markdown(evaluation, provenance, ledger))
     written.append(outputs.methods)

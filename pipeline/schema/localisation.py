@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from pipeline.schema.json_records import JsonFile
+from pipeline.schema.threshold import ThresholdRecord
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,15 @@ class LocalisationRecord(JsonFile):
         chance: mean share of each case's body voxels within the same reach: what a
             peak dropped at random in the body would score; ``None`` when ``cases`` is 0.
         margin_mm: the reach beyond the lesion's edge, mm.
-        threshold_score: the validation-chosen cut that made a case a true positive.
+        threshold_score: the validation-chosen cut that made a case a true positive;
+            ``None`` when there is none on the score scale (``operating_point`` says why).
         true_positives: true-positive test series, with or without ground truth.
         flat_maps: of ``cases``, those whose map was flat (no positive Grad-CAM evidence
             anywhere at ``layer``): counted as misses.
+        operating_point: the rule applied, chosen on the validation split by the function
+            evaluate uses, as ``threshold.json`` records it; the report refuses a check
+            made at another operating point or from other predictions.
+        model_digest: the sealed digest of the model file whose maps these are.
         note: why ``cases`` is 0 (no ground truth, a 2D model...), or how many true positives
             could not be read and why; "" otherwise.
     """
@@ -47,4 +53,6 @@ class LocalisationRecord(JsonFile):
     threshold_score: float | None
     true_positives: int
     flat_maps: int
+    operating_point: ThresholdRecord
+    model_digest: str
     note: str

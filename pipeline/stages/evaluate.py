@@ -6,7 +6,7 @@ Usage: the ``cmd`` of the evaluate stage in ``dvc.yaml``, which names every outp
     python -m pipeline.stages.evaluate PREDICTIONS --metrics PATH --roc PATH --roc-plots DIR ... \
         [--train-summary JSON] [--params YAML] [--lock dvc.lock] [--ledger CSV] [--compare OTHER_PREDICTIONS] \
         [--external reports/external/index.json] [--cv reports/cv/cv.json]
-        [--gallery reports/gallery/gallery.json]
+        [--gallery reports/gallery/gallery.json] [--localisation reports/localisation.json]
 
 Reads ``base.seed`` and ``evaluate.*`` from params. Bad input stops the stage with one
 message naming the rule and the fix (exit status 2), never a traceback.
@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the crossval stage's cv.json: metrics.json's cv block and the report's section")
     parser.add_argument("--gallery", type=Path, default=None,
                         help="the explain stage's gallery.json: its Grad-CAM overlays in the report")
+    parser.add_argument("--localisation", type=Path, default=None,
+                        help="the localise stage's localisation.json: its check of the Grad-CAM peaks in the report")
     return parser.parse_args(argv)
 
 
@@ -69,7 +71,7 @@ def evaluate(args: argparse.Namespace) -> str:
         outputs.paths(),
         {"predictions": args.predictions, "train_summary": args.train_summary, "params": args.params,
          "lock": args.lock, "compare": args.compare, "ledger": args.ledger, "external": args.external,
-         "cv": args.cv, "gallery": args.gallery},
+         "cv": args.cv, "gallery": args.gallery, "localisation": args.localisation},
         stage="evaluate",
     )
     params = load_params(args.params)
@@ -87,6 +89,7 @@ def evaluate(args: argparse.Namespace) -> str:
         external=args.external,
         cv=args.cv,
         gallery=args.gallery,
+        localisation=args.localisation,
     )
     test = evaluation.metrics.test
     lo, hi = test.auc_ci95

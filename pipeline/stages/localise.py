@@ -2,12 +2,15 @@
 
 Usage: the ``cmd`` of the localise stage in ``dvc.yaml``::
 
-    python -m pipeline.stages.localise MODEL PREDICTIONS INDEX LESIONS --threshold-file THRESHOLD
+    python -m pipeline.stages.localise MODEL PREDICTIONS INDEX LESIONS
         --out reports/localisation.json [--params params.yaml] [--layer auto]
 
 The true positives are the test series of PREDICTIONS with label 1 and a score at or
-above the validation-chosen cut of THRESHOLD (evaluate's ``threshold.json``, checked
-against MODEL). Each is read from ingest's INDEX as ``predict`` reads it, and its
+above the cut chosen on its validation patients by the function evaluate uses
+(:func:`pipeline.report.operating_point.operating_point`, with the ``evaluate`` params),
+so the stage runs before evaluate and the report shows its result. Each is read from
+ingest's INDEX as ``predict`` reads it, scored again by MODEL (which must give the
+score PREDICTIONS holds: :mod:`pipeline.rescoring`), and its
 Grad-CAM map (:mod:`pipeline.explain`; ``auto``: the deepest stage with at least 8 cells
 along each in-plane axis) is compared with its lesion in LESIONS (patient space, mm;
 the demo writes it) by :mod:`pipeline.localisation`. LESIONS is keyed by the patient id
@@ -30,11 +33,14 @@ from pipeline.environment import require
 require("localise")
 
 from pipeline.cli import run_stage  # noqa: E402
-from pipeline.config import IngestConfig, load_params  # noqa: E402
+from pipeline.config import EvaluateConfig, IngestConfig, load_params  # noqa: E402
+from pipeline.digests import sha256_file  # noqa: E402
 from pipeline.io.index import patient_key  # noqa: E402
 from pipeline.localisation import MARGIN_MM, read_lesion_truth, score_case, summarise  # noqa: E402
 from pipeline.outputs import refuse_overlap, write_atomic  # noqa: E402
-from pipeline.schema import ThresholdRecord  # noqa: E402
+from pipeline.report.operating_point import operating_point, threshold_record  # noqa: E402
+from pipeline.report.predictions import read_predictions  # noqa: E402
+from pipeline.rescoring import check_rescored  # noqa: E402
 from pipeline.schema.localisation import LocalisationRecord  # noqa: E402
 from pipeline.schema.tables import PREDICTION_REQUIRED  # noqa: E402
 from pipeline.tables import read_rows  # noqa: E402
@@ -46,7 +52,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("predictions", type=Path, help="that model's predictions.csv")
     parser.add_argument("index", type=Path, help="ingest's index.csv (the volumes it lists are read)")
     parser.add_argument("lesions", type=Path, help="lesion centres and semi-axes, LPS mm (the demo's lesions.csv)")
-    parser.add_argument("--threshold-file", type=Path, required=True, help="evaluate's threshold.json")
     parser.add_argument("--out", type=Path, required=True, help="localisation.json to write")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     parser.add_argument("--layer", default="auto", help="ResNet stage of the map: auto or layer1..layer4")
@@ -64,17 +69,21 @@ def localise(args: argparse.Namespace) -> str:
     from pipeline.predict_inputs import Case
 
     inputs = {"model": args.model, "predictions": args.predictions, "index": args.index, "lesions": args.lesions,
-              "threshold_file": args.threshold_file, "params": args.params}
+              "params": args.params}
     refuse_overlap({"out": args.out}, inputs, stage="localise")
-    key = IngestConfig.from_params(load_params(args.params)).pseudonym_key
-    recorded = ThresholdRecord.read(args.threshold_file)
+    params = load_params(args.params)
+    key = IngestConfig.from_params(params).pseudonym_key
+    evaluate = EvaluateConfig.from_params(params)
+    rule = operating_point(read_predictions(args.predictions, aggregate=evaluate.aggregate), evaluate)
+    classifier = load_classifier(args.model, device="cpu")
+    chosen = threshold_record(rule, model_digest=classifier.meta["digest"],
+                              predictions_sha256=sha256_file(args.predictions))
     # No cut on the model's own scores (a recalibration map that is not monotone: a model
     # ranking val backwards): which test cases are true positives cannot be told here. A
     # recorded reason, not a failed repro.
-    no_cut = "" if recorded.threshold_score is not None else (
-        f"the validation-chosen operating point has no cut on the model's score scale ({recorded.threshold_score_reason})")
-    classifier = load_classifier(args.model, threshold_file=None if no_cut else args.threshold_file, device="cpu")
-    cut = classifier.threshold
+    cut = rule.threshold_score
+    no_cut = "" if cut is not None else (
+        f"the validation-chosen operating point has no cut on the model's score scale ({chosen.threshold_score_reason})")
     predictions = read_rows(args.predictions, required=PREDICTION_REQUIRED)
     positives = [row for row in predictions if row["split"] == "test" and row["label"] == "1"
                  and cut is not None and float(row["score"]) >= cut]
@@ -93,6 +102,9 @@ def localise(args: argparse.Namespace) -> str:
                       modality=volumes[row["series_key"]].get("modality", ""),
                       shape=volumes[row["series_key"]].get("shape", "")) for row in known]
         results = classifier.score_cases(cases, saliency=True, layer=layer, progress=False)
+        for row, result in zip(known, results):
+            if result.score is not None:
+                check_rescored(result.score, float(row["score"]), row["series_key"], args.model, args.predictions)
         outcomes = [score_case(r.image, r.saliency, r.affine, truth[r.key]) for r in results if r.saliency is not None]
         unread = [r for r in results if r.saliency is None]
         if no_cut:
@@ -105,8 +117,9 @@ def localise(args: argparse.Namespace) -> str:
             note = f"no lesion position in {str(args.lesions)!r} for the true-positive test patients"
     n, on_lesion, chance = summarise(outcomes)
     record = LocalisationRecord(split="test", cases=n, layer=layer, layer_cells=tuple(cells), peak_in_lesion=on_lesion,
-                                chance=chance, margin_mm=MARGIN_MM, threshold_score=cut,
-                                true_positives=len(positives), flat_maps=sum(o.flat for o in outcomes), note=note)
+                                chance=chance, margin_mm=MARGIN_MM, threshold_score=chosen.threshold_score,
+                                true_positives=len(positives), flat_maps=sum(o.flat for o in outcomes),
+                                operating_point=chosen, model_digest=classifier.meta["digest"], note=note)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out, json.dumps(record.to_json(), indent=2) + "\n")
     if not n:

@@ -33,7 +33,7 @@ def _stage_args(stage: str, tmp_path: Path) -> list[str]:
         "evaluate": [str(tmp_path / "predictions.csv"), *output_args(out)],
         "external": [str(tmp_path / "best.ckpt"), str(tmp_path / "predictions.csv"), str(out)],
         "localise": [str(tmp_path / "best.ckpt"), str(tmp_path / "predictions.csv"), str(tmp_path / "index.csv"),
-                     str(tmp_path / "lesions.csv"), "--threshold-file", str(tmp_path / "t.json"), "--out", str(out)],
+                     str(tmp_path / "lesions.csv"), "--out", str(out)],
         "train_fold": ["0", str(tmp_path / "cache"), str(tmp_path / "split.csv"), str(out), str(tmp_path / "r")],
         "crossval": [str(tmp_path / "folds"), str(out)],
         "explain": [str(tmp_path / "best.ckpt"), str(tmp_path / "predictions.csv"), str(tmp_path / "index.csv"), str(out)],

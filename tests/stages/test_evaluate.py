@@ -132,6 +132,25 @@ def _empty_gallery(path: Path, predictions: Path, params: Path) -> None:
     path.write_text(json.dumps(record.to_json()))
 
 
+def _no_lesion_check(path: Path, predictions: Path, params: Path) -> None:
+    """A localisation.json as the localise stage writes it for these predictions on a cohort without lesion truth."""
+    from pipeline.config import EvaluateConfig, load_params
+    from pipeline.digests import sha256_file
+    from pipeline.report import operating_point, read_predictions
+    from pipeline.report.operating_point import threshold_record
+    from pipeline.schema.localisation import LocalisationRecord
+
+    config = EvaluateConfig.from_params(load_params(params))
+    rule = operating_point(read_predictions(predictions, aggregate=config.aggregate), config)
+    chosen = threshold_record(rule, model_digest=TRAIN_SUMMARY["model_digest"], predictions_sha256=sha256_file(predictions))
+    record = LocalisationRecord(
+        split="test", cases=0, layer="layer2", layer_cells=(8, 8, 4), peak_in_lesion=None, chance=None, margin_mm=10.0,
+        threshold_score=chosen.threshold_score, true_positives=3, flat_maps=0, operating_point=chosen,
+        model_digest=TRAIN_SUMMARY["model_digest"], note="no lesion position for the true-positive test patients",
+    )
+    path.write_text(json.dumps(record.to_json()))
+
+
 def test_dvc_yaml_declares_exactly_what_its_command_writes(tmp_path, monkeypatch, capsys):
     """The cmd of dvc.yaml, run as written: each output option is one declared out, every
     file lands inside one, and the top-level plots find the fields they draw."""
@@ -144,6 +163,7 @@ def test_dvc_yaml_declares_exactly_what_its_command_writes(tmp_path, monkeypatch
     assert str(args.external.parent) in stage["deps"]  # the external stage's folder, index.json and sites
     assert str(args.cv.parent) in stage["deps"]  # the crossval stage's folder: cv.json and its figure
     assert str(args.gallery.parent) in stage["deps"]  # the explain stage's folder: gallery.json and its overlays
+    assert str(args.localisation) in stage["deps"]
 
     monkeypatch.chdir(tmp_path)
     Path(args.predictions).parent.mkdir(parents=True)
@@ -158,8 +178,9 @@ def test_dvc_yaml_declares_exactly_what_its_command_writes(tmp_path, monkeypatch
     args.cv.write_text(json.dumps({"k": 0}))
     (args.cv.parent / "roc.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     _empty_gallery(args.gallery, Path(args.predictions), Path(args.params))
+    _no_lesion_check(args.localisation, Path(args.predictions), Path(args.params))
     inputs = {Path(p) for p in (args.predictions, args.params, args.ledger, args.train_summary, args.external,
-                                args.cv, args.cv.parent / "roc.png", args.gallery)}
+                                args.cv, args.cv.parent / "roc.png", args.gallery, args.localisation)}
     assert main(argv[3:]) == 0
     assert f"Report: {args.report}" in capsys.readouterr().out
     written = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()} - inputs

@@ -13,12 +13,14 @@ from pipeline.report.html.comparisons import model_comparison, reader_table
 from pipeline.report.html.crossval import cv_section
 from pipeline.report.html.external import external_section
 from pipeline.report.html.gallery import gallery_section
+from pipeline.report.html.localisation import localisation_section
 from pipeline.report.html.markup import esc
 from pipeline.report.html.methods import DEFINITIONS, methods_section
 from pipeline.report.html.provenance import provenance_section, weights_banners
 from pipeline.report.html.results import cohort, figure_grid, main_result, metrics_table, subgroup_tables
 from pipeline.report.html.style import CSS
 from pipeline.report.provenance import EvaluationProvenance
+from pipeline.schema.localisation import LocalisationRecord
 
 
 def _subtitle(p: EvaluationProvenance) -> str:
@@ -39,6 +41,7 @@ def render_html(
     external: ExternalResults | None = None,
     cv: CrossValidationResults | None = None,
     gallery: GalleryResults | None = None,
+    localisation: LocalisationRecord | None = None,
 ) -> str:
     """The full report page.
 
@@ -51,6 +54,8 @@ def render_html(
             section of their own (``None``: not given, no section).
         cv: the crossval stage's results, in a section of their own (``None``: not given).
         gallery: the explain stage's Grad-CAM overlays, after the figures (``None``: not given).
+        localisation: the localise stage's check of the Grad-CAM peaks, after the gallery
+            (``None``: not given).
 
     Returns:
         HTML5 text, UTF-8, with no external resources.
@@ -69,6 +74,7 @@ def render_html(
         "<h2>Figures</h2>",
         figure_grid(figures),
         "" if gallery is None else gallery_section(gallery),
+        "" if localisation is None else localisation_section(localisation),
         "<h2>Metrics with 95% confidence intervals</h2>",
         metrics_table(ev),
         "<h2>Subgroups</h2>",
