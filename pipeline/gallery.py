@@ -33,8 +33,13 @@ from pipeline.schema.gallery import GALLERY_FILE, GALLERY_GROUPS, GalleryCase, G
 from pipeline.schema.tables import PREDICTION_REQUIRED
 from pipeline.tables import read_rows
 
+
 class GalleryError(PipelineInputError):
-    """The gallery cannot be drawn from these files (a series ingest did not list); a stale model is :class:`StaleScoresError`."""
+    """The gallery cannot be drawn from these files (a series ingest did not list).
+
+    A model file whose scores are not those of the predictions raises
+    :class:`pipeline.rescoring.StaleScoresError` instead.
+    """
 
 
 @dataclass(frozen=True)
