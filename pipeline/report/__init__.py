@@ -93,7 +93,8 @@ def run_evaluation(
 
     Raises:
         PredictionsError, EvaluationError, ProvenanceError, ExternalError, ArtifactError,
-            CrossValidationError, GalleryResultsError, LocalisationResultsError: bad inputs, with the rule broken and the fix in the message.
+            CrossValidationError, GalleryResultsError, LocalisationResultsError: bad inputs, with the
+            rule broken and the fix in the message.
     """
     table = read_predictions(predictions, aggregate=config.aggregate)
     other = read_predictions(compare, aggregate=config.aggregate) if compare is not None else None

@@ -112,21 +112,26 @@ def _declared(stage: dict) -> set[str]:
     return {next(iter(e)) if isinstance(e, dict) else e for key in ("outs", "metrics", "plots") for e in stage.get(key) or []}
 
 
-def _empty_gallery(path: Path, predictions: Path, params: Path) -> None:
-    """A gallery.json as the explain stage writes it for these predictions, with no case drawn."""
+def _chosen(predictions: Path, params: Path):  # noqa: ANN202 - a ThresholdRecord
+    """The operating point the explain and localise stages record for these predictions (evaluate's choice)."""
     from pipeline.config import EvaluateConfig, load_params
     from pipeline.digests import sha256_file
     from pipeline.report import operating_point, read_predictions
     from pipeline.report.operating_point import threshold_record
-    from pipeline.schema.gallery import GalleryRecord
 
     config = EvaluateConfig.from_params(load_params(params))
     rule = operating_point(read_predictions(predictions, aggregate=config.aggregate), config)
+    return threshold_record(rule, model_digest=TRAIN_SUMMARY["model_digest"], predictions_sha256=sha256_file(predictions))
+
+
+def _empty_gallery(path: Path, predictions: Path, params: Path) -> None:
+    """A gallery.json as the explain stage writes it for these predictions, with no case drawn."""
+    from pipeline.schema.gallery import GalleryRecord
+
     record = GalleryRecord(
         split="test", layer="layer4", layer_cells=(1, 1, 1), per_group=3, true_positives=0, false_positives=0,
         false_negatives=0, model_digest=TRAIN_SUMMARY["model_digest"], cases=(), note="",
-        operating_point=threshold_record(rule, model_digest=TRAIN_SUMMARY["model_digest"],
-                                         predictions_sha256=sha256_file(predictions)),
+        operating_point=_chosen(predictions, params),
     )
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(record.to_json()))
@@ -134,15 +139,9 @@ def _empty_gallery(path: Path, predictions: Path, params: Path) -> None:
 
 def _no_lesion_check(path: Path, predictions: Path, params: Path) -> None:
     """A localisation.json as the localise stage writes it for these predictions on a cohort without lesion truth."""
-    from pipeline.config import EvaluateConfig, load_params
-    from pipeline.digests import sha256_file
-    from pipeline.report import operating_point, read_predictions
-    from pipeline.report.operating_point import threshold_record
     from pipeline.schema.localisation import LocalisationRecord
 
-    config = EvaluateConfig.from_params(load_params(params))
-    rule = operating_point(read_predictions(predictions, aggregate=config.aggregate), config)
-    chosen = threshold_record(rule, model_digest=TRAIN_SUMMARY["model_digest"], predictions_sha256=sha256_file(predictions))
+    chosen = _chosen(predictions, params)
     record = LocalisationRecord(
         split="test", cases=0, layer="layer2", layer_cells=(8, 8, 4), peak_in_lesion=None, chance=None, margin_mm=10.0,
         threshold_score=chosen.threshold_score, true_positives=3, flat_maps=0, operating_point=chosen,
